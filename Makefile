@@ -1,0 +1,55 @@
+# edgelambda: every entry point a developer or CI needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BASE_IMAGE := edgelambda/runtime-python:local
+export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
+
+.PHONY: help install engine base-images run up down test check lint types unit clean
+
+help:
+	@echo "make run          run the gateway on :8000 with the local runtime base"
+	@echo "make up / down    the compose stack (not built yet: see README)"
+	@echo "make test         ensure the engine and base image, run every test"
+	@echo "make check        ruff, mypy --strict, pytest"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+engine:
+	@bash scripts/ensure-engine.sh
+
+base-images: engine
+	@bash scripts/build-base-image.sh >/dev/null
+
+run: install base-images
+	$(BIN)/edgelambda serve
+
+up down:
+	@echo "The compose stack arrives with the 'box' work; use 'make run' for now." >&2
+	@exit 1
+
+lint: install
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+
+types: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not docker"
+
+test: install base-images
+	@start=$$SECONDS; $(BIN)/pytest; rc=$$?; \
+	  echo "make test: pytest took $$((SECONDS - start))s"; exit $$rc
+
+check: lint types test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from edgelambda.cli import main
+
+sys.exit(main())

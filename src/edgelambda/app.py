@@ -1,0 +1,214 @@
+"""Wiring: the gateway's HTTP application, its error middleware and its lifecycle."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from edgelambda import auth, events
+from edgelambda.config import Settings
+from edgelambda.containers import ContainerBackend
+from edgelambda.errors import (
+    EdgeLambdaError,
+    FunctionError,
+    FunctionTimeout,
+    PayloadTooLarge,
+)
+from edgelambda.pool import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult, Pool
+from edgelambda.routing import AuthMode, Route, RoutingTable
+from edgelambda.runtime_api import create_runtime_app
+
+log = structlog.get_logger(__name__)
+
+MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload limit
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Gateway:
+    """Owns what the HTTP front needs: the routing table, the pool and the Runtime API
+    server. ``start()`` and ``close()`` run in the application's cleanup context."""
+
+    def __init__(self, settings: Settings, table: RoutingTable, backend: ContainerBackend) -> None:
+        self.settings = settings
+        self.table = table
+        self._backend = backend
+        self._pool: Pool | None = None
+        self._runtime_runner: web.AppRunner | None = None
+        self.runtime_api = ""
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise RuntimeError("the gateway has not been started")
+        return self._pool
+
+    async def start(self) -> None:
+        settings = self.settings
+        network_gateway = await self._backend.network_gateway(settings.docker_network)
+        host = settings.runtime_api_host or network_gateway
+        sock = _listening_socket(host, settings.runtime_api_port)
+        self.runtime_api = f"{host}:{sock.getsockname()[1]}"
+        self._pool = Pool(
+            functions=self.table.functions,
+            backend=self._backend,
+            settings=settings,
+            runtime_api=self.runtime_api,
+        )
+        await self._pool.start()
+        # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
+        # is ever handed to a poller that is gone.
+        runner = web.AppRunner(
+            create_runtime_app(self._pool, region=settings.region),
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=1.0,
+        )
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        self._runtime_runner = runner
+        log.info("runtime api listening", address=self.runtime_api)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+        if self._runtime_runner is not None:
+            await self._runtime_runner.cleanup()
+
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def create_app(settings: Settings, table: RoutingTable, backend: ContainerBackend) -> web.Application:
+    """The gateway application: routed functions, ``/health``, and the lifecycle."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=MAX_REQUEST_BODY_BYTES
+    )
+    app[GATEWAY_KEY] = Gateway(settings, table, backend)
+    app.cleanup_ctx.append(_gateway_lifecycle)
+    app.router.add_get("/health", health)
+    app.router.add_route("*", "/{tail:.*}", routed)
+    return app
+
+
+async def _gateway_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY_KEY]
+    try:
+        await gateway.start()
+        yield
+    finally:
+        await gateway.close()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"runtime api cannot listen on {host}:{port}: {exc}") from exc
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place errors become HTTP responses: ``{"message": ...}`` with the status."""
+    request_id = str(uuid.uuid4())
+    request[REQUEST_ID_KEY] = request_id
+    try:
+        response = await handler(request)
+    except EdgeLambdaError as exc:
+        log.info("request failed", path=request.path, status=exc.status, error=str(exc))
+        response = _error_response(exc.status, exc.public_message, exc.headers)
+    except web.HTTPException as exc:  # raised by aiohttp itself, e.g. while reading a body
+        response = _error_response(exc.status, exc.reason)
+    except Exception:
+        log.exception("unhandled error", path=request.path, request_id=request_id)
+        response = _error_response(500, "Internal server error")
+    response.headers["x-amzn-RequestId"] = request_id
+    return response
+
+
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"message": message}, status=status, headers=headers)
+
+
+async def health(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    return web.json_response(
+        {"status": "healthy", "functions": len(gateway.table.functions)}
+    )
+
+
+async def routed(request: web.Request) -> web.StreamResponse:
+    """A request for a function: route, authorise, build the event, invoke, translate."""
+    gateway = request.app[GATEWAY_KEY]
+    match = gateway.table.match(request.method, request.path)
+    now_s = time.time()
+    claims = _claims(match.route, request, gateway.settings, now_s)
+    http_request = await _http_request(request)
+    event = events.build_event(
+        http_request,
+        match,
+        request_id=request[REQUEST_ID_KEY],
+        now_ms=int(now_s * 1000),
+        claims=claims,
+    )
+    invocation = Invocation(payload=json.dumps(event).encode())
+    result = await gateway.pool.invoke(match.route.function, invocation)
+    _raise_for_function_error(match.route.function, result)
+    response = events.parse_result(result.payload, match.route.payload)
+    return web.Response(
+        status=response.status, body=response.body, headers=CIMultiDict(response.headers)
+    )
+
+
+def _claims(
+    route: Route, request: web.Request, settings: Settings, now_s: float
+) -> dict[str, object] | None:
+    if route.auth is AuthMode.NONE:
+        return None
+    token = auth.bearer_token(request.headers.get("Authorization"))
+    return dict(auth.verify_token(token, secret=settings.jwt_secret, now_s=now_s))
+
+
+async def _http_request(request: web.Request) -> events.HttpRequest:
+    if (request.content_length or 0) > MAX_REQUEST_BODY_BYTES:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("body over the limit") from None
+    return events.HttpRequest(
+        method=request.method,
+        path=request.path,
+        raw_path=request.rel_url.raw_path,
+        raw_query=request.rel_url.raw_query_string,
+        headers=tuple(request.headers.items()),
+        body=body,
+        source_ip=request.remote or "",
+        host=request.host,
+        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+    )
+
+
+def _raise_for_function_error(function_name: str, result: InvocationResult) -> None:
+    if not result.is_error:
+        return
+    if result.error_type == TIMEOUT_ERROR_TYPE:
+        raise FunctionTimeout(f"{function_name}: {result.payload.decode('utf-8', 'replace')}")
+    raise FunctionError(
+        f"{function_name}: {result.payload.decode('utf-8', 'replace')}",
+        error_type=result.error_type or "Runtime.Unknown",
+    )

@@ -1,0 +1,185 @@
+"""Settings, read once from the environment into a typed, frozen value.
+
+The names kept from the original system (``IDLE_TIMEOUT_MINUTES``, ``DOCKER_NETWORK``, ...)
+are read as they are; everything else uses the ``EDGELAMBDA_`` prefix. A bad value raises
+:class:`ConfigError` naming the variable, and start-up stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TypeVar
+
+from edgelambda.errors import ConfigError
+
+DEFAULT_JWT_SECRET = "dev-secret-change-in-production"
+DEFAULT_API_KEY = "dev-api-key-change-in-production"
+
+# Runtime -> base image. AWS's public images by default; air-gapped boxes and the tests
+# point these at the locally built base (`make base-images`) with EDGELAMBDA_RUNTIME_IMAGES.
+DEFAULT_RUNTIME_IMAGES: Mapping[str, str] = MappingProxyType(
+    {
+        "python3.9": "public.ecr.aws/lambda/python:3.9",
+        "python3.10": "public.ecr.aws/lambda/python:3.10",
+        "python3.11": "public.ecr.aws/lambda/python:3.11",
+        "python3.12": "public.ecr.aws/lambda/python:3.12",
+        "python3.13": "public.ecr.aws/lambda/python:3.13",
+    }
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from its environment."""
+
+    host: str = "0.0.0.0"
+    port: int = 8000
+    routing_config_path: Path = Path("routing.yaml")
+    idle_timeout_s: float = 300.0
+    docker_network: str = "edgelambda_default"
+    api_key: str = DEFAULT_API_KEY
+    auth_user: str = "onpremise-user"
+    auth_pass: str = "onpremise-pass"
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_expires_s: int = 3000
+    auth_endpoint_path: str = "/user/auth/ver1.0"
+    is_production: bool = False
+    # Address the Runtime API binds to and that containers are told to call; None means
+    # the function network's gateway address (the gateway runs on the Docker host).
+    runtime_api_host: str | None = None
+    runtime_api_port: int = 9001
+    runtime_images: Mapping[str, str] = field(default_factory=lambda: DEFAULT_RUNTIME_IMAGES)
+    stack: str = "edgelambda"
+    region: str = "us-east-1"
+    shutdown_grace_s: float = 10.0
+    queue_size: int = 100  # invocations waiting per function before 429
+    init_timeout_s: float = 10.0  # Lambda's limit for the init phase
+    log_format: str = "console"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate every setting from ``env`` (normally ``os.environ``)."""
+        settings = cls(
+            host=env.get("EDGELAMBDA_HOST", cls.host),
+            port=_read(env, "EDGELAMBDA_PORT", cls.port, _port),
+            routing_config_path=Path(env.get("ROUTING_CONFIG_PATH", str(cls.routing_config_path))),
+            idle_timeout_s=_read(env, "IDLE_TIMEOUT_MINUTES", 5.0, _positive_float) * 60,
+            docker_network=_read(env, "DOCKER_NETWORK", cls.docker_network, _non_empty),
+            api_key=_read(env, "X_API_KEY", cls.api_key, _non_empty),
+            auth_user=_read(env, "AUTH_USER", cls.auth_user, _non_empty),
+            auth_pass=_read(env, "AUTH_PASS", cls.auth_pass, _non_empty),
+            jwt_secret=_read(env, "JWT_SECRET_KEY", cls.jwt_secret, _non_empty),
+            jwt_expires_s=_read(env, "JWT_EXPIRES_DELTA", cls.jwt_expires_s, _positive_int),
+            auth_endpoint_path=_read(env, "AUTH_ENDPOINT_PATH", cls.auth_endpoint_path, _url_path),
+            is_production=_read(env, "EDGELAMBDA_PRODUCTION", False, _bool),
+            runtime_api_host=env.get("EDGELAMBDA_RUNTIME_API_HOST") or None,
+            runtime_api_port=_read(env, "EDGELAMBDA_RUNTIME_API_PORT", 9001, _port),
+            runtime_images=_read(env, "EDGELAMBDA_RUNTIME_IMAGES", {}, _image_map),
+            stack=_read(env, "EDGELAMBDA_STACK", cls.stack, _label_value),
+            region=_read(env, "AWS_REGION", cls.region, _non_empty),
+            shutdown_grace_s=_read(env, "EDGELAMBDA_SHUTDOWN_GRACE_S", 10.0, _positive_float),
+            queue_size=_read(env, "EDGELAMBDA_QUEUE_SIZE", cls.queue_size, _positive_int),
+            init_timeout_s=_read(env, "EDGELAMBDA_INIT_TIMEOUT_S", 10.0, _positive_float),
+            log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
+        )
+        settings.check_production()
+        return settings
+
+    def __post_init__(self) -> None:
+        merged = {**DEFAULT_RUNTIME_IMAGES, **self.runtime_images}
+        object.__setattr__(self, "runtime_images", MappingProxyType(merged))
+
+    def check_production(self) -> None:
+        """Production mode refuses the development secrets."""
+        if not self.is_production:
+            return
+        if self.jwt_secret == DEFAULT_JWT_SECRET:
+            raise ConfigError("JWT_SECRET_KEY: the default secret is refused in production mode")
+        if self.api_key == DEFAULT_API_KEY:
+            raise ConfigError("X_API_KEY: the default API key is refused in production mode")
+
+    def base_image_for(self, runtime: str) -> str:
+        """The base image of a runtime name such as ``python3.12``."""
+        try:
+            return self.runtime_images[runtime]
+        except KeyError:
+            known = ", ".join(sorted(self.runtime_images))
+            raise ConfigError(f"runtime {runtime!r} has no base image (known: {known})") from None
+
+
+def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+
+def _non_empty(raw: str) -> str:
+    return raw
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number (0 picks a free one)")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _url_path(raw: str) -> str:
+    if not raw.startswith("/"):
+        raise ValueError("must start with /")
+    return raw
+
+
+def _label_value(raw: str) -> str:
+    if not raw.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValueError("only letters, digits, '-', '_' and '.' are allowed")
+    return raw
+
+
+def _log_format(raw: str) -> str:
+    if raw not in {"console", "json"}:
+        raise ValueError("must be console or json")
+    return raw
+
+
+def _image_map(raw: str) -> Mapping[str, str]:
+    """``python3.12=img:tag,python3.11=other`` -> {runtime: image}."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        runtime, sep, image = item.partition("=")
+        if not sep or not runtime.strip() or not image.strip():
+            raise ValueError(f"{item!r} is not runtime=image")
+        pairs[runtime.strip()] = image.strip()
+    return pairs

@@ -1,0 +1,126 @@
+"""What a function container is: its spec (pure), and the narrow backend Protocol that runs
+it. :mod:`edgelambda.docker_backend` is the real backend; unit tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from edgelambda.routing import FunctionSpec
+
+LABEL_FUNCTION = "edgelambda.function"
+LABEL_INSTANCE = "edgelambda.instance"
+LABEL_STACK = "edgelambda.stack"
+LABEL_IMAGE = "edgelambda.image"
+
+SANDBOX_USER = "993:990"  # the uid Lambda's sbx_user1051 has; never root
+TMP_SIZE_MB = 512  # Lambda's default ephemeral storage
+PIDS_LIMIT = 1024  # Lambda's process/thread limit
+MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "edgelambda",
+    "AWS_SECRET_ACCESS_KEY": "edgelambda",
+    "AWS_SESSION_TOKEN": "edgelambda",
+}
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one hardened function container."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    network: str
+    memory_mb: int
+    cpus: float
+    pids_limit: int = PIDS_LIMIT
+    user: str = SANDBOX_USER
+    tmp_size_mb: int = TMP_SIZE_MB
+
+
+@dataclass(frozen=True)
+class StartedContainer:
+    id: str
+    address: str  # IPv4 address on the function network; identifies Runtime API callers
+
+
+class ContainerBackend(Protocol):
+    """The container engine as the pool sees it."""
+
+    async def network_gateway(self, network: str) -> str:
+        """Ensure the bridge network exists; return its gateway address."""
+
+    async def function_image(self, function: FunctionSpec, base_image: str) -> str:
+        """Ensure the function's image exists (built from its code); return its tag."""
+
+    async def start(self, spec: ContainerSpec) -> StartedContainer:
+        """Create and start a container."""
+
+    async def remove(self, container_id: str) -> None:
+        """Kill and remove a container; a container already gone is not an error."""
+
+    async def remove_stack(self, stack: str) -> int:
+        """Remove every container labelled with ``stack``; return how many."""
+
+
+def container_spec(
+    function: FunctionSpec,
+    *,
+    image: str,
+    instance: str,
+    stack: str,
+    network: str,
+    runtime_api: str,
+    region: str,
+    host_cpus: int,
+) -> ContainerSpec:
+    """The spec of one sandbox of ``function``: Lambda's environment, labels and limits."""
+    return ContainerSpec(
+        name=f"{stack}-{function.name}-{instance[:12]}".lower(),
+        image=image,
+        command=(function.handler,) if function.handler else (),
+        env=function_env(function, instance=instance, runtime_api=runtime_api, region=region),
+        labels={
+            LABEL_FUNCTION: function.name,
+            LABEL_INSTANCE: instance,
+            LABEL_STACK: stack,
+            LABEL_IMAGE: image,
+        },
+        network=network,
+        memory_mb=function.memory_mb,
+        # At least one full CPU: Lambda's small fractions would make cold starts crawl here.
+        cpus=min(float(host_cpus), max(1.0, function.memory_mb / MB_PER_VCPU)),
+    )
+
+
+def function_env(
+    function: FunctionSpec, *, instance: str, runtime_api: str, region: str
+) -> dict[str, str]:
+    """The user's variables overlaid with Lambda's reserved ones (which always win)."""
+    reserved = {
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(max(1, round(function.timeout_s))),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": f"$LATEST/{instance}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "_HANDLER": function.handler,
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "TZ": ":UTC",
+    }
+    return {**DUMMY_CREDENTIALS, **function.environment, **reserved}
+
+
+ACCOUNT_ID = "123456789012"  # the account id every edgelambda ARN and event carries
+
+
+def function_arn(function_name: str, region: str) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}"

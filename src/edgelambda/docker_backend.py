@@ -1,0 +1,179 @@
+"""The Docker Engine backend: the only module that talks to aiodocker.
+
+Every engine error is wrapped into :class:`EngineUnavailable` here, where it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiodocker
+import aiohttp
+import structlog
+
+from edgelambda import images
+from edgelambda.containers import LABEL_FUNCTION, LABEL_STACK, ContainerSpec, StartedContainer
+from edgelambda.errors import EngineUnavailable
+from edgelambda.routing import FunctionSpec
+
+log = structlog.get_logger(__name__)
+
+NOT_FOUND = 404
+KILL_GRACE_S = 0  # sandboxes hold no state worth a graceful stop
+
+
+@asynccontextmanager
+async def engine_errors(action: str) -> AsyncIterator[None]:
+    """Turn aiodocker and connection errors into EngineUnavailable naming the action."""
+    try:
+        yield
+    except aiodocker.DockerError as exc:
+        raise EngineUnavailable(f"{action}: {exc.message} (status {exc.status})") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise EngineUnavailable(f"{action}: engine unreachable: {exc}") from exc
+
+
+class DockerBackend:
+    """:class:`edgelambda.containers.ContainerBackend` on the Docker Engine API."""
+
+    def __init__(self, docker: aiodocker.Docker) -> None:
+        self._docker = docker
+        self._image_builds: dict[str, asyncio.Task[str]] = {}
+
+    @classmethod
+    async def connect(cls) -> DockerBackend:
+        """Connect to the engine named by DOCKER_HOST (default: the local socket)."""
+        async with engine_errors("connect"):
+            docker = aiodocker.Docker()
+            try:
+                await docker.version()
+            except BaseException:
+                await docker.close()
+                raise
+        return cls(docker)
+
+    async def close(self) -> None:
+        for build in self._image_builds.values():
+            build.cancel()
+        await asyncio.gather(*self._image_builds.values(), return_exceptions=True)
+        await self._docker.close()
+
+    async def network_gateway(self, network: str) -> str:
+        async with engine_errors(f"network {network}"):
+            # Engine 1.41 lets two networks share a name, so look before creating.
+            found = await self._docker.networks.list(filters={"name": network})
+            exact = [n for n in found if n["Name"] == network]
+            if exact:
+                info = exact[0]
+            else:
+                created = await self._docker.networks.create(
+                    {"Name": network, "Driver": "bridge", "CheckDuplicate": True}
+                )
+                info = await created.show()
+                log.info("network created", network=network)
+        configs = info.get("IPAM", {}).get("Config") or []
+        gateways = [c["Gateway"] for c in configs if "." in c.get("Gateway", "")]
+        if not gateways:
+            raise EngineUnavailable(f"network {network} has no IPv4 gateway address")
+        return str(gateways[0])
+
+    async def function_image(self, function: FunctionSpec, base_image: str) -> str:
+        async with engine_errors(f"image for {function.name}"):
+            base = await self._docker.images.inspect(base_image)
+        digest = await asyncio.to_thread(images.code_digest, function.code_dir, base["Id"])
+        tag = images.image_tag(function.name, digest)
+        # Concurrent cold starts of one function share a single build.
+        build = self._image_builds.get(tag)
+        if build is None or build.cancelled():
+            build = asyncio.create_task(self._ensure_image(tag, function, base_image))
+            self._image_builds[tag] = build
+        try:
+            return await asyncio.shield(build)
+        except EngineUnavailable:
+            self._image_builds.pop(tag, None)
+            raise
+
+    async def _ensure_image(self, tag: str, function: FunctionSpec, base_image: str) -> str:
+        async with engine_errors(f"build {tag}"):
+            try:
+                await self._docker.images.inspect(tag)
+                return tag
+            except aiodocker.DockerError as exc:
+                if exc.status != NOT_FOUND:
+                    raise
+            context = await asyncio.to_thread(images.build_context, function.code_dir, base_image)
+            output = await self._docker.images.build(
+                fileobj=io.BytesIO(context),
+                encoding="application/x-tar",
+                tag=tag,
+                labels={LABEL_FUNCTION: function.name},
+                rm=True,
+                forcerm=True,
+            )
+        errors = [line["error"] for line in output if "error" in line]
+        if errors:
+            raise EngineUnavailable(f"build {tag}: {errors[-1].strip()}")
+        log.info("image built", function=function.name, image=tag)
+        return tag
+
+    async def start(self, spec: ContainerSpec) -> StartedContainer:
+        async with engine_errors(f"start {spec.name}"):
+            container = await self._docker.containers.create(_engine_config(spec), name=spec.name)
+            try:
+                await container.start()
+                info = await container.show()
+            except BaseException:
+                await self._remove_quietly(container.id)
+                raise
+        address = info["NetworkSettings"]["Networks"][spec.network]["IPAddress"]
+        return StartedContainer(id=container.id, address=address)
+
+    async def remove(self, container_id: str) -> None:
+        async with engine_errors(f"remove {container_id[:12]}"):
+            try:
+                await self._docker.containers.container(container_id).delete(force=True, v=True)
+            except aiodocker.DockerError as exc:
+                if exc.status != NOT_FOUND:
+                    raise
+
+    async def remove_stack(self, stack: str) -> int:
+        async with engine_errors(f"list containers of {stack}"):
+            found = await self._docker.containers.list(
+                all=True, filters=json.dumps({"label": [f"{LABEL_STACK}={stack}"]})
+            )
+        await asyncio.gather(*(self.remove(c.id) for c in found))
+        return len(found)
+
+    async def _remove_quietly(self, container_id: str) -> None:
+        try:
+            await self.remove(container_id)
+        except EngineUnavailable as exc:
+            log.warning("could not remove container", container=container_id[:12], error=str(exc))
+
+
+def _engine_config(spec: ContainerSpec) -> dict[str, Any]:
+    """Engine API ``containers/create`` body for a hardened sandbox."""
+    memory = spec.memory_mb * 1024 * 1024
+    return {
+        "Image": spec.image,
+        "Cmd": list(spec.command),
+        "Env": [f"{key}={value}" for key, value in spec.env.items()],
+        "Labels": dict(spec.labels),
+        "User": spec.user,
+        "HostConfig": {
+            "NetworkMode": spec.network,
+            "Memory": memory,
+            "MemorySwap": memory,  # no swap: an over-allocation is OOM-killed as on Lambda
+            "NanoCpus": int(spec.cpus * 1e9),
+            "PidsLimit": spec.pids_limit,
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "ReadonlyRootfs": True,
+            "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size_mb}m"},
+        },
+    }

@@ -1,0 +1,95 @@
+"""The one error hierarchy. Each error carries the HTTP status and the public message that the
+gateway's error middleware turns into a response; nothing else in the code builds error
+responses."""
+
+from __future__ import annotations
+
+
+class EdgeLambdaError(Exception):
+    """Base of every error edgelambda raises on purpose."""
+
+    status: int = 500
+    public_message: str = "Internal server error"
+
+    def __init__(self, detail: str | None = None, *, public_message: str | None = None) -> None:
+        super().__init__(detail or public_message or self.public_message)
+        if public_message is not None:
+            self.public_message = public_message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error needs (``Allow``, ``Retry-After``...)."""
+        return {}
+
+
+class ConfigError(EdgeLambdaError):
+    """A setting or the routing file is invalid; start-up stops with a message naming it."""
+
+
+class RoutingConfigError(ConfigError):
+    """routing.yaml is invalid; the message names the file, the line and the key."""
+
+    def __init__(self, source: str, line: int | None, key: str, problem: str) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {key}: {problem}")
+        self.source = source
+        self.line = line
+        self.key = key
+        self.problem = problem
+
+
+class RouteNotFound(EdgeLambdaError):
+    status = 404
+    public_message = "Not Found"
+
+
+class MethodNotAllowed(EdgeLambdaError):
+    status = 405
+    public_message = "Method Not Allowed"
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        super().__init__(f"allowed: {', '.join(sorted(allowed))}")
+        self.allowed = allowed
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(sorted(self.allowed))}
+
+
+class Unauthorized(EdgeLambdaError):
+    status = 401
+    public_message = "Unauthorized"
+
+
+class PayloadTooLarge(EdgeLambdaError):
+    status = 413
+    public_message = "Request Too Long"
+
+
+class TooManyRequests(EdgeLambdaError):
+    status = 429
+    public_message = "Too Many Requests"
+
+
+class FunctionError(EdgeLambdaError):
+    """The function failed: an unhandled exception, a crash, an init error or a malformed
+    result. API Gateway answers all of them with 502."""
+
+    status = 502
+    public_message = "Internal server error"
+
+    def __init__(self, detail: str, *, error_type: str = "Runtime.Unknown") -> None:
+        super().__init__(detail)
+        self.error_type = error_type
+
+
+class FunctionTimeout(EdgeLambdaError):
+    status = 504
+    public_message = "Endpoint request timed out"
+
+
+class EngineUnavailable(EdgeLambdaError):
+    """The container engine cannot be reached or refused an operation."""
+
+    status = 503
+    public_message = "Service Unavailable"

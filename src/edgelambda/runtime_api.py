@@ -1,0 +1,140 @@
+"""The Lambda Runtime API (2018-06-01) that function containers poll.
+
+It listens only on the function network. A caller is identified by its address: each
+container can receive and answer only its own sandbox's invocations; anyone else gets 403.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from edgelambda.containers import function_arn
+from edgelambda.errors import EdgeLambdaError
+from edgelambda.pool import Invocation, Pool, Sandbox
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "/2018-06-01/runtime"
+# A runtime may post a 6 MB response plus JSON framing; larger bodies are refused by aiohttp.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 64 * 1024
+
+POOL_KEY = web.AppKey("pool", Pool)
+REGION_KEY = web.AppKey("region", str)
+SANDBOX_KEY = web.RequestKey("sandbox", Sandbox)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Forbidden(EdgeLambdaError):
+    status = 403
+    public_message = "Forbidden"
+
+
+def create_runtime_app(pool: Pool, *, region: str) -> web.Application:
+    """The Runtime API application; served by its own runner on the function network."""
+    app = web.Application(
+        client_max_size=MAX_RESPONSE_BYTES, middlewares=[runtime_errors, identify_sandbox]
+    )
+    app[POOL_KEY] = pool
+    app[REGION_KEY] = region
+    app.router.add_get(f"{PREFIX}/invocation/next", next_invocation)
+    app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/response", post_response)
+    app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/error", post_error)
+    app.router.add_post(f"{PREFIX}/init/error", post_init_error)
+    return app
+
+
+@web.middleware
+async def runtime_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors in the Runtime API's own shape: ``{"errorMessage", "errorType"}``."""
+    try:
+        return await handler(request)
+    except EdgeLambdaError as exc:
+        body = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+        return web.json_response(body, status=exc.status)
+
+
+@web.middleware
+async def identify_sandbox(request: web.Request, handler: Handler) -> web.StreamResponse:
+    sandbox = await request.app[POOL_KEY].sandbox_at(request.remote or "")
+    if sandbox is None:
+        log.warning("runtime api call from an unknown address", remote=request.remote)
+        raise Forbidden(f"{request.remote} is not a function sandbox")
+    request[SANDBOX_KEY] = sandbox
+    return await handler(request)
+
+
+def _sandbox(request: web.Request) -> Sandbox:
+    sandbox: Sandbox = request[SANDBOX_KEY]
+    return sandbox
+
+
+def invocation_headers(invocation: Invocation, arn: str) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+        "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+        "Lambda-Runtime-Invoked-Function-Arn": arn,
+    }
+    if invocation.trace_id:
+        headers["Lambda-Runtime-Trace-Id"] = invocation.trace_id
+    if invocation.client_context:
+        headers["Lambda-Runtime-Client-Context"] = invocation.client_context
+    return headers
+
+
+async def next_invocation(request: web.Request) -> web.StreamResponse:
+    sandbox = _sandbox(request)
+    pool = request.app[POOL_KEY]
+    invocation = await pool.next_invocation(sandbox)
+    arn = function_arn(sandbox.function.name, request.app[REGION_KEY])
+    response = web.StreamResponse(headers=invocation_headers(invocation, arn))
+    response.content_length = len(invocation.payload)
+    try:
+        await response.prepare(request)
+        await response.write(invocation.payload)
+        await response.write_eof()
+    except ConnectionError:
+        # The runtime vanished between taking the invocation and receiving it.
+        pool.undeliverable(sandbox, invocation)
+        raise
+    return response
+
+
+async def post_response(request: web.Request) -> web.Response:
+    payload = await request.read()
+    request.app[POOL_KEY].respond(_sandbox(request), request.match_info["request_id"], payload)
+    return _accepted()
+
+
+async def post_error(request: web.Request) -> web.Response:
+    payload = await request.read()
+    error_type = request.headers.get("Lambda-Runtime-Function-Error-Type") or _error_type(payload)
+    pool = request.app[POOL_KEY]
+    pool.fail(_sandbox(request), request.match_info["request_id"], payload, error_type)
+    return _accepted()
+
+
+async def post_init_error(request: web.Request) -> web.Response:
+    payload = await request.read()
+    error_type = request.headers.get("Lambda-Runtime-Function-Error-Type") or _error_type(payload)
+    request.app[POOL_KEY].init_failed(_sandbox(request), payload, error_type)
+    return _accepted()
+
+
+def _accepted() -> web.Response:
+    return web.json_response({"status": "OK"}, status=202)
+
+
+def _error_type(payload: bytes) -> str:
+    """The ``errorType`` of an error document, when the header did not carry it."""
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return "Runtime.Unknown"
+    error_type = document.get("errorType") if isinstance(document, dict) else None
+    return error_type if isinstance(error_type, str) and error_type else "Runtime.Unknown"

@@ -1,0 +1,6 @@
+class BoomError(Exception):
+    pass
+
+
+def handler(event, context):
+    raise BoomError(f"boom for {context.aws_request_id}")

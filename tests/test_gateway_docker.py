@@ -1,0 +1,103 @@
+"""The walking skeleton end to end: HTTP request -> API Gateway event -> a real container
+running the real awslambdaric -> HTTP response."""
+
+from __future__ import annotations
+
+import uuid
+
+import aiodocker
+import pytest
+from structlog.testing import capture_logs
+
+from edgelambda.app import GATEWAY_KEY
+from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text, stack_containers
+
+pytestmark = pytest.mark.docker
+
+HELLO = routing_text(
+    {
+        "hello": {"handler": "app.handler", "code": "functions/hello"},
+        "boom": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "boom")},
+    },
+    [
+        {"path": "/hello/{name}", "method": "GET", "function": "hello", "auth": "none"},
+        {"path": "/boom", "method": "GET", "function": "boom", "auth": "none"},
+    ],
+)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def test_request_runs_the_handler_in_a_container(gateway: GatewayFactory) -> None:
+    client = await gateway(HELLO)
+
+    response = await client.get("/hello/world")
+
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["message"] == "Hello, world!"
+    assert body["name"] == "world"  # the path parameter, as the handler saw it
+    assert body["path"] == "/hello/world"
+    assert body["function_name"] == "hello"
+    assert _is_uuid(body["aws_request_id"])  # set by awslambdaric from our Runtime API
+    assert response.headers["Content-Type"] == "application/json"
+    assert _is_uuid(response.headers["x-amzn-RequestId"])
+
+
+async def test_warm_request_reuses_the_container(
+    gateway: GatewayFactory, docker: aiodocker.Docker
+) -> None:
+    client = await gateway(HELLO)
+    first = await (await client.get("/hello/one")).json()
+    second = await (await client.get("/hello/two")).json()
+
+    assert (first["name"], second["name"]) == ("one", "two")
+    assert first["aws_request_id"] != second["aws_request_id"]
+    stack = client.app[GATEWAY_KEY].settings.stack
+    assert len(await stack_containers(docker, stack)) == 1
+
+
+async def test_handler_exception_is_a_502_and_is_logged(gateway: GatewayFactory) -> None:
+    client = await gateway(HELLO)
+
+    with capture_logs() as logs:
+        response = await client.get("/boom")
+
+    assert response.status == 502
+    assert await response.json() == {"message": "Internal server error"}
+    errors = [e for e in logs if e["event"] == "function error"]
+    assert len(errors) == 1
+    assert errors[0]["error_type"] == "BoomError"
+    assert "boom for " in errors[0]["error"]  # the error JSON awslambdaric posted
+
+
+async def test_unknown_path_is_404_without_a_container(
+    gateway: GatewayFactory, docker: aiodocker.Docker
+) -> None:
+    client = await gateway(HELLO)
+
+    response = await client.get("/nowhere")
+
+    assert response.status == 404
+    assert await response.json() == {"message": "Not Found"}
+    stack = client.app[GATEWAY_KEY].settings.stack
+    assert await stack_containers(docker, stack) == []
+
+
+async def test_shutdown_removes_every_container(
+    gateway: GatewayFactory, docker: aiodocker.Docker
+) -> None:
+    client = await gateway(HELLO)
+    assert (await client.get("/hello/a")).status == 200
+    stack = client.app[GATEWAY_KEY].settings.stack
+    assert len(await stack_containers(docker, stack)) == 1
+
+    await client.close()
+
+    assert await stack_containers(docker, stack) == []
