@@ -11,7 +11,7 @@ export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_I
 
 help:
 	@echo "make run          run the gateway on :8000 with the local runtime base"
-	@echo "make up / down    the compose stack (not built yet: see README)"
+	@echo "make up           for now the same as make run (the compose stack comes later)"
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
 
@@ -23,17 +23,21 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 engine:
-	@bash scripts/ensure-engine.sh
+	@start=$$SECONDS; bash scripts/ensure-engine.sh; \
+	  echo "make: engine ready in $$((SECONDS - start))s"
 
 base-images: engine
-	@bash scripts/build-base-image.sh >/dev/null
+	@start=$$SECONDS; image=$$(bash scripts/build-base-image.sh); \
+	  echo "make: base image $$image ready in $$((SECONDS - start))s"
 
 run: install base-images
 	$(BIN)/edgelambda serve
 
-up down:
-	@echo "The compose stack arrives with the 'box' work; use 'make run' for now." >&2
-	@exit 1
+# Until the compose stack lands, `make up` runs the gateway on the host in the foreground.
+up: run
+
+down:
+	@echo "make down: nothing to stop (make up runs in the foreground; Ctrl-C stops it)"
 
 lint: install
 	$(BIN)/ruff format --check src tests

@@ -87,11 +87,11 @@ class Gateway:
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
-def create_app(settings: Settings, table: RoutingTable, backend: ContainerBackend) -> web.Application:
+def create_app(
+    settings: Settings, table: RoutingTable, backend: ContainerBackend
+) -> web.Application:
     """The gateway application: routed functions, ``/health``, and the lifecycle."""
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=MAX_REQUEST_BODY_BYTES
-    )
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BODY_BYTES)
     app[GATEWAY_KEY] = Gateway(settings, table, backend)
     app.cleanup_ctx.append(_gateway_lifecycle)
     app.router.add_get("/health", health)
@@ -140,15 +140,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.json_response({"message": message}, status=status, headers=headers)
 
 
 async def health(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
-    return web.json_response(
-        {"status": "healthy", "functions": len(gateway.table.functions)}
-    )
+    return web.json_response({"status": "healthy", "functions": len(gateway.table.functions)})
 
 
 async def routed(request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ import jwt
 from edgelambda.errors import Unauthorized
 
 ALGORITHM = "HS256"
+CLOCK_SKEW_S = 60  # tolerated difference between the issuer's clock and ours
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -28,11 +29,21 @@ def verify_token(token: str, *, secret: str, now_s: float) -> Mapping[str, Any]:
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "iat", "exp"], "verify_exp": False},
+            # Times are checked below against the injected clock, not time.time().
+            options={
+                "require": ["sub", "iat", "exp"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
-    # Expiry is checked here, against the injected clock, not against time.time().
-    if not isinstance(claims["exp"], int | float) or claims["exp"] <= now_s:
+    exp, iat = claims["exp"], claims["iat"]
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        raise Unauthorized("exp and iat must be numbers")
+    if exp <= now_s:
         raise Unauthorized("token expired")
+    if iat > now_s + CLOCK_SKEW_S:
+        raise Unauthorized("token issued in the future")
     return claims

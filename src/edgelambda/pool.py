@@ -321,7 +321,8 @@ class Pool:
                 ready_ms=round((time.monotonic() - sandbox.created_at) * 1000, 1),
             )
         pool = self._pools[sandbox.function.name]
-        poll = sandbox.poll = asyncio.get_running_loop().create_future()
+        poll: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        sandbox.poll = poll
         sandbox.state, sandbox.current = SandboxState.READY, None
         pool.idle.append(sandbox)
         self._dispatch(pool)
@@ -409,7 +410,12 @@ class Pool:
             )
         if sandbox.poll is not None and not sandbox.poll.done():
             sandbox.poll.set_exception(SandboxRetired(reason))
-        log.info("sandbox retired", function=sandbox.function.name, instance=sandbox.instance[:8], reason=reason)
+        log.info(
+            "sandbox retired",
+            function=sandbox.function.name,
+            instance=sandbox.instance[:8],
+            reason=reason,
+        )
         if sandbox.container_id is not None:
             self._own(self._remove_container(sandbox))
         self._dispatch(pool)
@@ -419,7 +425,9 @@ class Pool:
         try:
             await self._backend.remove(sandbox.container_id)
         except EngineUnavailable as exc:
-            log.warning("container removal failed", container=sandbox.container_id[:12], error=str(exc))
+            log.warning(
+                "container removal failed", container=sandbox.container_id[:12], error=str(exc)
+            )
 
     async def start(self) -> None:
         """Remove containers a previous run of this stack left behind."""
@@ -430,7 +438,9 @@ class Pool:
     async def close(self) -> None:
         """Drain in-flight invocations to the grace deadline, then remove every container."""
         self._is_closing = True
-        in_flight = [s.current.result for p in self._pools.values() for s in p.sandboxes if s.current]
+        in_flight = [
+            s.current.result for p in self._pools.values() for s in p.sandboxes if s.current
+        ]
         if in_flight:
             log.info("draining", in_flight=len(in_flight))
             await asyncio.wait(in_flight, timeout=self._settings.shutdown_grace_s)

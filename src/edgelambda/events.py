@@ -1,0 +1,515 @@
+"""API Gateway proxy events built from HTTP requests, and function results turned into responses.
+
+Pure: the HTTP shell hands in an :class:`HttpRequest` and the time, and gets back a JSON-ready
+event; it hands in the function's raw result bytes and gets back an :class:`HttpResponse`.
+Field names, nulls and formats follow API Gateway's documented Lambda proxy formats: payload
+1.0 (REST API) and payload 2.0 (HTTP API). A result API Gateway would refuse raises
+:class:`~edgelambda.errors.FunctionError` (502, "Internal server error").
+
+The gateway plays one REST API stage, :data:`V1_STAGE`, for payload 1.0 (so
+``requestContext.path`` is ``/prod/hello`` for a request to ``/hello``, as if called on the
+execute-api host) and the ``$default`` stage for payload 2.0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
+
+from edgelambda.errors import FunctionError
+from edgelambda.routing import ANY_METHOD, PayloadVersion, RouteMatch
+
+__all__ = [
+    "ACCOUNT_ID",
+    "API_ID",
+    "MALFORMED_RESULT",
+    "V1_STAGE",
+    "V2_STAGE",
+    "HttpRequest",
+    "HttpResponse",
+    "build_event",
+    "build_v1_event",
+    "build_v2_event",
+    "parse_result",
+    "parse_v1_result",
+    "parse_v2_result",
+]
+
+ACCOUNT_ID = "123456789012"
+API_ID = "edgelambda"  # ten lower-case characters, the shape of a real API id
+V1_STAGE = "prod"
+V2_STAGE = "$default"
+MALFORMED_RESULT = "MalformedResult"  # FunctionError.error_type for results we cannot use
+
+_TEXT_TYPES = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/javascript",
+        "application/x-www-form-urlencoded",
+    }
+)
+_DEFAULT_CONTENT_TYPE = "application/json"  # what API Gateway sends when the function gave none
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+_V1_IDENTITY_NULLS = (
+    "accessKey",
+    "accountId",
+    "apiKey",
+    "apiKeyId",
+    "caller",
+    "cognitoAuthenticationProvider",
+    "cognitoAuthenticationType",
+    "cognitoIdentityId",
+    "cognitoIdentityPoolId",
+    "principalOrgId",
+    "user",
+    "userArn",
+)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the HTTP shell hands to the pure core."""
+
+    method: str
+    path: str  # percent-decoded
+    raw_path: str  # as received, still percent-encoded
+    raw_query: str  # without "?"
+    headers: tuple[tuple[str, str], ...]  # arrival order, repeated names kept, original case
+    body: bytes
+    source_ip: str
+    host: str
+    protocol: str  # "HTTP/1.1"
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What the function answered, ready to be written to the client."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]  # repeated names kept (several Set-Cookie)
+    body: bytes
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def build_event(
+    request: HttpRequest,
+    match: RouteMatch,
+    *,
+    request_id: str,
+    now_ms: int,
+    claims: Mapping[str, object] | None,
+) -> dict[str, object]:
+    """The event for the payload version of the matched route."""
+    build = build_v2_event if match.route.payload is PayloadVersion.V2 else build_v1_event
+    return build(request, match, request_id=request_id, now_ms=now_ms, claims=claims)
+
+
+def build_v1_event(
+    request: HttpRequest,
+    match: RouteMatch,
+    *,
+    request_id: str,
+    now_ms: int,
+    claims: Mapping[str, object] | None,
+    stage: str = V1_STAGE,
+) -> dict[str, object]:
+    """A REST API (payload 1.0) proxy event.
+
+    Repeated headers and query keys appear in the ``multiValue*`` maps; the single-value maps
+    keep the last value, as API Gateway does. Empty maps and an empty body are null.
+    """
+    headers, multi_headers = _v1_headers(request.headers)
+    query, multi_query = _v1_query(request.raw_query)
+    body, is_base64 = _encode_body(request.body, _last_header(request.headers, "content-type"))
+    return {
+        "resource": match.route.path,
+        "path": request.path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "pathParameters": dict(match.path_parameters) or None,
+        "stageVariables": None,
+        "requestContext": _v1_context(request, match, request_id, now_ms, claims, stage),
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+
+
+def build_v2_event(
+    request: HttpRequest,
+    match: RouteMatch,
+    *,
+    request_id: str,
+    now_ms: int,
+    claims: Mapping[str, object] | None,
+) -> dict[str, object]:
+    """An HTTP API (payload 2.0) event.
+
+    Header names are lower-cased and repeats comma-joined; cookies move from the Cookie header
+    to ``cookies``. Keys with nothing to say (``cookies``, ``queryStringParameters``,
+    ``pathParameters``, ``body``) are left out, as API Gateway does.
+    """
+    route_key = f"{_route_key_method(match, request.method)} {match.route.path}"
+    event: dict[str, object] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": request.raw_path,
+        "rawQueryString": request.raw_query,
+        "headers": _v2_headers(request.headers),
+        "requestContext": _v2_context(request, route_key, request_id, now_ms, claims),
+        "isBase64Encoded": False,
+    }
+    cookies = _cookies(request.headers)
+    query = _v2_query(request.raw_query)
+    _put_if(event, "cookies", cookies)
+    _put_if(event, "queryStringParameters", query)
+    _put_if(event, "pathParameters", dict(match.path_parameters))
+    body, is_base64 = _encode_body(request.body, _last_header(request.headers, "content-type"))
+    if body is not None:
+        event["body"] = body
+        event["isBase64Encoded"] = is_base64
+    return event
+
+
+def _v1_context(
+    request: HttpRequest,
+    match: RouteMatch,
+    request_id: str,
+    now_ms: int,
+    claims: Mapping[str, object] | None,
+    stage: str,
+) -> dict[str, object]:
+    domain_name, domain_prefix = _domain(request.host)
+    identity: dict[str, object] = dict.fromkeys(_V1_IDENTITY_NULLS)
+    identity["sourceIp"] = request.source_ip
+    identity["userAgent"] = _last_header(request.headers, "user-agent")
+    return {
+        "accountId": ACCOUNT_ID,
+        "apiId": API_ID,
+        "resourceId": _resource_id(match.route.path),
+        "resourcePath": match.route.path,
+        "httpMethod": request.method,
+        # Called on the execute-api host, the path a client used carries the stage.
+        "path": request.path if stage == V2_STAGE else f"/{stage}{request.path}",
+        "protocol": request.protocol,
+        "stage": stage,
+        "requestId": request_id,
+        "extendedRequestId": request_id,
+        "requestTime": _clf_time(now_ms),
+        "requestTimeEpoch": now_ms,
+        "domainName": domain_name,
+        "domainPrefix": domain_prefix,
+        "identity": identity,
+        "authorizer": {"claims": dict(claims)} if claims is not None else None,
+    }
+
+
+def _v2_context(
+    request: HttpRequest,
+    route_key: str,
+    request_id: str,
+    now_ms: int,
+    claims: Mapping[str, object] | None,
+) -> dict[str, object]:
+    domain_name, domain_prefix = _domain(request.host)
+    context: dict[str, object] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": API_ID,
+        "domainName": domain_name,
+        "domainPrefix": domain_prefix,
+        "http": {
+            "method": request.method,
+            "path": request.path,
+            "protocol": request.protocol,
+            "sourceIp": request.source_ip,
+            "userAgent": _last_header(request.headers, "user-agent") or "",
+        },
+        "requestId": request_id,
+        "routeKey": route_key,
+        "stage": V2_STAGE,
+        "time": _clf_time(now_ms),
+        "timeEpoch": now_ms,
+    }
+    if claims is not None:
+        context["authorizer"] = {"jwt": {"claims": dict(claims), "scopes": None}}
+    return context
+
+
+def _v1_headers(
+    headers: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    """Single- and multi-value header maps; names keep the case of their first appearance."""
+    multi: dict[str, list[str]] = {}
+    spelling: dict[str, str] = {}
+    for name, value in headers:
+        key = spelling.setdefault(name.lower(), name)
+        multi.setdefault(key, []).append(value)
+    if not multi:
+        return None, None
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def _v2_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":  # carried by the event's cookies list instead
+            continue
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    return joined
+
+
+def _cookies(headers: Iterable[tuple[str, str]]) -> list[str]:
+    cookies: list[str] = []
+    for name, value in headers:
+        if name.lower() == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+    return cookies
+
+
+def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
+    # keep_blank_values: "?flag" and "?a=" are parameters with an empty value in API Gateway.
+    return parse_qsl(raw_query, keep_blank_values=True)
+
+
+def _v1_query(raw_query: str) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    multi: dict[str, list[str]] = {}
+    for name, value in _query_pairs(raw_query):
+        multi.setdefault(name, []).append(value)
+    if not multi:
+        return None, None
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def _v2_query(raw_query: str) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for name, value in _query_pairs(raw_query):
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
+def _put_if(event: dict[str, object], key: str, value: Mapping[str, str] | list[str]) -> None:
+    if value:
+        event[key] = value
+
+
+def _route_key_method(match: RouteMatch, method: str) -> str:
+    methods = match.route.methods
+    if method in methods:
+        return method
+    if ANY_METHOD in methods:
+        return ANY_METHOD
+    return "GET"  # a HEAD request served by the GET route
+
+
+def _last_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    found = None
+    for header, value in headers:
+        if header.lower() == name:
+            found = value
+    return found
+
+
+def _encode_body(body: bytes, content_type: str | None) -> tuple[str | None, bool]:
+    """The event's body and isBase64Encoded: text stays text, anything else is base64."""
+    if not body:
+        return None, False
+    if _is_text(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass  # declared text but not UTF-8: only base64 carries it intact
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def _is_text(content_type: str | None) -> bool:
+    if content_type is None:
+        return True  # no type: text if it decodes as UTF-8
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return (
+        media_type.startswith("text/")
+        or media_type in _TEXT_TYPES
+        or media_type.endswith(("+json", "+xml"))
+    )
+
+
+def _domain(host: str) -> tuple[str, str]:
+    """domainName (the host without its port) and domainPrefix (its first label)."""
+    if host.startswith("["):  # an IPv6 literal, "[::1]:8000"
+        name = host.split("]", 1)[0] + "]"
+    else:
+        name = host.rsplit(":", 1)[0] if ":" in host else host
+    return name, name.split(".", 1)[0]
+
+
+def _resource_id(route_path: str) -> str:
+    # Stable per route, six characters like API Gateway's resource ids.
+    return hashlib.sha256(route_path.encode()).hexdigest()[:6]
+
+
+def _clf_time(now_ms: int) -> str:
+    """``09/Apr/2015:12:34:56 +0000``; month names fixed, never from the locale."""
+    moment = _EPOCH + timedelta(milliseconds=now_ms)
+    return f"{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year}:{moment:%H:%M:%S} +0000"
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def parse_result(raw: bytes, payload: PayloadVersion) -> HttpResponse:
+    """The HTTP response for a function's raw result in the route's payload version."""
+    if payload is PayloadVersion.V2:
+        return parse_v2_result(raw)
+    return parse_v1_result(raw)
+
+
+def parse_v1_result(raw: bytes) -> HttpResponse:
+    """A payload 1.0 result: a JSON object with ``statusCode``, ``headers``,
+    ``multiValueHeaders``, ``body`` and ``isBase64Encoded``; other keys are ignored.
+
+    A string body is sent byte-exact as UTF-8. Raises :class:`FunctionError` for anything
+    API Gateway would answer with 502.
+    """
+    result = _load_json(raw)
+    if not isinstance(result, dict):
+        raise _malformed(f"result must be a JSON object, got {type(result).__name__}")
+    return _structured_response(result, multi_value=True, cookies=False)
+
+
+def parse_v2_result(raw: bytes) -> HttpResponse:
+    """A payload 2.0 result.
+
+    An object with ``statusCode`` is read like payload 1.0 plus ``cookies`` (one Set-Cookie
+    each); API Gateway's 2.0 format has no ``multiValueHeaders``. Any other valid JSON is the
+    body itself: status 200, ``application/json``, the bytes exactly as returned.
+    """
+    result = _load_json(raw)
+    if isinstance(result, dict) and "statusCode" in result:
+        return _structured_response(result, multi_value=False, cookies=True)
+    return HttpResponse(200, (("Content-Type", _DEFAULT_CONTENT_TYPE),), raw)
+
+
+def _load_json(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _malformed(f"result is not valid JSON: {exc}") from exc
+
+
+def _malformed(detail: str) -> FunctionError:
+    return FunctionError(f"malformed result: {detail}", error_type=MALFORMED_RESULT)
+
+
+def _structured_response(
+    result: dict[str, object], *, multi_value: bool, cookies: bool
+) -> HttpResponse:
+    headers = _result_headers(result.get("headers"))
+    if multi_value:
+        headers = _merge_multi_value(headers, result.get("multiValueHeaders"))
+    if cookies:
+        headers += [("Set-Cookie", cookie) for cookie in _result_cookies(result.get("cookies"))]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("Content-Type", _DEFAULT_CONTENT_TYPE))
+    body = _result_body(result.get("body"), result.get("isBase64Encoded"))
+    return HttpResponse(_status_code(result.get("statusCode")), tuple(headers), body)
+
+
+def _status_code(value: object) -> int:
+    # API Gateway also takes the code as a numeric string ("statusCode": "200").
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise _malformed(f"statusCode must be an integer from 100 to 599, got {value!r}")
+    return value
+
+
+def _result_headers(value: object) -> list[tuple[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise _malformed("headers must be an object")
+    return [
+        (_header_name(name), text)
+        for name, item in value.items()
+        if (text := _header_value(name, item)) is not None
+    ]
+
+
+def _merge_multi_value(headers: list[tuple[str, str]], value: object) -> list[tuple[str, str]]:
+    """headers plus multiValueHeaders; a name/value pair given in both is sent once."""
+    if value is None:
+        return headers
+    if not isinstance(value, dict):
+        raise _malformed("multiValueHeaders must be an object")
+    merged = list(headers)
+    seen = {(name.lower(), text) for name, text in headers}
+    for name, values in value.items():
+        if not isinstance(values, list):
+            raise _malformed(f"multiValueHeaders[{name!r}] must be a list")
+        for item in values:
+            text = _header_value(name, item)
+            if text is not None and (name.lower(), text) not in seen:
+                seen.add((name.lower(), text))
+                merged.append((_header_name(name), text))
+    return merged
+
+
+def _header_name(name: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        raise _malformed(f"{name!r} is not a valid header name")
+    return name
+
+
+def _header_value(name: str, value: object) -> str | None:
+    """A header value as text: JSON scalars are spelled as JSON spells them; null drops it."""
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        raise _malformed(f"header {name!r} must have a scalar value")
+    return _single_line(name, value if isinstance(value, str) else json.dumps(value))
+
+
+def _single_line(name: str, text: str) -> str:
+    if "\r" in text or "\n" in text:  # would split the response: never pass it on
+        raise _malformed(f"header {name!r} contains a line break")
+    return text
+
+
+def _result_cookies(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(cookie, str) for cookie in value):
+        raise _malformed("cookies must be a list of strings")
+    return [_single_line("Set-Cookie", cookie) for cookie in value]
+
+
+def _result_body(body: object, is_base64: object) -> bytes:
+    if is_base64 is not None and not isinstance(is_base64, bool):
+        raise _malformed("isBase64Encoded must be true or false")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise _malformed(f"body must be a string, got {type(body).__name__}")
+    if is_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _malformed(f"body is not valid base64: {exc}") from exc
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate escaped in the JSON
+        raise _malformed(f"body is not valid Unicode: {exc}") from exc

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from edgelambda.config import DEFAULT_RUNTIME_IMAGES, Settings
+from edgelambda.errors import ConfigError
+
+
+def test_defaults_match_the_original_system() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.port == 8000
+    assert settings.idle_timeout_s == 300
+    assert settings.docker_network == "edgelambda_default"
+    assert settings.auth_endpoint_path == "/user/auth/ver1.0"
+    assert settings.jwt_expires_s == 3000
+    assert settings.runtime_images["python3.12"] == "public.ecr.aws/lambda/python:3.12"
+
+
+def test_idle_timeout_minutes_may_be_fractional() -> None:
+    assert Settings.from_env({"IDLE_TIMEOUT_MINUTES": "0.05"}).idle_timeout_s == pytest.approx(3)
+
+
+def test_runtime_images_override_only_the_named_runtimes() -> None:
+    settings = Settings.from_env({"EDGELAMBDA_RUNTIME_IMAGES": "python3.12=local/py:1, x=y:2"})
+
+    assert settings.base_image_for("python3.12") == "local/py:1"
+    assert settings.base_image_for("x") == "y:2"
+    assert settings.base_image_for("python3.11") == DEFAULT_RUNTIME_IMAGES["python3.11"]
+
+
+def test_an_unknown_runtime_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"runtime 'ruby3.3' has no base image .*python3.12"):
+        Settings.from_env({}).base_image_for("ruby3.3")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IDLE_TIMEOUT_MINUTES", "soon"),
+        ("IDLE_TIMEOUT_MINUTES", "-1"),
+        ("EDGELAMBDA_PORT", "70000"),
+        ("JWT_EXPIRES_DELTA", "0"),
+        ("EDGELAMBDA_PRODUCTION", "maybe"),
+        ("AUTH_ENDPOINT_PATH", "user/auth"),
+        ("EDGELAMBDA_RUNTIME_IMAGES", "python3.12"),
+        ("EDGELAMBDA_STACK", "a b"),
+        ("EDGELAMBDA_LOG_FORMAT", "xml"),
+    ],
+)
+def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}="):
+        Settings.from_env({name: value})
+
+
+def test_production_refuses_the_default_secrets() -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
+        Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "X_API_KEY": "k"})
+    with pytest.raises(ConfigError, match="X_API_KEY"):
+        Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "JWT_SECRET_KEY": "s"})
+    settings = Settings.from_env(
+        {"EDGELAMBDA_PRODUCTION": "1", "JWT_SECRET_KEY": "s", "X_API_KEY": "k"}
+    )
+    assert settings.is_production

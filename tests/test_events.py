@@ -1,0 +1,613 @@
+"""API Gateway events (payload 1.0 and 2.0) from requests, and responses from results."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+
+import pytest
+
+from edgelambda.errors import FunctionError
+from edgelambda.events import (
+    ACCOUNT_ID,
+    API_ID,
+    HttpRequest,
+    HttpResponse,
+    build_event,
+    build_v1_event,
+    build_v2_event,
+    parse_result,
+    parse_v1_result,
+    parse_v2_result,
+)
+from edgelambda.routing import PayloadVersion, Route, RouteMatch, RoutingTable
+
+NOW_MS = 1428582896123  # 2015-04-09 12:34:56.123 UTC
+REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe"
+
+TABLE = RoutingTable(
+    functions={},
+    routes=(
+        Route("/hello/{name}", frozenset({"GET"}), "hello"),
+        Route("/upload", frozenset({"POST"}), "upload"),
+        Route("/files/{proxy+}", frozenset({"ANY"}), "files"),
+        Route("/ping", frozenset({"GET"}), "ping"),
+    ),
+)
+
+
+def make_request(
+    method: str = "GET",
+    path: str = "/hello/world",
+    *,
+    raw_path: str | None = None,
+    query: str = "",
+    headers: tuple[tuple[str, str], ...] = (),
+    body: bytes = b"",
+    host: str = "api.example.com:8000",
+) -> HttpRequest:
+    base = (("Host", host), ("User-Agent", "curl/8.5.0"))
+    return HttpRequest(
+        method=method,
+        path=path,
+        raw_path=raw_path if raw_path is not None else path,
+        raw_query=query,
+        headers=base + headers,
+        body=body,
+        source_ip="203.0.113.7",
+        host=host,
+        protocol="HTTP/1.1",
+    )
+
+
+def v1(request: HttpRequest, claims: dict[str, object] | None = None) -> dict[str, object]:
+    match = TABLE.match(request.method, request.path)
+    return build_v1_event(request, match, request_id=REQUEST_ID, now_ms=NOW_MS, claims=claims)
+
+
+def v2(request: HttpRequest, claims: dict[str, object] | None = None) -> dict[str, object]:
+    match = TABLE.match(request.method, request.path)
+    return build_v2_event(request, match, request_id=REQUEST_ID, now_ms=NOW_MS, claims=claims)
+
+
+def context(event: dict[str, object]) -> dict[str, object]:
+    value = event["requestContext"]
+    assert isinstance(value, dict)
+    return value
+
+
+# A request with path parameters, a repeated query key, repeated headers and cookies.
+RICH = make_request(
+    query="tag=a&tag=b&q=caf%C3%A9+latte&flag",
+    headers=(
+        ("Accept", "text/html"),
+        ("accept", "application/json"),
+        ("Cookie", "session=abc; theme=dark"),
+        ("X-Trace", "1"),
+    ),
+)
+
+
+# --- payload 1.0 ------------------------------------------------------------------------------
+
+
+def test_v1_golden_event() -> None:
+    event = v1(RICH)
+
+    assert event == {
+        "resource": "/hello/{name}",
+        "path": "/hello/world",
+        "httpMethod": "GET",
+        "headers": {
+            "Host": "api.example.com:8000",
+            "User-Agent": "curl/8.5.0",
+            "Accept": "application/json",  # the last value wins
+            "Cookie": "session=abc; theme=dark",
+            "X-Trace": "1",
+        },
+        "multiValueHeaders": {
+            "Host": ["api.example.com:8000"],
+            "User-Agent": ["curl/8.5.0"],
+            "Accept": ["text/html", "application/json"],
+            "Cookie": ["session=abc; theme=dark"],
+            "X-Trace": ["1"],
+        },
+        "queryStringParameters": {"tag": "b", "q": "café latte", "flag": ""},
+        "multiValueQueryStringParameters": {"tag": ["a", "b"], "q": ["café latte"], "flag": [""]},
+        "pathParameters": {"name": "world"},
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "resourceId": context(event)["resourceId"],
+            "resourcePath": "/hello/{name}",
+            "httpMethod": "GET",
+            "path": "/prod/hello/world",
+            "protocol": "HTTP/1.1",
+            "stage": "prod",
+            "requestId": REQUEST_ID,
+            "extendedRequestId": REQUEST_ID,
+            "requestTime": "09/Apr/2015:12:34:56 +0000",
+            "requestTimeEpoch": NOW_MS,
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "identity": {
+                "accessKey": None,
+                "accountId": None,
+                "apiKey": None,
+                "apiKeyId": None,
+                "caller": None,
+                "cognitoAuthenticationProvider": None,
+                "cognitoAuthenticationType": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "principalOrgId": None,
+                "sourceIp": "203.0.113.7",
+                "user": None,
+                "userAgent": "curl/8.5.0",
+                "userArn": None,
+            },
+            "authorizer": None,
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+    resource_id = context(event)["resourceId"]
+    assert isinstance(resource_id, str)
+    assert len(resource_id) == 6
+    json.dumps(event)  # the event must be JSON as it is
+
+
+def test_v1_empty_maps_are_null() -> None:
+    event = v1(make_request(path="/ping"))
+
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+
+
+def test_v1_claims_go_under_authorizer() -> None:
+    claims: dict[str, object] = {"sub": "onpremise-user", "exp": 1700000000}
+
+    event = v1(RICH, claims)
+
+    assert context(event)["authorizer"] == {"claims": claims}
+
+
+def test_v1_binary_upload_is_base64() -> None:
+    request = make_request("POST", "/upload", headers=(("Content-Type", "image/png"),), body=PNG)
+
+    event = v1(request)
+
+    assert event["isBase64Encoded"] is True
+    assert event["body"] == base64.b64encode(PNG).decode()
+    assert event["pathParameters"] is None
+
+
+def test_v1_json_body_is_text() -> None:
+    body = '{"name": "Zoë"}'.encode()
+    request = make_request(
+        "POST", "/upload", headers=(("Content-Type", "application/json; charset=utf-8"),),
+        body=body,
+    )  # fmt: skip
+
+    event = v1(request)
+
+    assert (event["body"], event["isBase64Encoded"]) == ('{"name": "Zoë"}', False)
+
+
+def test_v1_unicode_path_and_greedy_parameter() -> None:
+    request = make_request(
+        "DELETE", "/files/été/a b.txt", raw_path="/files/%C3%A9t%C3%A9/a%20b.txt"
+    )
+
+    event = v1(request)
+
+    assert event["resource"] == "/files/{proxy+}"
+    assert event["path"] == "/files/été/a b.txt"
+    assert event["httpMethod"] == "DELETE"
+    assert event["pathParameters"] == {"proxy": "été/a b.txt"}
+    assert context(event)["resourcePath"] == "/files/{proxy+}"
+    assert context(event)["path"] == "/prod/files/été/a b.txt"
+
+
+def test_v1_stage_can_be_chosen() -> None:
+    match = TABLE.match("GET", "/ping")
+    request = make_request(path="/ping")
+
+    event = build_v1_event(
+        request, match, request_id=REQUEST_ID, now_ms=NOW_MS, claims=None, stage="$default"
+    )
+
+    assert context(event)["stage"] == "$default"
+    assert context(event)["path"] == "/ping"
+
+
+# --- payload 2.0 ------------------------------------------------------------------------------
+
+
+def test_v2_golden_event() -> None:
+    event = v2(RICH)
+
+    assert event == {
+        "version": "2.0",
+        "routeKey": "GET /hello/{name}",
+        "rawPath": "/hello/world",
+        "rawQueryString": "tag=a&tag=b&q=caf%C3%A9+latte&flag",
+        "cookies": ["session=abc", "theme=dark"],
+        "headers": {
+            "host": "api.example.com:8000",
+            "user-agent": "curl/8.5.0",
+            "accept": "text/html,application/json",
+            "x-trace": "1",
+        },
+        "queryStringParameters": {"tag": "a,b", "q": "café latte", "flag": ""},
+        "pathParameters": {"name": "world"},
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {
+                "method": "GET",
+                "path": "/hello/world",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "curl/8.5.0",
+            },
+            "requestId": REQUEST_ID,
+            "routeKey": "GET /hello/{name}",
+            "stage": "$default",
+            "time": "09/Apr/2015:12:34:56 +0000",
+            "timeEpoch": NOW_MS,
+        },
+        "isBase64Encoded": False,
+    }
+    json.dumps(event)
+
+
+def test_v2_leaves_out_what_is_absent() -> None:
+    event = v2(make_request(path="/ping"))
+
+    for key in ("cookies", "queryStringParameters", "pathParameters", "body"):
+        assert key not in event
+    assert "authorizer" not in context(event)
+    assert event["isBase64Encoded"] is False
+
+
+def test_v2_cookies_from_several_cookie_headers() -> None:
+    request = make_request(headers=(("Cookie", "a=1; b=2"), ("cookie", "c=3")))
+
+    event = v2(request)
+
+    assert event["cookies"] == ["a=1", "b=2", "c=3"]
+    headers = event["headers"]
+    assert isinstance(headers, dict)
+    assert "cookie" not in headers
+
+
+def test_v2_claims_go_under_jwt_authorizer() -> None:
+    claims: dict[str, object] = {"sub": "onpremise-user"}
+
+    event = v2(RICH, claims)
+
+    assert context(event)["authorizer"] == {"jwt": {"claims": claims, "scopes": None}}
+
+
+def test_v2_binary_upload_is_base64() -> None:
+    request = make_request(
+        "POST", "/upload", headers=(("Content-Type", "application/octet-stream"),), body=PNG
+    )
+
+    event = v2(request)
+
+    assert event["body"] == base64.b64encode(PNG).decode()
+    assert event["isBase64Encoded"] is True
+    assert event["routeKey"] == "POST /upload"
+
+
+def test_v2_unicode_path_keeps_raw_path_encoded() -> None:
+    request = make_request("PUT", "/files/été", raw_path="/files/%C3%A9t%C3%A9")
+
+    event = v2(request)
+
+    assert event["rawPath"] == "/files/%C3%A9t%C3%A9"
+    assert event["pathParameters"] == {"proxy": "été"}
+    assert event["routeKey"] == "ANY /files/{proxy+}"
+    http = context(event)["http"]
+    assert isinstance(http, dict)
+    assert http["path"] == "/files/été"
+
+
+def test_v2_head_served_by_get_keeps_the_get_route_key() -> None:
+    event = v2(make_request("HEAD", "/ping"))
+
+    assert event["routeKey"] == "GET /ping"
+    assert context(event)["routeKey"] == "GET /ping"
+
+
+# --- shared event rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected_text"),
+    [
+        ("text/plain; charset=utf-8", b"hello", True),
+        ("application/xml", b"<a/>", True),
+        ("application/javascript", b"x()", True),
+        ("application/x-www-form-urlencoded", b"a=1&b=2", True),
+        ("application/vnd.api+json", b"{}", True),
+        ("image/svg+xml", b"<svg/>", True),
+        (None, b"plain words", True),
+        (None, b"\xff\xfe\x00", False),
+        ("text/plain", b"\xff\xfe", False),  # declared text but not UTF-8
+        ("application/pdf", b"%PDF-1.7", False),
+        ("multipart/form-data; boundary=x", b"--x--", False),
+    ],
+)
+def test_body_is_text_or_base64(content_type: str | None, body: bytes, expected_text: bool) -> None:
+    headers = (("Content-Type", content_type),) if content_type is not None else ()
+    request = make_request("POST", "/upload", headers=headers, body=body)
+
+    for event in (v1(request), v2(request)):
+        assert event["isBase64Encoded"] is not expected_text
+        expected = body.decode() if expected_text else base64.b64encode(body).decode()
+        assert event["body"] == expected
+
+
+@pytest.mark.parametrize(
+    ("now_ms", "expected"),
+    [
+        (0, "01/Jan/1970:00:00:00 +0000"),
+        (1583348638390, "04/Mar/2020:19:03:58 +0000"),
+        (1704067199999, "31/Dec/2023:23:59:59 +0000"),
+    ],
+)
+def test_request_time_is_formatted_from_the_given_epoch(now_ms: int, expected: str) -> None:
+    request = make_request(path="/ping")
+    match = TABLE.match("GET", "/ping")
+
+    one = build_v1_event(request, match, request_id="r", now_ms=now_ms, claims=None)
+    two = build_v2_event(request, match, request_id="r", now_ms=now_ms, claims=None)
+
+    assert (context(one)["requestTime"], context(one)["requestTimeEpoch"]) == (expected, now_ms)
+    assert (context(two)["time"], context(two)["timeEpoch"]) == (expected, now_ms)
+
+
+@pytest.mark.parametrize(
+    ("host", "domain_name", "domain_prefix"),
+    [
+        ("localhost:8000", "localhost", "localhost"),
+        ("api.example.com", "api.example.com", "api"),
+        ("[::1]:8000", "[::1]", "[::1]"),
+    ],
+)
+def test_domain_name_drops_the_port(host: str, domain_name: str, domain_prefix: str) -> None:
+    event = v2(make_request(path="/ping", host=host))
+
+    assert (context(event)["domainName"], context(event)["domainPrefix"]) == (
+        domain_name,
+        domain_prefix,
+    )
+
+
+def test_missing_user_agent() -> None:
+    request = replace(make_request(path="/ping"), headers=(("Host", "h"),))
+
+    identity = context(v1(request))["identity"]
+    assert isinstance(identity, dict)
+    assert identity["userAgent"] is None
+    http = context(v2(request))["http"]
+    assert isinstance(http, dict)
+    assert http["userAgent"] == ""
+
+
+@pytest.mark.parametrize(
+    ("payload", "version_key"), [(PayloadVersion.V1, "resource"), (PayloadVersion.V2, "version")]
+)
+def test_build_event_follows_the_route_payload(payload: PayloadVersion, version_key: str) -> None:
+    route = Route("/ping", frozenset({"GET"}), "ping", payload=payload)
+    match = RouteMatch(route, {})
+
+    event = build_event(
+        make_request(path="/ping"), match, request_id=REQUEST_ID, now_ms=NOW_MS, claims=None
+    )
+
+    assert version_key in event
+
+
+# --- results, payload 1.0 ---------------------------------------------------------------------
+
+
+def result(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_v1_two_set_cookies_through_multi_value_headers() -> None:
+    raw = result(
+        statusCode=200,
+        headers={"Content-Type": "text/plain"},
+        multiValueHeaders={"Set-Cookie": ["a=1; Path=/", "b=2; HttpOnly"]},
+        body="ok",
+    )
+
+    response = parse_v1_result(raw)
+
+    assert response == HttpResponse(
+        200,
+        (
+            ("Content-Type", "text/plain"),
+            ("Set-Cookie", "a=1; Path=/"),
+            ("Set-Cookie", "b=2; HttpOnly"),
+        ),
+        b"ok",
+    )
+
+
+def test_v1_a_pair_in_both_header_maps_is_sent_once() -> None:
+    raw = result(
+        statusCode=200,
+        headers={"X-A": "1", "Content-Type": "text/plain"},
+        multiValueHeaders={"x-a": ["1", "2"]},
+    )
+
+    response = parse_v1_result(raw)
+
+    assert response.headers == (("X-A", "1"), ("Content-Type", "text/plain"), ("x-a", "2"))
+
+
+def test_v1_base64_png_is_decoded_to_bytes() -> None:
+    raw = result(
+        statusCode=200,
+        headers={"Content-Type": "image/png"},
+        body=base64.b64encode(PNG).decode(),
+        isBase64Encoded=True,
+    )
+
+    assert parse_v1_result(raw).body == PNG
+
+
+def test_v1_text_body_is_byte_exact() -> None:
+    raw = b'{"statusCode": 200, "body": "\\"quoted\\"  \\u00e9\\n", "headers": {"A": "b"}}'
+
+    response = parse_v1_result(raw)
+
+    assert response.body == '"quoted"  é\n'.encode()
+
+
+def test_v1_created_with_custom_headers() -> None:
+    raw = result(
+        statusCode=201,
+        headers={"Location": "/items/7", "X-Count": 3, "X-Flag": True, "X-None": None},
+        body='{"id": 7}',
+        extra="ignored, as API Gateway ignores unknown keys",
+    )
+
+    response = parse_v1_result(raw)
+
+    assert response.status == 201
+    assert response.headers == (
+        ("Location", "/items/7"),
+        ("X-Count", "3"),
+        ("X-Flag", "true"),
+        ("Content-Type", "application/json"),  # API Gateway's default
+    )
+    assert response.body == b'{"id": 7}'
+
+
+def test_v1_numeric_string_status_and_no_body() -> None:
+    response = parse_v1_result(result(statusCode="204"))
+
+    assert (response.status, response.body) == (204, b"")
+
+
+MALFORMED_V1 = [
+    pytest.param(b"not json", id="not-json"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b"\xff\xfe", id="not-utf8"),
+    pytest.param(b"[1, 2]", id="list"),
+    pytest.param(b'"hello"', id="string"),
+    pytest.param(result(body="x"), id="no-status"),
+    pytest.param(result(statusCode=None), id="status-null"),
+    pytest.param(result(statusCode=True), id="status-bool"),
+    pytest.param(result(statusCode=200.0), id="status-float"),
+    pytest.param(result(statusCode="OK"), id="status-text"),
+    pytest.param(result(statusCode=99), id="status-low"),
+    pytest.param(result(statusCode=600), id="status-high"),
+    pytest.param(result(statusCode=200, headers=["A: b"]), id="headers-list"),
+    pytest.param(result(statusCode=200, headers={"A": {"b": 1}}), id="header-object"),
+    pytest.param(result(statusCode=200, headers={"A": "b\r\nX: y"}), id="header-crlf"),
+    pytest.param(result(statusCode=200, headers={"Bad Name": "x"}), id="header-name"),
+    pytest.param(result(statusCode=200, multiValueHeaders={"A": "b"}), id="multi-not-list"),
+    pytest.param(result(statusCode=200, multiValueHeaders=[]), id="multi-list"),
+    pytest.param(result(statusCode=200, body={"a": 1}), id="body-object"),
+    pytest.param(result(statusCode=200, body=5), id="body-number"),
+    pytest.param(result(statusCode=200, body="x", isBase64Encoded="yes"), id="base64-flag"),
+    pytest.param(result(statusCode=200, body="***", isBase64Encoded=True), id="bad-base64"),
+    pytest.param(b'{"statusCode": 200, "body": "\\ud800"}', id="lone-surrogate"),
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED_V1)
+def test_v1_malformed_result_is_a_function_error(raw: bytes) -> None:
+    with pytest.raises(FunctionError) as caught:
+        parse_v1_result(raw)
+
+    assert caught.value.error_type == "MalformedResult"
+    assert caught.value.status == 502
+    assert caught.value.public_message == "Internal server error"
+
+
+# --- results, payload 2.0 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"message": "hi",  "n": [1, 2.50]}', b'"just a string"', b"42", b"null", b"[true]"],
+)
+def test_v2_plain_json_is_the_body(raw: bytes) -> None:
+    response = parse_v2_result(raw)
+
+    assert response == HttpResponse(200, (("Content-Type", "application/json"),), raw)
+
+
+def test_v2_structured_result_with_cookies() -> None:
+    raw = result(
+        statusCode=302,
+        headers={"Location": "/login"},
+        cookies=["a=1; Secure", "b=2"],
+        multiValueHeaders={"X-Ignored": ["not part of payload 2.0"]},
+        body="",
+    )
+
+    response = parse_v2_result(raw)
+
+    assert response == HttpResponse(
+        302,
+        (
+            ("Location", "/login"),
+            ("Set-Cookie", "a=1; Secure"),
+            ("Set-Cookie", "b=2"),
+            ("Content-Type", "application/json"),
+        ),
+        b"",
+    )
+
+
+def test_v2_structured_base64_and_text() -> None:
+    png = parse_v2_result(
+        result(statusCode=200, body=base64.b64encode(PNG).decode(), isBase64Encoded=True)
+    )
+    text = parse_v2_result(result(statusCode=200, body='"quoted"'))
+
+    assert png.body == PNG
+    assert text.body == b'"quoted"'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"{not json", id="not-json"),
+        pytest.param(result(statusCode="x"), id="bad-status"),
+        pytest.param(result(statusCode=200, cookies="a=1"), id="cookies-string"),
+        pytest.param(result(statusCode=200, cookies=[1]), id="cookies-numbers"),
+        pytest.param(result(statusCode=200, cookies=["a=1\nb"]), id="cookie-newline"),
+    ],
+)
+def test_v2_malformed_result_is_a_function_error(raw: bytes) -> None:
+    with pytest.raises(FunctionError) as caught:
+        parse_v2_result(raw)
+
+    assert caught.value.error_type == "MalformedResult"
+
+
+def test_parse_result_follows_the_payload_version() -> None:
+    raw = b'{"ok": true}'
+
+    assert parse_result(raw, PayloadVersion.V2).body == raw
+    with pytest.raises(FunctionError):
+        parse_result(raw, PayloadVersion.V1)  # 1.0 has no "plain JSON" rule
