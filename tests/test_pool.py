@@ -1,28 +1,31 @@
-"""The pool's decisions, driven through a fake container backend and fake runtimes."""
+"""The pool's shell, driven through a fake container backend and fake runtimes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerSpec, StartedContainer
+from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
 from edgelambda.errors import TooManyRequests
-from edgelambda.pool import (
-    TIMEOUT_ERROR_TYPE,
-    InvalidRequestId,
-    Invocation,
-    Pool,
-    sandboxes_to_start,
-)
+from edgelambda.pool import InvalidRequestId, Pool
 from edgelambda.routing import FunctionSpec
+from edgelambda.sandbox import (
+    EXIT_ERROR_TYPE,
+    OOM_ERROR_TYPE,
+    TIMEOUT_ERROR_TYPE,
+    Invocation,
+    SandboxState,
+)
 
 
-def _function(max_concurrency: int = 2, timeout_s: float = 30.0) -> FunctionSpec:
+def function_spec(
+    max_concurrency: int = 2, timeout_s: float = 30.0, min_warm: int = 0
+) -> FunctionSpec:
     return FunctionSpec(
         name="fn",
         handler="app.handler",
@@ -33,16 +36,26 @@ def _function(max_concurrency: int = 2, timeout_s: float = 30.0) -> FunctionSpec
         timeout_s=timeout_s,
         memory_mb=128,
         max_concurrency=max_concurrency,
-        min_warm=0,
+        min_warm=min_warm,
         idle_timeout_s=None,
         schedules=(),
     )
 
 
 class FakeBackend:
+    """Records what the pool asks of the engine; containers get 10.0.0.N addresses."""
+
     def __init__(self) -> None:
         self.started: list[ContainerSpec] = []
+        self.stopped: list[str] = []
+        self.restarted: list[str] = []
         self.removed: list[str] = []
+        self.exit_events: asyncio.Queue[ContainerExit] = asyncio.Queue()
+        self._addresses = 1
+
+    def _address(self) -> str:
+        self._addresses += 1
+        return f"10.0.0.{self._addresses}"
 
     async def network_gateway(self, network: str) -> str:
         return "10.0.0.1"
@@ -52,8 +65,14 @@ class FakeBackend:
 
     async def start(self, spec: ContainerSpec) -> StartedContainer:
         self.started.append(spec)
-        number = len(self.started)
-        return StartedContainer(id=f"c{number}", address=f"10.0.0.{number + 1}")
+        return StartedContainer(id=f"c{len(self.started)}", address=self._address())
+
+    async def stop(self, container_id: str) -> None:
+        self.stopped.append(container_id)
+
+    async def restart(self, container_id: str) -> str:
+        self.restarted.append(container_id)
+        return self._address()
 
     async def remove(self, container_id: str) -> None:
         self.removed.append(container_id)
@@ -61,17 +80,45 @@ class FakeBackend:
     async def remove_stack(self, stack: str) -> int:
         return 0
 
+    async def running_containers(self, stack: str) -> set[str]:
+        return {f"c{n}" for n in range(1, len(self.started) + 1)} - set(self.removed)
 
-def _pool(backend: FakeBackend, function: FunctionSpec, queue_size: int = 10) -> Pool:
+    async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
+        while True:
+            yield await self.exit_events.get()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def make_pool(
+    backend: FakeBackend,
+    function: FunctionSpec,
+    clock: Clock | None = None,
+    **settings: float,
+) -> Pool:
+    defaults: dict[str, float] = {
+        "queue_size": 10,
+        "shutdown_grace_s": 0.1,
+        "idle_timeout_s": 60,
+        "stopped_retention_s": 600,
+        "reap_interval_s": 3600,  # tests call reap() themselves
+    }
     return Pool(
         functions={function.name: function},
         backend=backend,
-        settings=Settings(queue_size=queue_size, shutdown_grace_s=0.1),
+        settings=Settings(**{**defaults, **settings}),  # type: ignore[arg-type]
         runtime_api="10.0.0.1:9001",
+        clock=clock or Clock(),
     )
 
 
-async def _runtime(pool: Pool, address: str, answer: Callable[[bytes], bytes]) -> None:
+async def runtime(pool: Pool, address: str, answer: Callable[[bytes], bytes]) -> None:
     """A well-behaved runtime: poll, answer, repeat."""
     sandbox = await pool.sandbox_at(address)
     assert sandbox is not None
@@ -80,63 +127,63 @@ async def _runtime(pool: Pool, address: str, answer: Callable[[bytes], bytes]) -
         pool.respond(sandbox, invocation.request_id, answer(invocation.payload))
 
 
-@pytest.mark.parametrize(
-    ("queued", "starting", "total", "limit", "expected"),
-    [
-        (5, 0, 0, 2, 2),  # a burst starts no more than the limit
-        (1, 0, 0, 4, 1),  # one waiting call, one cold start
-        (3, 2, 2, 4, 1),  # two already starting cover two of three
-        (2, 2, 2, 4, 0),
-        (9, 0, 4, 4, 0),  # at the limit: wait for a free sandbox
-        (0, 0, 0, 4, 0),
-    ],
-)
-def test_sandboxes_to_start(
-    queued: int, starting: int, total: int, limit: int, expected: int
-) -> None:
-    count = sandboxes_to_start(queued=queued, starting=starting, total=total, max_concurrency=limit)
+async def settle() -> None:
+    """Let the pool's own tasks (starts, stops) run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
 
-    assert count == expected
+
+async def stop_all(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_burst_starts_at_most_max_concurrency_sandboxes() -> None:
     backend = FakeBackend()
-    pool = _pool(backend, _function(max_concurrency=2))
+    pool = make_pool(backend, function_spec(max_concurrency=2))
     invocations = [Invocation(payload=str(i).encode()) for i in range(5)]
     calls = [asyncio.create_task(pool.invoke("fn", inv)) for inv in invocations]
-    await asyncio.sleep(0)  # let the cold starts run
+    await settle()
     runtimes = [
-        asyncio.create_task(_runtime(pool, f"10.0.0.{n}", lambda p: p + b"!")) for n in (2, 3)
+        asyncio.create_task(runtime(pool, a, lambda p: p + b"!")) for a in ("10.0.0.2", "10.0.0.3")
     ]
 
     results = await asyncio.gather(*calls)
 
     assert [r.payload for r in results] == [b"0!", b"1!", b"2!", b"3!", b"4!"]
     assert len(backend.started) == 2
-    for runtime in runtimes:
-        runtime.cancel()
-    await asyncio.gather(*runtimes, return_exceptions=True)
+    await stop_all(*runtimes)
     await pool.close()
     assert sorted(backend.removed) == ["c1", "c2"]
 
 
 async def test_a_full_queue_answers_429() -> None:
-    pool = _pool(FakeBackend(), _function(max_concurrency=1), queue_size=1)
+    pool = make_pool(FakeBackend(), function_spec(max_concurrency=1), queue_size=1)
     first = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"1")))
-    await asyncio.sleep(0)
+    await settle()
 
     with pytest.raises(TooManyRequests):
         await pool.invoke("fn", Invocation(payload=b"2"))
 
-    first.cancel()
+    await stop_all(first)
+    await pool.close()
+
+
+async def test_a_call_waiting_past_the_queue_wait_answers_429() -> None:
+    pool = make_pool(FakeBackend(), function_spec(max_concurrency=1), queue_wait_s=0.01)
+
+    with pytest.raises(TooManyRequests, match="no sandbox within"):
+        await pool.invoke("fn", Invocation(payload=b"1"))  # no runtime ever polls
+
     await pool.close()
 
 
 async def test_an_init_error_fails_the_waiting_call_and_retires_the_sandbox() -> None:
     backend = FakeBackend()
-    pool = _pool(backend, _function())
+    pool = make_pool(backend, function_spec())
     call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"{}")))
-    await asyncio.sleep(0)
+    await settle()
     sandbox = await pool.sandbox_at("10.0.0.2")
     assert sandbox is not None
     error = json.dumps({"errorType": "Runtime.ImportModuleError", "errorMessage": "no app"})
@@ -152,9 +199,9 @@ async def test_an_init_error_fails_the_waiting_call_and_retires_the_sandbox() ->
 
 async def test_a_deadline_answers_with_lambdas_timeout_error() -> None:
     backend = FakeBackend()
-    pool = _pool(backend, _function(timeout_s=0.05))
+    pool = make_pool(backend, function_spec(timeout_s=0.05))
     call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"{}")))
-    await asyncio.sleep(0)
+    await settle()
     sandbox = await pool.sandbox_at("10.0.0.2")
     assert sandbox is not None
     poll = asyncio.create_task(pool.next_invocation(sandbox))  # takes it, never answers
@@ -170,30 +217,28 @@ async def test_a_deadline_answers_with_lambdas_timeout_error() -> None:
 
 async def test_an_invocation_lost_in_delivery_goes_to_the_next_sandbox() -> None:
     backend = FakeBackend()
-    pool = _pool(backend, _function(max_concurrency=2))
-    invocation = Invocation(payload=b"x")
-    call = asyncio.create_task(pool.invoke("fn", invocation))
-    await asyncio.sleep(0)
+    pool = make_pool(backend, function_spec(max_concurrency=2))
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
     first = await pool.sandbox_at("10.0.0.2")
     assert first is not None
 
     taken = await pool.next_invocation(first)
     pool.undeliverable(first, taken)  # the runtime's connection broke mid-response
-    await asyncio.sleep(0)
-    runtime = asyncio.create_task(_runtime(pool, "10.0.0.3", lambda p: p * 2))
+    await settle()
+    second = asyncio.create_task(runtime(pool, "10.0.0.3", lambda p: p * 2))
     result = await call
 
     assert result.payload == b"xx"
     assert backend.removed == ["c1"]
-    runtime.cancel()
-    await asyncio.gather(runtime, return_exceptions=True)
+    await stop_all(second)
     await pool.close()
 
 
 async def test_answers_for_another_invocation_are_refused() -> None:
-    pool = _pool(FakeBackend(), _function())
+    pool = make_pool(FakeBackend(), function_spec())
     call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
-    await asyncio.sleep(0)
+    await settle()
     sandbox = await pool.sandbox_at("10.0.0.2")
     assert sandbox is not None
     invocation = await pool.next_invocation(sandbox)
@@ -203,4 +248,98 @@ async def test_answers_for_another_invocation_are_refused() -> None:
     pool.respond(sandbox, invocation.request_id, b"real")
 
     assert (await call).payload == b"real"
+    await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("is_oom", "error_type"), [(False, EXIT_ERROR_TYPE), (True, OOM_ERROR_TYPE)]
+)
+async def test_a_container_dying_mid_invocation_fails_it(is_oom: bool, error_type: str) -> None:
+    backend = FakeBackend()
+    pool = make_pool(backend, function_spec())
+    await pool.start()
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    await pool.next_invocation(sandbox)
+
+    backend.exit_events.put_nowait(
+        ContainerExit("c1", exit_code=137 if is_oom else 1, is_oom=is_oom)
+    )
+    result = await call
+
+    assert result.error_type == error_type
+    await settle()
+    assert backend.removed == ["c1"]
+    await pool.close()
+
+
+async def test_idle_sandboxes_stop_then_warm_start_then_expire() -> None:
+    backend, clock = FakeBackend(), Clock()
+    pool = make_pool(backend, function_spec(), clock=clock)
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"1")))
+    await settle()
+    first = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p))
+    await call
+    await settle()
+
+    clock.now_s += 59
+    pool.reap(clock.now_s)
+    assert backend.stopped == []
+    clock.now_s += 1
+    pool.reap(clock.now_s)
+    await settle()
+    assert backend.stopped == ["c1"]
+    assert first.done()  # its poll ended: the runtime is gone with the container
+
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"2")))
+    await settle()
+    assert backend.restarted == ["c1"]  # warm start: the same container, no create
+    assert len(backend.started) == 1
+    second = asyncio.create_task(runtime(pool, "10.0.0.3", lambda p: p + b"!"))
+    assert (await call).payload == b"2!"
+
+    clock.now_s += 60
+    pool.reap(clock.now_s)
+    clock.now_s += 600
+    pool.reap(clock.now_s)
+    await settle()
+    assert backend.removed == ["c1"]  # stopped past the retention period
+    await stop_all(first, second)
+    await pool.close()
+
+
+async def test_min_warm_sandboxes_start_with_the_pool_and_stay() -> None:
+    backend, clock = FakeBackend(), Clock()
+    pool = make_pool(backend, function_spec(min_warm=1), clock=clock)
+    await pool.start()
+    await settle()
+    assert len(backend.started) == 1
+    warm = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p))
+    await settle()
+
+    clock.now_s += 3600
+    pool.reap(clock.now_s)
+    await settle()
+
+    assert backend.stopped == []
+    await stop_all(warm)
+    await pool.close()
+
+
+async def test_engine_restart_is_noticed_by_reconciling() -> None:
+    backend = FakeBackend()
+    pool = make_pool(backend, function_spec())
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    await pool.next_invocation(sandbox)
+    backend.removed.append("c1")  # the container vanished while no events were heard
+
+    await pool._reconcile()
+
+    assert (await call).error_type == EXIT_ERROR_TYPE
+    assert sandbox.state is SandboxState.DEAD
     await pool.close()

@@ -21,9 +21,10 @@ from edgelambda.errors import (
     FunctionTimeout,
     PayloadTooLarge,
 )
-from edgelambda.pool import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult, Pool
+from edgelambda.pool import Pool
 from edgelambda.routing import AuthMode, Route, RoutingTable
 from edgelambda.runtime_api import create_runtime_app
+from edgelambda.sandbox import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult
 
 log = structlog.get_logger(__name__)
 

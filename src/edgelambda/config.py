@@ -58,6 +58,9 @@ class Settings:
     region: str = "us-east-1"
     shutdown_grace_s: float = 10.0
     queue_size: int = 100  # invocations waiting per function before 429
+    queue_wait_s: float = 30.0  # longest wait for a sandbox before 429
+    stopped_retention_s: float = 3600.0  # how long a stopped container is kept for warm starts
+    reap_interval_s: float = 1.0  # how often the reaper looks for idle containers
     init_timeout_s: float = 10.0  # Lambda's limit for the init phase
     log_format: str = "console"
 
@@ -84,6 +87,11 @@ class Settings:
             region=_read(env, "AWS_REGION", cls.region, _non_empty),
             shutdown_grace_s=_read(env, "EDGELAMBDA_SHUTDOWN_GRACE_S", 10.0, _positive_float),
             queue_size=_read(env, "EDGELAMBDA_QUEUE_SIZE", cls.queue_size, _positive_int),
+            queue_wait_s=_read(env, "EDGELAMBDA_QUEUE_WAIT_S", 30.0, _positive_float),
+            stopped_retention_s=_read(
+                env, "EDGELAMBDA_STOPPED_RETENTION_S", 3600.0, _positive_float
+            ),
+            reap_interval_s=_read(env, "EDGELAMBDA_REAP_INTERVAL_S", 1.0, _positive_float),
             init_timeout_s=_read(env, "EDGELAMBDA_INIT_TIMEOUT_S", 10.0, _positive_float),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
         )

@@ -3,7 +3,7 @@ it. :mod:`edgelambda.docker_backend` is the real backend; unit tests use fakes."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +48,15 @@ class StartedContainer:
     address: str  # IPv4 address on the function network; identifies Runtime API callers
 
 
+@dataclass(frozen=True)
+class ContainerExit:
+    """The engine reported that a container's process ended."""
+
+    container_id: str
+    exit_code: int
+    is_oom: bool
+
+
 class ContainerBackend(Protocol):
     """The container engine as the pool sees it."""
 
@@ -60,11 +69,24 @@ class ContainerBackend(Protocol):
     async def start(self, spec: ContainerSpec) -> StartedContainer:
         """Create and start a container."""
 
+    async def stop(self, container_id: str) -> None:
+        """Stop a container but keep it for a later :meth:`restart`."""
+
+    async def restart(self, container_id: str) -> str:
+        """Start a stopped container again; return its (new) address."""
+
     async def remove(self, container_id: str) -> None:
         """Kill and remove a container; a container already gone is not an error."""
 
     async def remove_stack(self, stack: str) -> int:
         """Remove every container labelled with ``stack``; return how many."""
+
+    async def running_containers(self, stack: str) -> set[str]:
+        """Ids of the running containers labelled with ``stack``."""
+
+    def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
+        """Exits of ``stack``'s containers as the engine reports them. Ends, or raises
+        EngineUnavailable, when the engine's event stream ends."""
 
 
 def container_spec(

@@ -15,16 +15,23 @@ from typing import Any
 import aiodocker
 import aiohttp
 import structlog
+from aiodocker.events import DockerEvents
 
 from edgelambda import images
-from edgelambda.containers import LABEL_FUNCTION, LABEL_STACK, ContainerSpec, StartedContainer
+from edgelambda.containers import (
+    LABEL_FUNCTION,
+    LABEL_STACK,
+    ContainerExit,
+    ContainerSpec,
+    StartedContainer,
+)
 from edgelambda.errors import EngineUnavailable
 from edgelambda.routing import FunctionSpec
 
 log = structlog.get_logger(__name__)
 
 NOT_FOUND = 404
-KILL_GRACE_S = 0  # sandboxes hold no state worth a graceful stop
+CONFLICT = 409
 
 
 @asynccontextmanager
@@ -130,8 +137,23 @@ class DockerBackend:
             except BaseException:
                 await self._remove_quietly(container.id)
                 raise
-        address = info["NetworkSettings"]["Networks"][spec.network]["IPAddress"]
-        return StartedContainer(id=container.id, address=address)
+        return StartedContainer(id=container.id, address=_address(info))
+
+    async def stop(self, container_id: str) -> None:
+        # An idle runtime holds no work, so there is nothing to wait for: kill it at once.
+        async with engine_errors(f"stop {container_id[:12]}"):
+            try:
+                await self._docker.containers.container(container_id).kill(signal="SIGKILL")
+            except aiodocker.DockerError as exc:
+                if exc.status != CONFLICT:  # 409: it is not running any more
+                    raise
+
+    async def restart(self, container_id: str) -> str:
+        async with engine_errors(f"restart {container_id[:12]}"):
+            container = self._docker.containers.container(container_id)
+            await container.start()
+            info = await container.show()
+        return _address(info)
 
     async def remove(self, container_id: str) -> None:
         async with engine_errors(f"remove {container_id[:12]}"):
@@ -143,17 +165,56 @@ class DockerBackend:
 
     async def remove_stack(self, stack: str) -> int:
         async with engine_errors(f"list containers of {stack}"):
-            found = await self._docker.containers.list(
-                all=True, filters=json.dumps({"label": [f"{LABEL_STACK}={stack}"]})
-            )
+            found = await self._docker.containers.list(all=True, filters=_stack_filter(stack))
         await asyncio.gather(*(self.remove(c.id) for c in found))
         return len(found)
+
+    async def running_containers(self, stack: str) -> set[str]:
+        async with engine_errors(f"list containers of {stack}"):
+            found = await self._docker.containers.list(filters=_stack_filter(stack))
+        return {c.id for c in found}
+
+    async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
+        filters = _stack_filter(stack, type=["container"], event=["die"])
+        # A fresh DockerEvents per call, so a stream that ended can be opened again.
+        events = DockerEvents(self._docker)  # type: ignore[no-untyped-call]  # untyped in aiodocker
+        subscriber = events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
+        stream = asyncio.create_task(events.run(filters=filters))
+        try:
+            while (event := await subscriber.get()) is not None:
+                yield await self._exit_of(event["Actor"]["ID"], event["Actor"]["Attributes"])
+            if not stream.cancelled() and stream.done() and stream.exception() is not None:
+                raise EngineUnavailable(f"event stream failed: {stream.exception()}")
+            raise EngineUnavailable("the engine closed its event stream")
+        finally:
+            stream.cancel()
+            await asyncio.gather(stream, return_exceptions=True)
+
+    async def _exit_of(self, container_id: str, attributes: dict[str, str]) -> ContainerExit:
+        exit_code = int(attributes.get("exitCode", "-1"))
+        try:
+            info = await self._docker.containers.container(container_id).show()
+            is_oom = bool(info["State"].get("OOMKilled"))
+        except aiodocker.DockerError:  # already removed: it cannot tell us more
+            is_oom = False
+        return ContainerExit(container_id, exit_code=exit_code, is_oom=is_oom)
 
     async def _remove_quietly(self, container_id: str) -> None:
         try:
             await self.remove(container_id)
         except EngineUnavailable as exc:
             log.warning("could not remove container", container=container_id[:12], error=str(exc))
+
+
+def _stack_filter(stack: str, **more: list[str]) -> str:
+    """Engine API ``filters`` selecting the containers (or events) of one stack."""
+    return json.dumps({"label": [f"{LABEL_STACK}={stack}"], **more})
+
+
+def _address(info: dict[str, Any]) -> str:
+    """The container's IPv4 address on its (single) network."""
+    networks = info["NetworkSettings"]["Networks"]
+    return str(next(iter(networks.values()))["IPAddress"])
 
 
 def _engine_config(spec: ContainerSpec) -> dict[str, Any]:

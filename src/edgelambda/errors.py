@@ -82,6 +82,11 @@ class FunctionError(EdgeLambdaError):
         super().__init__(detail)
         self.error_type = error_type
 
+    @property
+    def headers(self) -> dict[str, str]:
+        # The body stays API Gateway's; the header tells an operator what went wrong.
+        return {"x-amzn-ErrorType": self.error_type}
+
 
 class FunctionTimeout(EdgeLambdaError):
     status = 504

@@ -1,48 +1,52 @@
-"""The container pool: sandboxes per function, each running one invocation at a time.
+"""The container pool: the async shell around :mod:`edgelambda.sandbox`'s decisions.
 
 An invocation waits in its function's FIFO queue until a sandbox polls the Runtime API for
-work; whichever sandbox asks first gets the oldest invocation. When work waits and no
-sandbox is free, new sandboxes are cold-started up to the function's ``max_concurrency``.
-The decisions are small pure functions; :class:`Pool` is the async shell around them.
+work; whichever sandbox asks first gets the oldest invocation, so no request waits on "its
+own" cold start while another container is free. When work waits and no sandbox is free,
+stopped sandboxes are restarted (warm start) and new ones created (cold start), up to the
+function's ``max_concurrency``. One reaper stops idle sandboxes and removes long-stopped
+ones; one watcher follows the engine's container exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
-import uuid
-from collections import deque
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
 
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerBackend, container_spec
-from edgelambda.errors import (
-    EdgeLambdaError,
-    EngineUnavailable,
-    RouteNotFound,
-    TooManyRequests,
+from edgelambda.containers import (
+    ContainerBackend,
+    ContainerExit,
+    ContainerSpec,
+    container_spec,
 )
+from edgelambda.errors import EdgeLambdaError, EngineUnavailable, RouteNotFound, TooManyRequests
 from edgelambda.routing import FunctionSpec
+from edgelambda.sandbox import (
+    INIT_TIMEOUT_ERROR_TYPE,
+    FunctionPool,
+    Invocation,
+    InvocationResult,
+    Sandbox,
+    SandboxState,
+    error_result,
+    exit_result,
+    idle_to_stop,
+    sandboxes_to_start,
+    stopped_to_remove,
+    timeout_result,
+    warm_needed,
+)
 
 log = structlog.get_logger(__name__)
 
-TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"
-EXIT_ERROR_TYPE = "Runtime.ExitError"
-
-
-class SandboxState(Enum):
-    STARTING = "starting"  # container created, runtime not polling yet
-    READY = "ready"  # runtime polling /next, no invocation
-    BUSY = "busy"  # running one invocation
-    DEAD = "dead"  # retired; its container is being removed
+WATCH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # reconnect delays after the engine's event stream ends
 
 
 class InvalidRequestId(EdgeLambdaError):
@@ -53,94 +57,10 @@ class InvalidRequestId(EdgeLambdaError):
 
 
 class SandboxRetired(EdgeLambdaError):
-    """The sandbox was retired while its runtime waited for work."""
+    """The sandbox was stopped or retired while its runtime waited for work."""
 
     status = 410
     public_message = "Sandbox retired"
-
-
-@dataclass(frozen=True)
-class InvocationResult:
-    """What the runtime posted: the response payload, or an error with its type."""
-
-    payload: bytes
-    error_type: str | None = None
-
-    @property
-    def is_error(self) -> bool:
-        return self.error_type is not None
-
-
-@dataclass(eq=False)
-class Invocation:
-    """One call of a function, from queueing until the runtime answers."""
-
-    payload: bytes
-    trace_id: str | None = None
-    client_context: str | None = None
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    deadline_ms: int = 0  # epoch ms, set when a sandbox takes it
-    result: asyncio.Future[InvocationResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-    def settle(self, outcome: InvocationResult | BaseException) -> None:
-        """Complete the invocation once; later outcomes are ignored (never answered twice)."""
-        if self.result.done():
-            return
-        if isinstance(outcome, BaseException):
-            self.result.set_exception(outcome)
-        else:
-            self.result.set_result(outcome)
-
-
-class Sandbox:
-    """One function container and the state of its runtime."""
-
-    def __init__(self, function: FunctionSpec) -> None:
-        self.function = function
-        self.instance = uuid.uuid4().hex
-        self.state = SandboxState.STARTING
-        self.container_id: str | None = None
-        self.address: str | None = None
-        self.current: Invocation | None = None
-        self.created_at = time.monotonic()
-        self.poll: asyncio.Future[Invocation] | None = None
-        self.timer: asyncio.TimerHandle | None = None  # init or invocation deadline
-
-    def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def __repr__(self) -> str:
-        return f"<Sandbox {self.function.name} {self.instance[:8]} {self.state.value}>"
-
-
-def sandboxes_to_start(*, queued: int, starting: int, total: int, max_concurrency: int) -> int:
-    """How many cold starts the queue needs: one per waiting invocation not already covered
-    by a starting sandbox, within the function's concurrency limit."""
-    return max(0, min(queued - starting, max_concurrency - total))
-
-
-@dataclass(eq=False)
-class FunctionPool:
-    """The sandboxes and the waiting invocations of one function."""
-
-    function: FunctionSpec
-    queue_size: int
-    queue: deque[Invocation] = field(default_factory=deque)
-    idle: deque[Sandbox] = field(default_factory=deque)
-    sandboxes: set[Sandbox] = field(default_factory=set)
-
-    @property
-    def starting(self) -> int:
-        return sum(1 for s in self.sandboxes if s.state is SandboxState.STARTING)
-
-    def enqueue(self, invocation: Invocation) -> None:
-        if len(self.queue) >= self.queue_size:
-            raise TooManyRequests(f"{self.function.name}: queue of {self.queue_size} is full")
-        self.queue.append(invocation)
 
 
 class Pool:
@@ -153,34 +73,44 @@ class Pool:
         backend: ContainerBackend,
         settings: Settings,
         runtime_api: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
         self._settings = settings
         self._runtime_api = runtime_api
+        self._clock = clock
         self._pools = {
             name: FunctionPool(spec, settings.queue_size) for name, spec in functions.items()
         }
         self._by_address: dict[str, Sandbox] = {}
+        self._by_container: dict[str, Sandbox] = {}
         self._registered = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
         self._is_closing = False
 
     # -- the caller's side --------------------------------------------------------------
 
     async def invoke(self, function_name: str, invocation: Invocation) -> InvocationResult:
-        """Run ``invocation`` on a sandbox of ``function_name`` and return what it answered."""
+        """Run ``invocation`` on a sandbox of ``function_name`` and return what it answered.
+
+        Raises :class:`TooManyRequests` when the function's queue is full or the invocation
+        waited longer than the queue-wait limit for a sandbox."""
         pool = self._pool(function_name)
         if self._is_closing:
             raise EngineUnavailable("the gateway is shutting down")
         pool.enqueue(invocation)
+        invocation.expiry = asyncio.get_running_loop().call_later(
+            self._settings.queue_wait_s, self._expire, pool, invocation
+        )
         self._dispatch(pool)
         try:
             return await asyncio.shield(invocation.result)
         finally:
-            # The caller went away (client disconnect): a queued invocation is dropped.
+            # The caller went away (client disconnect): a still-queued invocation is dropped.
             if not invocation.result.done() and invocation in pool.queue:
                 pool.queue.remove(invocation)
-                invocation.result.cancel()
+                invocation.settle(EngineUnavailable("caller gone"))
 
     def _pool(self, function_name: str) -> FunctionPool:
         try:
@@ -188,22 +118,34 @@ class Pool:
         except KeyError:
             raise RouteNotFound(f"function {function_name!r} is not defined") from None
 
+    def _expire(self, pool: FunctionPool, invocation: Invocation) -> None:
+        invocation.expiry = None
+        if invocation in pool.queue:
+            pool.queue.remove(invocation)
+            wait_s = self._settings.queue_wait_s
+            invocation.settle(
+                TooManyRequests(f"{pool.function.name}: no sandbox within {wait_s:g} s")
+            )
+
     def _dispatch(self, pool: FunctionPool) -> None:
-        """Hand waiting invocations to free sandboxes; cold-start more if work still waits."""
+        """Hand waiting invocations to free sandboxes; start more if work still waits."""
         while pool.queue and pool.idle:
-            self._assign(pool.idle.popleft(), pool.queue.popleft())
+            self._assign(pool.idle.pop(), pool.queue.popleft())
         if self._is_closing:
             return
         count = sandboxes_to_start(
             queued=len(pool.queue),
-            starting=pool.starting,
-            total=len(pool.sandboxes),
+            starting=pool.count(SandboxState.STARTING),
+            running=pool.running,
             max_concurrency=pool.function.max_concurrency,
         )
         for _ in range(count):
-            self._spawn(pool)
+            self._start_sandbox(pool)
 
     def _assign(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        if invocation.expiry is not None:
+            invocation.expiry.cancel()
+            invocation.expiry = None
         timeout_s = sandbox.function.timeout_s
         invocation.deadline_ms = int((time.time() + timeout_s) * 1000)
         sandbox.state = SandboxState.BUSY
@@ -215,75 +157,102 @@ class Pool:
         sandbox.poll.set_result(invocation)
 
     def _on_deadline(self, sandbox: Sandbox, invocation: Invocation) -> None:
-        timeout_s = sandbox.function.timeout_s
+        sandbox.timer = None
         log.warning(
             "invocation timed out",
             function=sandbox.function.name,
             aws_request_id=invocation.request_id,
-            timeout_s=timeout_s,
+            timeout_s=sandbox.function.timeout_s,
         )
-        sandbox.timer = None
-        invocation.settle(timeout_result(timeout_s))
+        invocation.settle(timeout_result(sandbox.function.timeout_s))
         self._retire(sandbox, reason="timeout")
 
-    # -- cold starts ----------------------------------------------------------------------
-
-    def _spawn(self, pool: FunctionPool) -> None:
-        sandbox = Sandbox(pool.function)
-        pool.sandboxes.add(sandbox)
-        self._own(self._cold_start(pool, sandbox))
+    # -- starting sandboxes -------------------------------------------------------------
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _start_sandbox(self, pool: FunctionPool) -> None:
+        """Warm-start the most recently stopped sandbox, or cold-start a new one."""
+        sandbox = pool.stopped()
+        if sandbox is None:
+            sandbox = Sandbox(pool.function, now_s=self._clock())
+            pool.sandboxes.add(sandbox)
+            self._own(self._cold_start(pool, sandbox))
+        else:
+            sandbox.state, sandbox.is_cold = SandboxState.STARTING, False
+            sandbox.started_s = self._clock()
+            self._own(self._warm_start(pool, sandbox))
+
     async def _cold_start(self, pool: FunctionPool, sandbox: Sandbox) -> None:
         function = pool.function
-        started_at = time.monotonic()
         try:
             image = function.image or await self._backend.function_image(
                 function, self._settings.base_image_for(function.runtime)
             )
-            spec = container_spec(
-                function,
-                image=image,
-                instance=sandbox.instance,
-                stack=self._settings.stack,
-                network=self._settings.docker_network,
-                runtime_api=self._runtime_api,
-                region=self._settings.region,
-                host_cpus=os.cpu_count() or 1,
-            )
-            started = await self._backend.start(spec)
+            started = await self._backend.start(self._spec(sandbox, image))
         except EdgeLambdaError as exc:
             log.error("cold start failed", function=function.name, error=str(exc))
             self._abandon_start(pool, sandbox, exc)
             return
-        sandbox.container_id, sandbox.address = started.id, started.address
-        if sandbox.state is SandboxState.DEAD:  # retired while starting (shutdown)
-            await self._remove_container(sandbox)
+        sandbox.container_id = started.id
+        self._by_container[started.id] = sandbox
+        await self._started(sandbox, started.address, kind="cold")
+
+    async def _warm_start(self, pool: FunctionPool, sandbox: Sandbox) -> None:
+        assert sandbox.container_id is not None
+        try:
+            address = await self._backend.restart(sandbox.container_id)
+        except EdgeLambdaError as exc:
+            # The kept container is unusable; drop it and let the queue cold-start instead.
+            log.warning("warm start failed", function=pool.function.name, error=str(exc))
+            self._retire(sandbox, reason="warm start failed")
+            return
+        await self._started(sandbox, address, kind="warm")
+
+    def _spec(self, sandbox: Sandbox, image: str) -> ContainerSpec:
+        return container_spec(
+            sandbox.function,
+            image=image,
+            instance=sandbox.instance,
+            stack=self._settings.stack,
+            network=self._settings.docker_network,
+            runtime_api=self._runtime_api,
+            region=self._settings.region,
+            host_cpus=os.cpu_count() or 1,
+        )
+
+    async def _started(self, sandbox: Sandbox, address: str, *, kind: str) -> None:
+        """The container runs: register its address and give its runtime time to poll."""
+        if sandbox.state is not SandboxState.STARTING:  # retired meanwhile (shutdown, crash)
+            if sandbox.state is SandboxState.DEAD:
+                await self._remove_container(sandbox)
             return
         log.info(
             "container started",
-            function=function.name,
-            container=started.id[:12],
-            start_ms=round((time.monotonic() - started_at) * 1000, 1),
+            function=sandbox.function.name,
+            container=(sandbox.container_id or "")[:12],
+            start=kind,
+            start_ms=round((self._clock() - sandbox.started_s) * 1000, 1),
         )
+        sandbox.address = address
         sandbox.timer = asyncio.get_running_loop().call_later(
             self._settings.init_timeout_s, self._on_init_timeout, sandbox
         )
         async with self._registered:
-            self._by_address[started.address] = sandbox
+            self._by_address[address] = sandbox
             self._registered.notify_all()
 
     def _abandon_start(self, pool: FunctionPool, sandbox: Sandbox, error: EdgeLambdaError) -> None:
-        """A sandbox could not start: fail the work that nothing else will serve."""
+        """A sandbox could not start: fail the invocation it was for, and every waiting one
+        when no other sandbox is left to serve them."""
         pool.sandboxes.discard(sandbox)
         sandbox.state = SandboxState.DEAD
         if pool.queue:
             pool.queue.popleft().settle(error)
-        if not pool.sandboxes:
+        if not any(s.state.is_running for s in pool.sandboxes):
             while pool.queue:
                 pool.queue.popleft().settle(error)
 
@@ -291,15 +260,24 @@ class Pool:
         sandbox.timer = None
         if sandbox.state is SandboxState.STARTING:
             message = f"runtime did not poll within {self._settings.init_timeout_s:g} s"
-            self.init_failed(sandbox, _error_json("Runtime.InitTimeout", message))
+            self._fail_start(sandbox, error_result(INIT_TIMEOUT_ERROR_TYPE, message))
 
-    # -- the Runtime API's side -------------------------------------------------------------
+    def _fail_start(self, sandbox: Sandbox, result: InvocationResult) -> None:
+        """The runtime failed before taking work: fail the invocation it would have served."""
+        pool = self._pools[sandbox.function.name]
+        victim = sandbox.current or (pool.queue.popleft() if pool.queue else None)
+        if victim is not None:
+            victim.settle(result)
+        self._retire(sandbox, reason=result.error_type or "init failed")
+
+    # -- the Runtime API's side ---------------------------------------------------------
 
     async def sandbox_at(self, address: str, wait_s: float = 2.0) -> Sandbox | None:
-        """The sandbox whose container has ``address``. A runtime can poll before its start
-        has been recorded, so wait briefly while any sandbox is still starting."""
+        """The running sandbox whose container has ``address``. A runtime can poll before
+        its start has been recorded, so wait briefly while any sandbox is starting."""
         sandbox = self._by_address.get(address)
-        if sandbox is not None or not any(p.starting for p in self._pools.values()):
+        is_starting = any(p.count(SandboxState.STARTING) for p in self._pools.values())
+        if sandbox is not None or not is_starting:
             return sandbox
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s), self._registered:
@@ -308,18 +286,12 @@ class Pool:
 
     async def next_invocation(self, sandbox: Sandbox) -> Invocation:
         """Wait until ``sandbox`` is handed an invocation (its runtime polls ``/next``)."""
-        if sandbox.state is SandboxState.DEAD:
+        if not sandbox.state.is_running:
             raise SandboxRetired(sandbox.instance)
         if sandbox.poll is not None:
             raise InvalidRequestId("this sandbox is already waiting for an invocation")
         if sandbox.state is SandboxState.STARTING:
-            sandbox.disarm()
-            log.info(
-                "runtime ready",
-                function=sandbox.function.name,
-                container=(sandbox.container_id or "")[:12],
-                ready_ms=round((time.monotonic() - sandbox.created_at) * 1000, 1),
-            )
+            self._runtime_ready(sandbox)
         pool = self._pools[sandbox.function.name]
         poll: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         sandbox.poll = poll
@@ -334,11 +306,23 @@ class Pool:
         finally:
             sandbox.poll = None
 
+    def _runtime_ready(self, sandbox: Sandbox) -> None:
+        sandbox.disarm()
+        now_s = self._clock()
+        sandbox.idle_since_s = now_s
+        log.info(
+            "runtime ready",
+            function=sandbox.function.name,
+            container=(sandbox.container_id or "")[:12],
+            start="cold" if sandbox.is_cold else "warm",
+            ready_ms=round((now_s - sandbox.started_s) * 1000, 1),
+        )
+
     def _withdraw(self, sandbox: Sandbox, poll: asyncio.Future[Invocation]) -> None:
         """The runtime's poll ended before it received anything (it disconnected)."""
         if poll.done() and not poll.cancelled():
             self.undeliverable(sandbox, poll.result())
-        else:
+        elif sandbox.state.is_running:
             self._retire(sandbox, reason="runtime disconnected")
 
     def undeliverable(self, sandbox: Sandbox, invocation: Invocation) -> None:
@@ -366,9 +350,8 @@ class Pool:
         )
         self._finish(sandbox, request_id, InvocationResult(payload, error_type))
 
-    def init_failed(self, sandbox: Sandbox, payload: bytes, error_type: str | None = None) -> None:
-        """The runtime could not initialise: fail the invocation it would have served."""
-        error_type = error_type or "Runtime.Unknown"
+    def init_failed(self, sandbox: Sandbox, payload: bytes, error_type: str) -> None:
+        """The runtime reported ``/init/error``: its handler cannot be loaded."""
         log.error(
             "init error",
             function=sandbox.function.name,
@@ -376,20 +359,113 @@ class Pool:
             error_type=error_type,
             error=payload.decode("utf-8", "replace"),
         )
-        pool = self._pools[sandbox.function.name]
-        victim = sandbox.current or (pool.queue.popleft() if pool.queue else None)
-        if victim is not None:
-            victim.settle(InvocationResult(payload, error_type))
-        self._retire(sandbox, reason=error_type)
+        self._fail_start(sandbox, InvocationResult(payload, error_type))
 
     def _finish(self, sandbox: Sandbox, request_id: str, result: InvocationResult) -> None:
         invocation = sandbox.current
         if invocation is None or invocation.request_id != request_id:
             raise InvalidRequestId(f"{request_id} is not the invocation this sandbox holds")
         sandbox.disarm()
+        sandbox.idle_since_s = self._clock()
         invocation.settle(result)
 
-    # -- retiring and shutdown --------------------------------------------------------------
+    # -- the engine's side --------------------------------------------------------------
+
+    def container_exited(self, exit: ContainerExit) -> None:
+        """A container stopped without being asked to (crash, OOM kill, engine restart)."""
+        sandbox = self._by_container.get(exit.container_id)
+        if sandbox is None or not sandbox.state.is_running:
+            return  # ours to stop: reaped, timed out or retired
+        log.warning(
+            "container exited",
+            function=sandbox.function.name,
+            container=exit.container_id[:12],
+            exit_code=exit.exit_code,
+            is_oom=exit.is_oom,
+        )
+        result = exit_result(exit.exit_code, exit.is_oom)
+        if sandbox.state is SandboxState.STARTING:
+            self._fail_start(sandbox, result)
+            return
+        if sandbox.current is not None:
+            sandbox.current.settle(result)
+        self._retire(sandbox, reason=result.error_type or "exited")
+
+    async def _watch_exits(self) -> None:
+        """Follow container exits; after the engine's stream ends (engine restart), reconnect
+        with back-off and reconcile what died while nobody was listening."""
+        failures = 0
+        while True:
+            try:
+                await self._reconcile()
+                async for exit in self._backend.exits(self._settings.stack):
+                    failures = 0
+                    self.container_exited(exit)
+            except EngineUnavailable as exc:
+                log.warning("engine events lost", error=str(exc))
+            delay = WATCH_BACKOFF_S[min(failures, len(WATCH_BACKOFF_S) - 1)]
+            failures += 1
+            await asyncio.sleep(delay)
+
+    async def _reconcile(self) -> None:
+        running = await self._backend.running_containers(self._settings.stack)
+        for container_id, sandbox in list(self._by_container.items()):
+            # A sandbox without an address is still being (re)started: not yet expected to run.
+            is_expected_running = sandbox.state.is_running and sandbox.address is not None
+            if is_expected_running and container_id not in running:
+                self.container_exited(ContainerExit(container_id, exit_code=-1, is_oom=False))
+
+    # -- idle containers ----------------------------------------------------------------
+
+    def reap(self, now_s: float) -> None:
+        """Stop sandboxes idle past their timeout, remove those stopped past the retention
+        period, and start sandboxes ``min_warm`` asks for."""
+        for pool in self._pools.values():
+            idle_timeout_s = pool.function.idle_timeout_s or self._settings.idle_timeout_s
+            for sandbox in idle_to_stop(
+                pool.sandboxes,
+                now_s=now_s,
+                idle_timeout_s=idle_timeout_s,
+                min_warm=pool.function.min_warm,
+            ):
+                self._stop(pool, sandbox, now_s)
+            retention_s = self._settings.stopped_retention_s
+            for sandbox in stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s):
+                self._retire(sandbox, reason="retention")
+            for _ in range(warm_needed(pool.sandboxes, min_warm=pool.function.min_warm)):
+                self._start_sandbox(pool)
+
+    def _stop(self, pool: FunctionPool, sandbox: Sandbox, now_s: float) -> None:
+        """Stop an idle sandbox's container but keep it for a warm start."""
+        pool.idle.remove(sandbox)
+        sandbox.state, sandbox.stopped_s = SandboxState.STOPPED, now_s
+        self._forget_address(sandbox)  # the engine gives it a new address on restart
+        if sandbox.poll is not None and not sandbox.poll.done():
+            sandbox.poll.set_exception(SandboxRetired("idle"))
+        log.info("sandbox stopped", function=pool.function.name, instance=sandbox.instance[:8])
+        self._own(self._stop_container(sandbox))
+
+    async def _stop_container(self, sandbox: Sandbox) -> None:
+        assert sandbox.container_id is not None
+        try:
+            await self._backend.stop(sandbox.container_id)
+        except EngineUnavailable as exc:
+            log.warning(
+                "container stop failed", container=sandbox.container_id[:12], error=str(exc)
+            )
+            self._retire(sandbox, reason="stop failed")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reap_interval_s)
+            self.reap(self._clock())
+
+    # -- retiring and shutdown ----------------------------------------------------------
+
+    def _forget_address(self, sandbox: Sandbox) -> None:
+        if sandbox.address is not None and self._by_address.get(sandbox.address) is sandbox:
+            del self._by_address[sandbox.address]
+        sandbox.address = None
 
     def _retire(self, sandbox: Sandbox, *, reason: str) -> None:
         """Take a sandbox out of service for good and remove its container."""
@@ -401,13 +477,9 @@ class Pool:
         pool.sandboxes.discard(sandbox)
         if sandbox in pool.idle:
             pool.idle.remove(sandbox)
-        if sandbox.address is not None:
-            self._by_address.pop(sandbox.address, None)
+        self._forget_address(sandbox)
         if sandbox.current is not None:
-            message = f"container stopped ({reason}) during the invocation"
-            sandbox.current.settle(
-                InvocationResult(_error_json(EXIT_ERROR_TYPE, message), EXIT_ERROR_TYPE)
-            )
+            sandbox.current.settle(exit_result(-1, is_oom=False))
         if sandbox.poll is not None and not sandbox.poll.done():
             sandbox.poll.set_exception(SandboxRetired(reason))
         log.info(
@@ -422,6 +494,7 @@ class Pool:
 
     async def _remove_container(self, sandbox: Sandbox) -> None:
         assert sandbox.container_id is not None
+        self._by_container.pop(sandbox.container_id, None)
         try:
             await self._backend.remove(sandbox.container_id)
         except EngineUnavailable as exc:
@@ -430,14 +503,23 @@ class Pool:
             )
 
     async def start(self) -> None:
-        """Remove containers a previous run of this stack left behind."""
+        """Remove what a previous run of this stack left, start ``min_warm`` sandboxes, and
+        start the reaper and the exit watcher."""
         removed = await self._backend.remove_stack(self._settings.stack)
         if removed:
             log.info("removed leftover containers", count=removed, stack=self._settings.stack)
+        self._loops = [
+            asyncio.create_task(self._reap_forever()),
+            asyncio.create_task(self._watch_exits()),
+        ]
+        self.reap(self._clock())
 
     async def close(self) -> None:
         """Drain in-flight invocations to the grace deadline, then remove every container."""
         self._is_closing = True
+        for loop_task in self._loops:
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
         in_flight = [
             s.current.result for p in self._pools.values() for s in p.sandboxes if s.current
         ]
@@ -453,13 +535,3 @@ class Pool:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._backend.remove_stack(self._settings.stack)
-
-
-def timeout_result(timeout_s: float) -> InvocationResult:
-    """Lambda's error for an invocation that ran past its timeout."""
-    message = f"Task timed out after {timeout_s:.2f} seconds"
-    return InvocationResult(_error_json(TIMEOUT_ERROR_TYPE, message), TIMEOUT_ERROR_TYPE)
-
-
-def _error_json(error_type: str, message: str) -> bytes:
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from edgelambda.containers import function_arn
 from edgelambda.errors import EdgeLambdaError
-from edgelambda.pool import Invocation, Pool, Sandbox
+from edgelambda.pool import Pool
+from edgelambda.sandbox import Invocation, Sandbox
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,187 @@
+"""Sandboxes and invocations as values, and the pool's decisions as pure functions.
+
+A sandbox is one function container and the state of the runtime inside it:
+
+    starting -> ready <-> busy -> stopped (kept for a warm start) -> removed
+                   \\______________________________________________/ dead (crashed,
+                                                                   timed out, retired)
+
+Everything here is synchronous and takes time as an argument, so the scheduling rules are
+unit-tested without sleeping; :mod:`edgelambda.pool` is the async shell that applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from edgelambda.errors import TooManyRequests
+from edgelambda.routing import FunctionSpec
+
+TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"
+EXIT_ERROR_TYPE = "Runtime.ExitError"
+OOM_ERROR_TYPE = "Runtime.OutOfMemory"
+INIT_TIMEOUT_ERROR_TYPE = "Runtime.InitTimeout"
+
+
+class SandboxState(Enum):
+    STARTING = "starting"  # container (re)started, runtime not polling yet
+    READY = "ready"  # runtime polling /next, no invocation
+    BUSY = "busy"  # running one invocation
+    STOPPED = "stopped"  # container stopped after idling, kept for a warm start
+    DEAD = "dead"  # out of service for good; its container is being removed
+
+    @property
+    def is_running(self) -> bool:
+        return self in {SandboxState.STARTING, SandboxState.READY, SandboxState.BUSY}
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """What the runtime posted: the response payload, or an error document and its type."""
+
+    payload: bytes
+    error_type: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.error_type is not None
+
+
+def error_result(error_type: str, message: str) -> InvocationResult:
+    document = {"errorType": error_type, "errorMessage": message}
+    return InvocationResult(json.dumps(document).encode(), error_type)
+
+
+def timeout_result(timeout_s: float) -> InvocationResult:
+    """Lambda's error for an invocation that ran past its timeout."""
+    return error_result(TIMEOUT_ERROR_TYPE, f"Task timed out after {timeout_s:.2f} seconds")
+
+
+def exit_result(exit_code: int, is_oom: bool) -> InvocationResult:
+    """Lambda's error for a runtime process that died during an invocation."""
+    if is_oom:
+        return error_result(OOM_ERROR_TYPE, "Runtime exited with error: signal: killed")
+    return error_result(EXIT_ERROR_TYPE, f"Runtime exited with error: exit status {exit_code}")
+
+
+@dataclass(eq=False)
+class Invocation:
+    """One call of a function, from queueing until the runtime answers it."""
+
+    payload: bytes
+    trace_id: str | None = None
+    client_context: str | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    deadline_ms: int = 0  # epoch ms, set when a sandbox takes it
+    result: asyncio.Future[InvocationResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    expiry: asyncio.TimerHandle | None = None  # the queue-wait limit while it waits
+
+    def settle(self, outcome: InvocationResult | BaseException) -> None:
+        """Complete the invocation once; later outcomes are ignored (never answered twice)."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        if self.result.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.result.set_exception(outcome)
+        else:
+            self.result.set_result(outcome)
+
+
+class Sandbox:
+    """One function container and what its runtime is doing. Timestamps are monotonic s."""
+
+    def __init__(self, function: FunctionSpec, *, now_s: float) -> None:
+        self.function = function
+        self.instance = uuid.uuid4().hex
+        self.state = SandboxState.STARTING
+        self.container_id: str | None = None
+        self.address: str | None = None
+        self.current: Invocation | None = None
+        self.poll: asyncio.Future[Invocation] | None = None
+        self.timer: asyncio.TimerHandle | None = None  # init or invocation deadline
+        self.started_s = now_s  # when the latest (re)start began
+        self.idle_since_s = now_s  # last time it finished work (or became ready)
+        self.stopped_s = now_s  # when it was stopped; meaningful in STOPPED
+        self.is_cold = True  # a new container (False after a warm restart)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.function.name} {self.instance[:8]} {self.state.value}>"
+
+
+def sandboxes_to_start(*, queued: int, starting: int, running: int, max_concurrency: int) -> int:
+    """How many sandboxes the queue needs started: one per waiting invocation that no
+    starting sandbox will take, within the function's concurrency limit."""
+    return max(0, min(queued - starting, max_concurrency - running))
+
+
+def idle_to_stop(
+    sandboxes: Iterable[Sandbox], *, now_s: float, idle_timeout_s: float, min_warm: int
+) -> list[Sandbox]:
+    """Ready sandboxes idle for longer than ``idle_timeout_s``, keeping ``min_warm``
+    running sandboxes (the most recently used ones stay)."""
+    running = [s for s in sandboxes if s.state.is_running]
+    ready = sorted(
+        (s for s in running if s.state is SandboxState.READY), key=lambda s: s.idle_since_s
+    )
+    spare = max(0, len(running) - min_warm)
+    expired = [s for s in ready if now_s - s.idle_since_s >= idle_timeout_s]
+    return expired[:spare]
+
+
+def stopped_to_remove(
+    sandboxes: Iterable[Sandbox], *, now_s: float, retention_s: float
+) -> list[Sandbox]:
+    """Stopped sandboxes kept for longer than the retention period."""
+    return [
+        s
+        for s in sandboxes
+        if s.state is SandboxState.STOPPED and now_s - s.stopped_s >= retention_s
+    ]
+
+
+def warm_needed(sandboxes: Iterable[Sandbox], *, min_warm: int) -> int:
+    """How many sandboxes to start so that ``min_warm`` are running."""
+    return max(0, min_warm - sum(1 for s in sandboxes if s.state.is_running))
+
+
+@dataclass(eq=False)
+class FunctionPool:
+    """The sandboxes and the waiting invocations of one function."""
+
+    function: FunctionSpec
+    queue_size: int
+    queue: deque[Invocation] = field(default_factory=deque)
+    idle: deque[Sandbox] = field(default_factory=deque)  # READY, most recently freed last
+    sandboxes: set[Sandbox] = field(default_factory=set)  # every state but DEAD
+
+    def count(self, *states: SandboxState) -> int:
+        return sum(1 for s in self.sandboxes if s.state in states)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self.sandboxes if s.state.is_running)
+
+    def stopped(self) -> Sandbox | None:
+        """The most recently stopped sandbox, the best candidate for a warm start."""
+        stopped = [s for s in self.sandboxes if s.state is SandboxState.STOPPED]
+        return max(stopped, key=lambda s: s.stopped_s, default=None)
+
+    def enqueue(self, invocation: Invocation) -> None:
+        if len(self.queue) >= self.queue_size:
+            raise TooManyRequests(f"{self.function.name}: queue of {self.queue_size} is full")
+        self.queue.append(invocation)
