@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 BASE_IMAGE := edgelambda/runtime-python:local
 export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
 
-.PHONY: help install engine base-images run up down test check lint types unit clean
+.PHONY: help install engine base-images run up down test check lint types unit bench clean
 
 help:
 	@echo "make run          run the gateway on :8000 with the local runtime base"
 	@echo "make up           for now the same as make run (the compose stack comes later)"
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
+	@echo "make bench        gateway vs raw engine costs, one JSON report"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,9 @@ test: install base-images
 	  echo "make test: pytest took $$((SECONDS - start))s"; exit $$rc
 
 check: lint types test
+
+bench: install base-images
+	$(BIN)/python bench/pool_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

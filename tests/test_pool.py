@@ -343,3 +343,23 @@ async def test_engine_restart_is_noticed_by_reconciling() -> None:
     assert (await call).error_type == EXIT_ERROR_TYPE
     assert sandbox.state is SandboxState.DEAD
     await pool.close()
+
+
+async def test_a_sandbox_finishing_its_call_takes_the_next_without_a_cold_start() -> None:
+    backend = FakeBackend()
+    pool = make_pool(backend, function_spec(max_concurrency=4))
+    first = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"1")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    invocation = await pool.next_invocation(sandbox)
+    pool.respond(sandbox, invocation.request_id, b"one")  # answered, not yet polling again
+
+    second = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"2")))
+    await settle()
+    assert len(backend.started) == 1  # it waits a moment for the finishing sandbox
+    follow_up = await pool.next_invocation(sandbox)
+    pool.respond(sandbox, follow_up.request_id, b"two")
+
+    assert ((await first).payload, (await second).payload) == (b"one", b"two")
+    await pool.close()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -260,3 +261,63 @@ async def test_a_foreign_caller_gets_403_and_no_work(
     assert "status 403" in output
     assert (await slow).status == 200
     assert (await queued).status == 200  # the queued invocation was not stolen
+
+
+def write_wheel(directory: Path) -> None:
+    """A minimal pure-Python wheel, so the test needs no index and commits no binary."""
+    files = {
+        "tinydep/__init__.py": 'VALUE = "from a vendored wheel"\n',
+        "tinydep-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
+        "tinydep-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: edgelambda-tests\n"
+            "Root-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = "".join(f"{name},,\n" for name in [*files, "tinydep-1.0.dist-info/RECORD"])
+    directory.mkdir()
+    with zipfile.ZipFile(directory / "tinydep-1.0-py3-none-any.whl", "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+        wheel.writestr("tinydep-1.0.dist-info/RECORD", record)
+
+
+async def test_requirements_are_installed_into_the_image(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    code = tmp_path / "withdeps"
+    shutil.copytree(TEST_FUNCTIONS / "withdeps", code)
+    write_wheel(code / "wheels")  # vendored, as an air-gapped box does
+    route = {"path": "/fn", "method": "GET", "function": "fn", "auth": "none"}
+    client = await gateway(
+        routing_text({"fn": {"handler": "app.handler", "code": str(code)}}, [route])
+    )
+
+    response = await client.get("/fn")
+
+    assert response.status == 200, await response.text()
+    assert await response.text() == "from a vendored wheel"
+
+
+async def test_containers_are_hardened_and_labelled(
+    gateway: GatewayFactory, docker: aiodocker.Docker
+) -> None:
+    client = await gateway(lifecycle_routing(memory=192))
+    await report(client)
+    (container_id,) = await containers(docker, client, running=True)
+
+    info = await docker.containers.container(container_id).show()
+
+    host = info["HostConfig"]
+    assert info["Config"]["User"] == "993:990"
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["ReadonlyRootfs"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert host["Memory"] == 192 * 1024 * 1024
+    assert host["PidsLimit"] == 1024
+    assert host["NanoCpus"] > 0
+    assert host["Binds"] is None  # the code came in the image, not through a mount
+    labels = info["Config"]["Labels"]
+    assert labels["edgelambda.function"] == "fn"
+    assert labels["edgelambda.stack"] == client.app[GATEWAY_KEY].settings.stack
+    assert len(labels["edgelambda.instance"]) == 32

@@ -22,22 +22,20 @@ def sandbox(state: SandboxState, *, idle_since_s: float = 0.0, stopped_s: float 
 
 
 @pytest.mark.parametrize(
-    ("queued", "starting", "running", "limit", "expected"),
+    ("queued", "coming", "running", "limit", "expected"),
     [
         (5, 0, 0, 2, 2),  # a burst starts no more than the limit
         (1, 0, 0, 4, 1),  # one waiting call, one start
-        (3, 2, 2, 4, 1),  # two already starting cover two of three
+        (3, 2, 2, 4, 1),  # two starting (or finishing) cover two of three
         (2, 2, 2, 4, 0),
         (9, 0, 4, 4, 0),  # at the limit: wait for a free sandbox
         (0, 0, 0, 4, 0),
     ],
 )
 def test_sandboxes_to_start(
-    queued: int, starting: int, running: int, limit: int, expected: int
+    queued: int, coming: int, running: int, limit: int, expected: int
 ) -> None:
-    count = sandboxes_to_start(
-        queued=queued, starting=starting, running=running, max_concurrency=limit
-    )
+    count = sandboxes_to_start(queued=queued, coming=coming, running=running, max_concurrency=limit)
 
     assert count == expected
 

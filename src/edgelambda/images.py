@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Bump when the generated Dockerfile changes, so every function image is rebuilt.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 IGNORED_NAMES = frozenset({"__pycache__", ".git", ".venv", ".pytest_cache", ".DS_Store"})
 TASK_ROOT = "/var/task"
 
@@ -45,15 +45,29 @@ def image_tag(function_name: str, digest: str) -> str:
     return f"edgelambda-fn/{repository}:{digest}"
 
 
-def dockerfile(base_image: str) -> str:
-    return f"FROM {base_image}\nCOPY code/ {TASK_ROOT}/\n"
+REQUIREMENTS = "requirements.txt"
+
+
+def dockerfile(base_image: str, *, has_requirements: bool) -> str:
+    """The function image: the base plus the code, and its requirements installed next to
+    it as AWS documents for container images (`pip install -r ... --target /var/task`)."""
+    lines = [f"FROM {base_image}", f"COPY code/ {TASK_ROOT}/"]
+    if has_requirements:
+        lines.append(
+            "RUN python3 -m pip install --no-cache-dir --disable-pip-version-check"
+            f" -r {TASK_ROOT}/{REQUIREMENTS} --target {TASK_ROOT}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def build_context(code_dir: Path, base_image: str) -> bytes:
     """A tar holding a generated Dockerfile and the code under ``code/``."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", dockerfile(base_image).encode())
+        has_requirements = (code_dir / REQUIREMENTS).is_file()
+        _add_bytes(
+            tar, "Dockerfile", dockerfile(base_image, has_requirements=has_requirements).encode()
+        )
         _add_dir(tar, "code", 0o755)
         for path in code_files(code_dir):
             info = tar.gettarinfo(

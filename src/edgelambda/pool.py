@@ -135,7 +135,7 @@ class Pool:
             return
         count = sandboxes_to_start(
             queued=len(pool.queue),
-            starting=pool.count(SandboxState.STARTING),
+            coming=pool.coming,
             running=pool.running,
             max_concurrency=pool.function.max_concurrency,
         )

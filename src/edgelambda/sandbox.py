@@ -114,6 +114,15 @@ class Sandbox:
         self.stopped_s = now_s  # when it was stopped; meaningful in STOPPED
         self.is_cold = True  # a new container (False after a warm restart)
 
+    @property
+    def is_finishing(self) -> bool:
+        """Answered its invocation, not yet polling again: free in a fraction of a ms."""
+        return (
+            self.state is SandboxState.BUSY
+            and self.current is not None
+            and self.current.result.done()
+        )
+
     def disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -123,10 +132,11 @@ class Sandbox:
         return f"<Sandbox {self.function.name} {self.instance[:8]} {self.state.value}>"
 
 
-def sandboxes_to_start(*, queued: int, starting: int, running: int, max_concurrency: int) -> int:
+def sandboxes_to_start(*, queued: int, coming: int, running: int, max_concurrency: int) -> int:
     """How many sandboxes the queue needs started: one per waiting invocation that no
-    starting sandbox will take, within the function's concurrency limit."""
-    return max(0, min(queued - starting, max_concurrency - running))
+    sandbox about to become free (starting, or finishing its last invocation) will take,
+    within the function's concurrency limit."""
+    return max(0, min(queued - coming, max_concurrency - running))
 
 
 def idle_to_stop(
@@ -175,6 +185,11 @@ class FunctionPool:
     @property
     def running(self) -> int:
         return sum(1 for s in self.sandboxes if s.state.is_running)
+
+    @property
+    def coming(self) -> int:
+        """Sandboxes that will ask for work soon without being handed any now."""
+        return sum(1 for s in self.sandboxes if s.state is SandboxState.STARTING or s.is_finishing)
 
     def stopped(self) -> Sandbox | None:
         """The most recently stopped sandbox, the best candidate for a warm start."""

@@ -1,0 +1,402 @@
+"""`make bench`: the gateway's costs against the raw costs they are built on, measured side
+by side in one run and printed as one JSON report with ratios.
+
+Raw (no edgelambda code on the path): container create + start + runtime ready, timed with
+bare aiodocker calls and a minimal Runtime API server; and a warm Runtime API round trip
+through that minimal server. Gateway: `edgelambda serve` as a separate process, driven over
+HTTP on 127.0.0.1: cold first request, warm restart after an idle stop, warm sequential
+p50/p99, throughput with 1/8/32 clients, 10 concurrent 1 s sleeps with max_concurrency 10
+vs 1, and the gateway's RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiohttp import web
+
+from edgelambda.containers import LABEL_STACK, container_spec
+from edgelambda.docker_backend import DockerBackend, _engine_config
+from edgelambda.routing import parse_routing
+
+HERE = Path(__file__).parent
+BASE_IMAGE = os.environ.get("EDGELAMBDA_BENCH_BASE_IMAGE", "edgelambda/runtime-python:local")
+WARM_REQUESTS = int(os.environ.get("EDGELAMBDA_BENCH_WARM_REQUESTS", "1000"))
+RAW_ROUND_TRIPS = WARM_REQUESTS
+COLD_SAMPLES = 5
+THROUGHPUT_S = 3.0
+EVENT = json.dumps({"path": "/bench", "httpMethod": "GET"}).encode()
+
+ROUTING = {
+    "functions": {
+        "trivial": {"handler": "app.trivial", "code": "functions/bench", "max_concurrency": 32},
+        "idle": {"handler": "app.trivial", "code": "functions/bench", "idle_timeout": 1},
+        "sleep10": {"handler": "app.sleep", "code": "functions/bench", "max_concurrency": 10},
+        "sleep1": {"handler": "app.sleep", "code": "functions/bench", "max_concurrency": 1},
+    },
+    "routes": [
+        {"path": f"/{name}", "method": "GET", "function": name, "auth": "none"}
+        for name in ("trivial", "idle", "sleep10", "sleep1")
+    ],
+}
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- raw: bare aiodocker and a minimal Runtime API ------------------------------------------
+
+
+class MinimalRuntimeApi:
+    """The least a Runtime API can do: hand out events from a queue, collect responses."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[tuple[str, asyncio.Future[bytes]]] = asyncio.Queue()
+        self.pending: dict[str, asyncio.Future[bytes]] = {}
+        self.first_poll: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/2018-06-01/runtime/invocation/next", self.next)
+        app.router.add_post("/2018-06-01/runtime/invocation/{id}/response", self.response)
+        return app
+
+    async def next(self, request: web.Request) -> web.Response:
+        if not self.first_poll.done():
+            self.first_poll.set_result(time.perf_counter())
+        request_id, future = await self.events.get()
+        self.pending[request_id] = future
+        headers = {
+            "Lambda-Runtime-Aws-Request-Id": request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
+            "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:0:function:raw",
+        }
+        return web.Response(body=EVENT, headers=headers, content_type="application/json")
+
+    async def response(self, request: web.Request) -> web.Response:
+        self.pending.pop(request.match_info["id"]).set_result(await request.read())
+        return web.json_response({"status": "OK"}, status=202)
+
+    async def invoke(self) -> bytes:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        await self.events.put((str(uuid.uuid4()), future))
+        return await future
+
+
+async def raw_costs(network: str, stack: str) -> dict[str, Any]:
+    """Create + start + ready, and warm round trips, with no edgelambda code on the path
+    (the container configuration is the gateway's own, for a like-for-like comparison)."""
+    backend = await DockerBackend.connect()
+    docker = aiodocker.Docker()
+    try:
+        host = await backend.network_gateway(network)
+        table = parse_routing(json.dumps(ROUTING), source="bench", base_dir=HERE)
+        function = table.functions["trivial"]
+        image = await backend.function_image(function, BASE_IMAGE)
+        create_start_ready, round_trips = [], []
+        for sample in range(COLD_SAMPLES):
+            api = MinimalRuntimeApi()
+            runner = web.AppRunner(
+                api.app(), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, host, 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            spec = container_spec(
+                function,
+                image=image,
+                instance=uuid.uuid4().hex,
+                stack=stack,
+                network=network,
+                runtime_api=f"{host}:{port}",
+                region="us-east-1",
+                host_cpus=os.cpu_count() or 1,
+            )
+            started = time.perf_counter()
+            container = await docker.containers.create(_engine_config(spec), name=spec.name)
+            await container.start()
+            ready = await asyncio.wait_for(api.first_poll, timeout=30)
+            create_start_ready.append(ready - started)
+            if sample == 0:
+                for _ in range(50):  # warm up
+                    await api.invoke()
+                for _ in range(RAW_ROUND_TRIPS):
+                    begun = time.perf_counter()
+                    await api.invoke()
+                    round_trips.append(time.perf_counter() - begun)
+            await container.delete(force=True)
+            await runner.cleanup()
+        return {
+            "create_start_ready_ms": {
+                "median": ms(statistics.median(create_start_ready)),
+                "samples": [ms(s) for s in create_start_ready],
+            },
+            "runtime_round_trip_ms": {
+                "p50": ms(percentile(round_trips, 0.5)),
+                "p99": ms(percentile(round_trips, 0.99)),
+                "n": len(round_trips),
+            },
+        }
+    finally:
+        await docker.close()
+        await backend.close()
+
+
+# -- the gateway, as a separate process ----------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def gateway_process(
+    routing: Path, network: str, stack: str
+) -> AsyncIterator[tuple[str, int]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ROUTING_CONFIG_PATH": str(routing),
+        "EDGELAMBDA_HOST": "127.0.0.1",
+        "EDGELAMBDA_PORT": str(port),
+        "EDGELAMBDA_RUNTIME_API_PORT": "0",
+        "DOCKER_NETWORK": network,
+        "EDGELAMBDA_STACK": stack,
+        "EDGELAMBDA_RUNTIME_IMAGES": f"python3.12={BASE_IMAGE}",
+        "EDGELAMBDA_REAP_INTERVAL_S": "0.2",
+        "EDGELAMBDA_LOG_FORMAT": "json",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edgelambda",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(url, process)
+        yield url, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
+
+
+async def wait_healthy(url: str, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if process.returncode is not None:
+                raise RuntimeError("the gateway exited during start-up")
+            try:
+                async with session.get(f"{url}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the gateway did not become healthy")
+
+
+async def timed_get(session: aiohttp.ClientSession, url: str) -> float:
+    started = time.perf_counter()
+    async with session.get(url) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+    return time.perf_counter() - started
+
+
+async def throughput(session: aiohttp.ClientSession, url: str, clients: int) -> float:
+    """Requests per second with ``clients`` concurrent clients for THROUGHPUT_S, after a
+    warm-up that lets the pool scale out to the concurrency it needs."""
+    await _load(session, url, clients, duration_s=2.0)
+    started = time.perf_counter()
+    count = await _load(session, url, clients, duration_s=THROUGHPUT_S)
+    return round(count / (time.perf_counter() - started), 1)
+
+
+async def _load(session: aiohttp.ClientSession, url: str, clients: int, duration_s: float) -> int:
+    deadline = time.perf_counter() + duration_s
+    count = 0
+
+    async def client() -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            await timed_get(session, url)
+            count += 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return count
+
+
+async def concurrent_sleeps(session: aiohttp.ClientSession, url: str) -> float:
+    started = time.perf_counter()
+    await asyncio.gather(*(timed_get(session, f"{url}?s=1") for _ in range(10)))
+    return round(time.perf_counter() - started, 3)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("condition not reached")
+        await asyncio.sleep(0.1)
+
+
+async def gateway_costs(routing: Path, network: str, stack: str) -> dict[str, Any]:
+    docker = aiodocker.Docker()
+    colds, restarts = [], []
+
+    async def idle_stopped() -> bool:
+        filters = {
+            "label": [f"{LABEL_STACK}={stack}", "edgelambda.function=idle"],
+            "status": ["running"],
+        }
+        return not await docker.containers.list(filters=json.dumps(filters))
+
+    try:
+        for _ in range(COLD_SAMPLES):  # each gateway start removes the previous containers
+            async with gateway_process(routing, network, stack) as (url, _pid):
+                async with aiohttp.ClientSession() as session:
+                    colds.append(await timed_get(session, f"{url}/trivial"))
+        async with gateway_process(routing, network, stack) as (url, pid):
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                for _ in range(3):
+                    await timed_get(session, f"{url}/idle")
+                    await until(idle_stopped, timeout_s=10)
+                    restarts.append(await timed_get(session, f"{url}/idle"))
+                for _ in range(50):
+                    await timed_get(session, f"{url}/trivial")
+                warm = [await timed_get(session, f"{url}/trivial") for _ in range(WARM_REQUESTS)]
+                rates = {
+                    f"{n}_clients": await throughput(session, f"{url}/trivial", n)
+                    for n in (1, 8, 32)
+                }
+                await concurrent_sleeps(session, f"{url}/sleep10")  # scale out (cold) first
+                sleeps = {
+                    "max_concurrency_10_cold_s": None,
+                    "max_concurrency_10_s": await concurrent_sleeps(session, f"{url}/sleep10"),
+                    "max_concurrency_1_s": await concurrent_sleeps(session, f"{url}/sleep1"),
+                }
+                rss = rss_mb(pid)
+        async with gateway_process(routing, network, stack) as (url, _pid):
+            async with aiohttp.ClientSession() as session:
+                sleeps["max_concurrency_10_cold_s"] = await concurrent_sleeps(
+                    session, f"{url}/sleep10"
+                )
+    finally:
+        await docker.close()
+    return {
+        "cold_first_request_ms": {
+            "median": ms(statistics.median(colds)),
+            "samples": [ms(c) for c in colds],
+        },
+        "warm_restart_request_ms": {
+            "median": ms(statistics.median(restarts)),
+            "samples": [ms(r) for r in restarts],
+        },
+        "warm_sequential_ms": {
+            "p50": ms(percentile(warm, 0.5)),
+            "p99": ms(percentile(warm, 0.99)),
+            "n": len(warm),
+        },
+        "throughput_rps": rates,
+        "ten_concurrent_1s_sleeps_wall_s": sleeps,
+        "gateway_rss_mb": rss,
+    }
+
+
+async def main() -> None:
+    stack = f"bench-{uuid.uuid4().hex[:8]}"
+    network = f"edgelambda-{stack}"
+    routing = HERE / f".routing-{stack}.yaml"
+    routing.write_text(json.dumps(ROUTING))
+    started = time.perf_counter()
+    try:
+        raw = await raw_costs(network, stack)
+        gateway = await gateway_costs(routing, network, stack)
+    finally:
+        routing.unlink()
+        await cleanup(network, stack)
+    raw_ready = raw["create_start_ready_ms"]["median"]
+    raw_rtt = raw["runtime_round_trip_ms"]["p50"]
+    report = {
+        "raw": raw,
+        "gateway": gateway,
+        "ratios": {
+            "cold_first_request_vs_raw_create_start_ready": round(
+                gateway["cold_first_request_ms"]["median"] / raw_ready, 3
+            ),
+            "warm_restart_vs_cold_first_request": round(
+                gateway["warm_restart_request_ms"]["median"]
+                / gateway["cold_first_request_ms"]["median"],
+                3,
+            ),
+            "warm_p50_vs_raw_round_trip_p50": round(
+                gateway["warm_sequential_ms"]["p50"] / raw_rtt, 3
+            ),
+            "warm_p50_minus_raw_round_trip_p50_ms": round(
+                gateway["warm_sequential_ms"]["p50"] - raw_rtt, 3
+            ),
+            "sleeps_max_concurrency_1_vs_10": round(
+                gateway["ten_concurrent_1s_sleeps_wall_s"]["max_concurrency_1_s"]
+                / gateway["ten_concurrent_1s_sleeps_wall_s"]["max_concurrency_10_s"],
+                3,
+            ),
+        },
+        "targets": {
+            "warm_p50_within_1_5_ms_of_raw": gateway["warm_sequential_ms"]["p50"] - raw_rtt <= 1.5,
+            "cold_within_1_3x_raw": gateway["cold_first_request_ms"]["median"] <= 1.3 * raw_ready,
+        },
+        "bench_wall_s": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(report, indent=2))
+
+
+async def cleanup(network: str, stack: str) -> None:
+    docker = aiodocker.Docker()
+    try:
+        filters = json.dumps({"label": [f"{LABEL_STACK}={stack}"]})
+        for container in await docker.containers.list(all=True, filters=filters):
+            await container.delete(force=True)
+        for net in await docker.networks.list(filters={"name": network}):
+            await (await docker.networks.get(net["Id"])).delete()
+    finally:
+        await docker.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
