@@ -41,8 +41,8 @@ down:
 	@echo "make down: nothing to stop (make up runs in the foreground; Ctrl-C stops it)"
 
 lint: install
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
 
 types: install
 	$(BIN)/mypy
@@ -50,8 +50,9 @@ types: install
 unit: install
 	$(BIN)/pytest -m "not docker"
 
+# The engine belongs to this run, so the engine-restart test may restart it.
 test: install base-images
-	@start=$$SECONDS; $(BIN)/pytest; rc=$$?; \
+	@start=$$SECONDS; EDGELAMBDA_TEST_ENGINE_RESTART=1 $(BIN)/pytest; rc=$$?; \
 	  echo "make test: pytest took $$((SECONDS - start))s"; exit $$rc
 
 check: lint types test

@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from edgelambda.containers import LABEL_STACK, container_spec
-from edgelambda.docker_backend import DockerBackend, _engine_config
+from edgelambda.docker_backend import DockerBackend, engine_config
 from edgelambda.routing import parse_routing
 
 HERE = Path(__file__).parent
@@ -134,7 +134,7 @@ async def raw_costs(network: str, stack: str) -> dict[str, Any]:
                 host_cpus=os.cpu_count() or 1,
             )
             started = time.perf_counter()
-            container = await docker.containers.create(_engine_config(spec), name=spec.name)
+            container = await docker.containers.create(engine_config(spec), name=spec.name)
             await container.start()
             ready = await asyncio.wait_for(api.first_poll, timeout=30)
             create_start_ready.append(ready - started)
@@ -148,10 +148,7 @@ async def raw_costs(network: str, stack: str) -> dict[str, Any]:
             await container.delete(force=True)
             await runner.cleanup()
         return {
-            "create_start_ready_ms": {
-                "median": ms(statistics.median(create_start_ready)),
-                "samples": [ms(s) for s in create_start_ready],
-            },
+            "create_start_ready_ms": summary(create_start_ready),
             "runtime_round_trip_ms": {
                 "p50": ms(percentile(round_trips, 0.5)),
                 "p99": ms(percentile(round_trips, 0.99)),
@@ -276,58 +273,60 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
         await asyncio.sleep(0.1)
 
 
+def summary(samples: list[float]) -> dict[str, Any]:
+    return {"median": ms(statistics.median(samples)), "samples": [ms(s) for s in samples]}
+
+
+async def cold_requests(routing: Path, network: str, stack: str) -> list[float]:
+    """First request after a gateway start (which removes the previous run's containers)."""
+    colds = []
+    for _ in range(COLD_SAMPLES):
+        async with (
+            gateway_process(routing, network, stack) as (url, _pid),
+            aiohttp.ClientSession() as session,
+        ):
+            colds.append(await timed_get(session, f"{url}/trivial"))
+    return colds
+
+
+async def restart_requests(session: aiohttp.ClientSession, url: str, stack: str) -> list[float]:
+    """A request to a function whose container the reaper stopped: a warm start."""
+    filters = json.dumps(
+        {"label": [f"{LABEL_STACK}={stack}", "edgelambda.function=idle"], "status": ["running"]}
+    )
+    restarts = []
+    async with aiodocker.Docker() as docker:
+
+        async def idle_stopped() -> bool:
+            return not await docker.containers.list(filters=filters)
+
+        for _ in range(3):
+            await timed_get(session, f"{url}/idle")
+            await until(idle_stopped, timeout_s=10)
+            restarts.append(await timed_get(session, f"{url}/idle"))
+    return restarts
+
+
 async def gateway_costs(routing: Path, network: str, stack: str) -> dict[str, Any]:
-    docker = aiodocker.Docker()
-    colds, restarts = [], []
-
-    async def idle_stopped() -> bool:
-        filters = {
-            "label": [f"{LABEL_STACK}={stack}", "edgelambda.function=idle"],
-            "status": ["running"],
+    colds = await cold_requests(routing, network, stack)
+    async with (
+        gateway_process(routing, network, stack) as (url, pid),
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session,
+    ):
+        restarts = await restart_requests(session, url, stack)
+        for _ in range(50):
+            await timed_get(session, f"{url}/trivial")
+        warm = [await timed_get(session, f"{url}/trivial") for _ in range(WARM_REQUESTS)]
+        rates = {f"{n}_clients": await throughput(session, f"{url}/trivial", n) for n in (1, 8, 32)}
+        sleeps = {
+            "max_concurrency_10_cold_s": await concurrent_sleeps(session, f"{url}/sleep10"),
+            "max_concurrency_10_s": await concurrent_sleeps(session, f"{url}/sleep10"),
+            "max_concurrency_1_s": await concurrent_sleeps(session, f"{url}/sleep1"),
         }
-        return not await docker.containers.list(filters=json.dumps(filters))
-
-    try:
-        for _ in range(COLD_SAMPLES):  # each gateway start removes the previous containers
-            async with gateway_process(routing, network, stack) as (url, _pid):
-                async with aiohttp.ClientSession() as session:
-                    colds.append(await timed_get(session, f"{url}/trivial"))
-        async with gateway_process(routing, network, stack) as (url, pid):
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-                for _ in range(3):
-                    await timed_get(session, f"{url}/idle")
-                    await until(idle_stopped, timeout_s=10)
-                    restarts.append(await timed_get(session, f"{url}/idle"))
-                for _ in range(50):
-                    await timed_get(session, f"{url}/trivial")
-                warm = [await timed_get(session, f"{url}/trivial") for _ in range(WARM_REQUESTS)]
-                rates = {
-                    f"{n}_clients": await throughput(session, f"{url}/trivial", n)
-                    for n in (1, 8, 32)
-                }
-                await concurrent_sleeps(session, f"{url}/sleep10")  # scale out (cold) first
-                sleeps = {
-                    "max_concurrency_10_cold_s": None,
-                    "max_concurrency_10_s": await concurrent_sleeps(session, f"{url}/sleep10"),
-                    "max_concurrency_1_s": await concurrent_sleeps(session, f"{url}/sleep1"),
-                }
-                rss = rss_mb(pid)
-        async with gateway_process(routing, network, stack) as (url, _pid):
-            async with aiohttp.ClientSession() as session:
-                sleeps["max_concurrency_10_cold_s"] = await concurrent_sleeps(
-                    session, f"{url}/sleep10"
-                )
-    finally:
-        await docker.close()
+        rss = rss_mb(pid)
     return {
-        "cold_first_request_ms": {
-            "median": ms(statistics.median(colds)),
-            "samples": [ms(c) for c in colds],
-        },
-        "warm_restart_request_ms": {
-            "median": ms(statistics.median(restarts)),
-            "samples": [ms(r) for r in restarts],
-        },
+        "cold_first_request_ms": summary(colds),
+        "warm_restart_request_ms": summary(restarts),
         "warm_sequential_ms": {
             "p50": ms(percentile(warm, 0.5)),
             "p99": ms(percentile(warm, 0.99)),

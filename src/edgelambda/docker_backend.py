@@ -130,7 +130,7 @@ class DockerBackend:
 
     async def start(self, spec: ContainerSpec) -> StartedContainer:
         async with engine_errors(f"start {spec.name}"):
-            container = await self._docker.containers.create(_engine_config(spec), name=spec.name)
+            container = await self._docker.containers.create(engine_config(spec), name=spec.name)
             try:
                 await container.start()
                 info = await container.show()
@@ -217,7 +217,7 @@ def _address(info: dict[str, Any]) -> str:
     return str(next(iter(networks.values()))["IPAddress"])
 
 
-def _engine_config(spec: ContainerSpec) -> dict[str, Any]:
+def engine_config(spec: ContainerSpec) -> dict[str, Any]:
     """Engine API ``containers/create`` body for a hardened sandbox."""
     memory = spec.memory_mb * 1024 * 1024
     return {

@@ -1,0 +1,56 @@
+"""The engine restarts under a running gateway: it notices its dead containers and serves
+again without a restart of its own.
+
+This kills and restarts dockerd, so it runs only where the test run owns the engine:
+`make test` (and so CI) sets EDGELAMBDA_TEST_ENGINE_RESTART=1 after ensuring the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import REPO_ROOT, GatewayFactory
+from tests.test_pool_docker import lifecycle_routing, report
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(
+        os.environ.get("EDGELAMBDA_TEST_ENGINE_RESTART") != "1",
+        reason="restarts dockerd: set EDGELAMBDA_TEST_ENGINE_RESTART=1 (make test does)",
+    ),
+]
+
+
+def restart_engine() -> None:
+    # SIGKILL leaves a stale pid file and orphaned containers; the new daemon kills those,
+    # and ensure-engine.sh copes with the pid file.
+    subprocess.run(["pkill", "-KILL", "-x", "dockerd"], check=True)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "dockerd did not die"
+        time.sleep(0.1)
+    subprocess.run(["bash", str(REPO_ROOT / "scripts" / "ensure-engine.sh")], check=True)
+
+
+async def test_the_gateway_recovers_from_an_engine_restart(gateway: GatewayFactory) -> None:
+    client = await gateway(lifecycle_routing())
+    before = await report(client)
+
+    await asyncio.to_thread(restart_engine)
+
+    deadline = time.monotonic() + 30
+    while True:  # requests may fail while the gateway notices; then they must succeed
+        response = await client.get("/fn")
+        if response.status == 200:
+            break
+        assert response.status in {502, 503}, await response.text()
+        assert time.monotonic() < deadline, "the gateway did not recover"
+        await asyncio.sleep(0.5)
+    after = await response.json()
+    assert after["container"] != before["container"]
+    assert after["invocations"] == 1
