@@ -56,9 +56,23 @@ class MethodNotAllowed(EdgeLambdaError):
         return {"Allow": ", ".join(sorted(self.allowed))}
 
 
+class BadRequest(EdgeLambdaError):
+    status = 400
+    public_message = "Bad Request"
+
+
 class Unauthorized(EdgeLambdaError):
     status = 401
     public_message = "Unauthorized"
+
+
+class InvalidCredentials(Unauthorized):
+    """The API key was right but the user name or password was not. The original system's
+    clients tell the two apart by this header."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"PADMA_USER_AUTHORIZED": "true"}
 
 
 class PayloadTooLarge(EdgeLambdaError):
