@@ -56,9 +56,15 @@ def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
 def test_production_refuses_the_default_secrets() -> None:
     with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
         Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "X_API_KEY": "k"})
+    secret = "s" * 32
     with pytest.raises(ConfigError, match="X_API_KEY"):
-        Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "JWT_SECRET_KEY": "s"})
+        Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "JWT_SECRET_KEY": secret})
     settings = Settings.from_env(
-        {"EDGELAMBDA_PRODUCTION": "1", "JWT_SECRET_KEY": "s", "X_API_KEY": "k"}
+        {"EDGELAMBDA_PRODUCTION": "1", "JWT_SECRET_KEY": secret, "X_API_KEY": "k"}
     )
     assert settings.is_production
+
+
+def test_a_short_jwt_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^JWT_SECRET_KEY=.*at least 32 bytes"):
+        Settings.from_env({"JWT_SECRET_KEY": "short"})

@@ -10,7 +10,9 @@ import pytest
 
 from edgelambda.errors import MethodNotAllowed, RouteNotFound, RoutingConfigError
 from edgelambda.routing import (
+    HTTP_METHODS,
     AuthMode,
+    CorsPolicy,
     FunctionSpec,
     PayloadVersion,
     Route,
@@ -622,3 +624,151 @@ def test_a_table_can_be_built_directly() -> None:
 
     assert table.match("GET", "/ping").route is route
     assert (route.auth, route.payload) == (AuthMode.JWT, PayloadVersion.V1)
+
+
+# --- CORS -------------------------------------------------------------------------------------
+
+CORS_FUNCTIONS = "functions:\n  f: {handler: a.b}\nroutes:\n"
+
+
+def cors_route(cors: str) -> Route:
+    table = parse(f"{CORS_FUNCTIONS}  - {{path: /a, method: GET, function: f, cors: {cors}}}\n")
+    return table.routes[0]
+
+
+def test_cors_is_off_unless_asked() -> None:
+    assert table_of("GET /a").routes[0].cors is None
+    assert cors_route("false").cors is None
+    assert Route("/a", frozenset({"GET"}), "f").cors is None
+
+
+@pytest.mark.parametrize("written", ["true", "yes", "'*'", "['*']"])
+def test_cors_true_allows_any_origin(written: str) -> None:
+    assert cors_route(written).cors == CorsPolicy(frozenset({"*"}))
+
+
+def test_cors_lists_origins_as_browsers_send_them() -> None:
+    table = parse("""\
+        functions:
+          f: {handler: a.b}
+        routes:
+          - path: /a
+            method: GET
+            function: f
+            cors:
+              - https://app.example.com
+              - HTTP://LocalHost:3000
+              - https://admin.example.com:443
+          - {path: /b, method: GET, function: f, cors: 'https://one.example'}
+        """)
+
+    assert table.routes[0].cors == CorsPolicy(
+        frozenset({"https://app.example.com", "http://localhost:3000", "https://admin.example.com"})
+    )
+    assert table.routes[1].cors == CorsPolicy(frozenset({"https://one.example"}))
+
+
+CORS_INVALID = [
+    pytest.param("cors: 1", 7, "must be true, false, or an origin", id="number"),
+    pytest.param("cors:", 7, "must be true, false, or an origin", id="null"),
+    pytest.param("cors: {origins: '*'}", 7, "must be true, false, or an origin", id="mapping"),
+    pytest.param("cors: []", 7, "must not be an empty list; use false", id="empty-list"),
+    pytest.param(
+        "cors:\n      - https://ok.example\n      - https://app.example.com/",
+        9, "'https://app.example.com/' is not an origin", id="path",
+    ),
+    pytest.param(
+        "cors:\n      - https://ok.example\n      - true",
+        9, "must be true, false", id="bool-in-list",
+    ),
+    pytest.param("cors: app.example.com", 7, "is not an origin", id="no-scheme"),
+    pytest.param("cors: 'https://*.example.com'", 7, "is not an origin", id="wildcard-host"),
+    pytest.param(
+        "cors: ['*', 'https://app.example.com']", 7, "list it alone", id="star-with-origins",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("cors", "line", "problem"), CORS_INVALID)
+def test_invalid_cors_names_line_and_key(cors: str, line: int, problem: str) -> None:
+    text = f"{CORS_FUNCTIONS}  - path: /a\n    method: GET\n    function: f\n    {cors}\n"
+
+    with pytest.raises(RoutingConfigError) as caught:
+        parse_routing(text, source="routing.yaml", base_dir=BASE_DIR)
+
+    error = caught.value
+    assert (error.line, error.key) == (line, "routes[0].cors")
+    assert str(error).startswith(f"routing.yaml:{line}: routes[0].cors: ")
+    assert problem in error.problem
+
+
+def cors_table(*routes: str) -> RoutingTable:
+    """Like :func:`table_of`, with "METHOD /path cors" entries (cors is YAML, or "-" for none)."""
+    listed = ""
+    for entry in routes:
+        method, path, cors = entry.split(" ", 2)
+        cors_key = "" if cors == "-" else f", cors: {cors}"
+        methods = method.replace("|", ", ")
+        listed += f"  - {{path: '{path}', method: [{methods}], function: f{cors_key}}}\n"
+    return parse(f"{CORS_FUNCTIONS}{listed}")
+
+
+ANY_ORIGIN_POLICY = CorsPolicy(frozenset({"*"}))
+APP_POLICY = CorsPolicy(frozenset({"https://app.example.com"}))
+
+
+def test_preflight_finds_the_policy_and_the_methods_of_the_path() -> None:
+    table = cors_table("GET /items/{id} true", "PUT|DELETE /items/{key} true", "POST /items -")
+
+    assert table.preflight("/items/3", "PUT") == (
+        ANY_ORIGIN_POLICY,
+        frozenset({"GET", "HEAD", "PUT", "DELETE"}),
+    )
+    assert table.preflight("/items/3/", "delete") is not None  # same matching as match()
+
+
+def test_preflight_expands_any_to_the_standard_methods() -> None:
+    table = cors_table("ANY /files/{proxy+} ['https://app.example.com']")
+
+    assert table.preflight("/files/a/b", "PATCH") == (APP_POLICY, HTTP_METHODS)
+
+
+def test_preflight_for_a_route_without_cors_is_none() -> None:
+    table = cors_table("GET /open true", "POST /open -", "GET /closed -")
+
+    assert table.preflight("/closed", "GET") is None
+    assert table.preflight("/open", "POST") is None
+
+
+def test_preflight_for_an_unknown_path_or_an_unserved_method_is_none() -> None:
+    table = cors_table("GET /a true")
+
+    assert table.preflight("/nope", "GET") is None
+    assert table.preflight("/a", "DELETE") is None
+    assert table.preflight("/a", "BREW") is None
+
+
+def test_preflight_advertises_only_methods_served_under_the_same_policy() -> None:
+    # The specific route serves GET with another policy; the catch-all has no CORS at all.
+    table = cors_table(
+        "GET|POST /users/{id} ['https://app.example.com']",
+        "DELETE /users/{id} true",
+        "ANY /{proxy+} -",
+    )
+
+    assert table.preflight("/users/7", "POST") == (
+        APP_POLICY,
+        frozenset({"GET", "HEAD", "POST"}),
+    )
+    assert table.preflight("/users/7", "DELETE") == (ANY_ORIGIN_POLICY, frozenset({"DELETE"}))
+    assert table.preflight("/users/7", "PUT") is None
+
+
+def test_match_still_routes_plain_options_requests() -> None:
+    table = cors_table("OPTIONS|GET /a true")
+
+    assert table.match("OPTIONS", "/a").route.methods == frozenset({"OPTIONS", "GET"})
+    assert table.preflight("/a", "GET") == (
+        ANY_ORIGIN_POLICY,
+        frozenset({"GET", "HEAD", "OPTIONS"}),
+    )

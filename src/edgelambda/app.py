@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -12,17 +13,19 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from edgelambda import auth, events
+from edgelambda import auth, events, tracing
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import (
+    ConfigError,
     EdgeLambdaError,
     FunctionError,
     FunctionTimeout,
     PayloadTooLarge,
 )
 from edgelambda.pool import Pool
-from edgelambda.routing import AuthMode, Route, RoutingTable
+from edgelambda.reload import Watcher, classify, watched_paths
+from edgelambda.routing import AuthMode, Route, RoutingTable, load_routing
 from edgelambda.runtime_api import create_runtime_app
 from edgelambda.sandbox import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult
 
@@ -30,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload limit
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+TRACE_KEY = web.RequestKey("trace", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,6 +48,7 @@ class Gateway:
         self._backend = backend
         self._pool: Pool | None = None
         self._runtime_runner: web.AppRunner | None = None
+        self._watcher: Watcher | None = None
         self.runtime_api = ""
 
     @property
@@ -77,12 +82,42 @@ class Gateway:
         await web.SockSite(runner, sock).start()
         self._runtime_runner = runner
         log.info("runtime api listening", address=self.runtime_api)
+        if settings.is_reload_enabled:
+            self._watcher = Watcher(
+                paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
+                on_change=self._files_changed,
+                debounce_ms=settings.reload_debounce_ms,
+            )
+            self._watcher.start()
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.close()
         if self._pool is not None:
             await self._pool.close()
         if self._runtime_runner is not None:
             await self._runtime_runner.cleanup()
+
+    async def _files_changed(self, paths: set[str]) -> None:
+        change = classify(
+            paths, routing_path=self.settings.routing_config_path, functions=self.table.functions
+        )
+        if change.is_routing_changed:
+            await self.reload_routing()
+        for name in sorted(change.functions & self.table.functions.keys()):
+            self.pool.recycle(name, reason="code changed")
+
+    async def reload_routing(self) -> None:
+        """Swap in a new routing table; a broken file is rejected and the old one serves on."""
+        path = self.settings.routing_config_path
+        try:
+            table = await asyncio.to_thread(load_routing, path)
+        except ConfigError as exc:
+            log.error("routing reload rejected; the previous table keeps serving", error=str(exc))
+            return
+        self.table = table  # one assignment: requests see the old table or the new one
+        self.pool.update_functions(table.functions)
+        log.info("routing reloaded", functions=len(table.functions), routes=len(table.routes))
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
@@ -95,7 +130,9 @@ def create_app(
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BODY_BYTES)
     app[GATEWAY_KEY] = Gateway(settings, table, backend)
     app.cleanup_ctx.append(_gateway_lifecycle)
+    app.on_response_prepare.append(_identify_response)
     app.router.add_get("/health", health)
+    app.router.add_post(settings.auth_endpoint_path, login)
     app.router.add_route("*", "/{tail:.*}", routed)
     return app
 
@@ -127,6 +164,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """The one place errors become HTTP responses: ``{"message": ...}`` with the status."""
     request_id = str(uuid.uuid4())
     request[REQUEST_ID_KEY] = request_id
+    request[TRACE_KEY] = tracing.trace_header(request.headers.get("X-Amzn-Trace-Id"), time.time())
     try:
         response = await handler(request)
     except EdgeLambdaError as exc:
@@ -137,8 +175,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", path=request.path, request_id=request_id)
         response = _error_response(500, "Internal server error")
-    response.headers["x-amzn-RequestId"] = request_id
     return response
+
+
+async def _identify_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, streamed ones included, names its request and trace."""
+    if REQUEST_ID_KEY in request:
+        response.headers["x-amzn-RequestId"] = request[REQUEST_ID_KEY]
+        response.headers["X-Amzn-Trace-Id"] = request[TRACE_KEY]
 
 
 def _error_response(
@@ -150,6 +194,20 @@ def _error_response(
 async def health(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     return web.json_response({"status": "healthy", "functions": len(gateway.table.functions)})
+
+
+async def login(request: web.Request) -> web.Response:
+    """The original system's token endpoint: API key plus user name and password in,
+    ``{"AuthenticationResult": {"IdToken": <jwt>}}`` out."""
+    body = await _read_body(request)
+    result = auth.login(
+        body,
+        api_key=request.headers.get("x-api-key"),
+        settings=request.app[GATEWAY_KEY].settings,
+        now_s=time.time(),
+        token_id=uuid.uuid4().hex,
+    )
+    return web.json_response(result, headers={"PADMA_USER_AUTHORIZED": "true"})
 
 
 async def routed(request: web.Request) -> web.StreamResponse:
@@ -166,7 +224,7 @@ async def routed(request: web.Request) -> web.StreamResponse:
         now_ms=int(now_s * 1000),
         claims=claims,
     )
-    invocation = Invocation(payload=json.dumps(event).encode())
+    invocation = Invocation(payload=json.dumps(event).encode(), trace_id=request[TRACE_KEY])
     result = await gateway.pool.invoke(match.route.function, invocation)
     _raise_for_function_error(match.route.function, result)
     response = events.parse_result(result.payload, match.route.payload)
@@ -180,17 +238,22 @@ def _claims(
 ) -> dict[str, object] | None:
     if route.auth is AuthMode.NONE:
         return None
-    token = auth.bearer_token(request.headers.get("Authorization"))
-    return dict(auth.verify_token(token, secret=settings.jwt_secret, now_s=now_s))
+    authorization = request.headers.get("Authorization")
+    return auth.claims_for(authorization, secret=settings.jwt_secret, now_s=now_s)
 
 
-async def _http_request(request: web.Request) -> events.HttpRequest:
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, refused with 413 beyond the 6 MB payload limit."""
     if (request.content_length or 0) > MAX_REQUEST_BODY_BYTES:
         raise PayloadTooLarge(f"body of {request.content_length} bytes")
     try:
-        body = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge("body over the limit") from None
+
+
+async def _http_request(request: web.Request) -> events.HttpRequest:
+    body = await _read_body(request)
     return events.HttpRequest(
         method=request.method,
         path=request.path,

@@ -15,8 +15,9 @@ from typing import TypeVar
 
 from edgelambda.errors import ConfigError
 
-DEFAULT_JWT_SECRET = "dev-secret-change-in-production"
+DEFAULT_JWT_SECRET = "dev-jwt-secret-change-in-production-please"  # >= 32 bytes for HS256
 DEFAULT_API_KEY = "dev-api-key-change-in-production"
+MIN_SECRET_BYTES = 32
 
 # Runtime -> base image. AWS's public images by default; air-gapped boxes and the tests
 # point these at the locally built base (`make base-images`) with EDGELAMBDA_RUNTIME_IMAGES.
@@ -61,6 +62,8 @@ class Settings:
     queue_wait_s: float = 30.0  # longest wait for a sandbox before 429
     stopped_retention_s: float = 3600.0  # how long a stopped container is kept for warm starts
     reap_interval_s: float = 1.0  # how often the reaper looks for idle containers
+    is_reload_enabled: bool = True  # watch routing.yaml and code directories
+    reload_debounce_ms: int = 400
     init_timeout_s: float = 10.0  # Lambda's limit for the init phase
     log_format: str = "console"
 
@@ -76,7 +79,7 @@ class Settings:
             api_key=_read(env, "X_API_KEY", cls.api_key, _non_empty),
             auth_user=_read(env, "AUTH_USER", cls.auth_user, _non_empty),
             auth_pass=_read(env, "AUTH_PASS", cls.auth_pass, _non_empty),
-            jwt_secret=_read(env, "JWT_SECRET_KEY", cls.jwt_secret, _non_empty),
+            jwt_secret=_read(env, "JWT_SECRET_KEY", cls.jwt_secret, _hs256_secret),
             jwt_expires_s=_read(env, "JWT_EXPIRES_DELTA", cls.jwt_expires_s, _positive_int),
             auth_endpoint_path=_read(env, "AUTH_ENDPOINT_PATH", cls.auth_endpoint_path, _url_path),
             is_production=_read(env, "EDGELAMBDA_PRODUCTION", False, _bool),
@@ -92,6 +95,8 @@ class Settings:
                 env, "EDGELAMBDA_STOPPED_RETENTION_S", 3600.0, _positive_float
             ),
             reap_interval_s=_read(env, "EDGELAMBDA_REAP_INTERVAL_S", 1.0, _positive_float),
+            is_reload_enabled=_read(env, "EDGELAMBDA_RELOAD", True, _bool),
+            reload_debounce_ms=_read(env, "EDGELAMBDA_RELOAD_DEBOUNCE_MS", 400, _positive_int),
             init_timeout_s=_read(env, "EDGELAMBDA_INIT_TIMEOUT_S", 10.0, _positive_float),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
         )
@@ -131,6 +136,12 @@ def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], 
 
 
 def _non_empty(raw: str) -> str:
+    return raw
+
+
+def _hs256_secret(raw: str) -> str:
+    if len(raw.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 for HS256)")
     return raw
 
 

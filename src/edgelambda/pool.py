@@ -113,10 +113,10 @@ class Pool:
                 invocation.settle(EngineUnavailable("caller gone"))
 
     def _pool(self, function_name: str) -> FunctionPool:
-        try:
-            return self._pools[function_name]
-        except KeyError:
-            raise RouteNotFound(f"function {function_name!r} is not defined") from None
+        pool = self._pools.get(function_name)
+        if pool is None or pool.is_removed:
+            raise RouteNotFound(f"function {function_name!r} is not defined")
+        return pool
 
     def _expire(self, pool: FunctionPool, invocation: Invocation) -> None:
         invocation.expiry = None
@@ -131,7 +131,7 @@ class Pool:
         """Hand waiting invocations to free sandboxes; start more if work still waits."""
         while pool.queue and pool.idle:
             self._assign(pool.idle.pop(), pool.queue.popleft())
-        if self._is_closing:
+        if self._is_closing or pool.is_removed:
             return
         count = sandboxes_to_start(
             queued=len(pool.queue),
@@ -178,7 +178,7 @@ class Pool:
         """Warm-start the most recently stopped sandbox, or cold-start a new one."""
         sandbox = pool.stopped()
         if sandbox is None:
-            sandbox = Sandbox(pool.function, now_s=self._clock())
+            sandbox = Sandbox(pool.function, now_s=self._clock(), generation=pool.generation)
             pool.sandboxes.add(sandbox)
             self._own(self._cold_start(pool, sandbox))
         else:
@@ -290,9 +290,12 @@ class Pool:
             raise SandboxRetired(sandbox.instance)
         if sandbox.poll is not None:
             raise InvalidRequestId("this sandbox is already waiting for an invocation")
+        pool = self._pools[sandbox.function.name]
+        if sandbox.generation != pool.generation:  # its code or settings changed meanwhile
+            self._retire(sandbox, reason="outdated")
+            raise SandboxRetired("outdated")
         if sandbox.state is SandboxState.STARTING:
             self._runtime_ready(sandbox)
-        pool = self._pools[sandbox.function.name]
         poll: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         sandbox.poll = poll
         sandbox.state, sandbox.current = SandboxState.READY, None
@@ -415,6 +418,36 @@ class Pool:
             if is_expected_running and container_id not in running:
                 self.container_exited(ContainerExit(container_id, exit_code=-1, is_oom=False))
 
+    # -- configuration changes ----------------------------------------------------------
+
+    def update_functions(self, functions: Mapping[str, FunctionSpec]) -> None:
+        """Apply a reloaded routing table: new functions get a pool; changed ones are
+        recycled; removed ones stop taking work and lose their sandboxes."""
+        for name, spec in functions.items():
+            pool = self._pools.get(name)
+            if pool is None:
+                self._pools[name] = FunctionPool(spec, self._settings.queue_size)
+            elif pool.function != spec or pool.is_removed:
+                pool.function, pool.is_removed = spec, False
+                self.recycle(name, reason="settings changed")
+        for name in self._pools.keys() - functions.keys():
+            pool = self._pools[name]
+            if not pool.is_removed:
+                pool.is_removed = True
+                while pool.queue:
+                    pool.queue.popleft().settle(RouteNotFound(f"function {name!r} was removed"))
+                self.recycle(name, reason="function removed")
+
+    def recycle(self, function_name: str, *, reason: str) -> None:
+        """Retire a function's sandboxes so new work runs its current code and settings:
+        idle, stopped and starting ones now, busy ones once their invocation is answered."""
+        pool = self._pools[function_name]
+        pool.generation += 1
+        log.info("recycling sandboxes", function=function_name, reason=reason)
+        for sandbox in list(pool.sandboxes):
+            if sandbox.state is not SandboxState.BUSY:
+                self._retire(sandbox, reason=reason)
+
     # -- idle containers ----------------------------------------------------------------
 
     def reap(self, now_s: float) -> None:
@@ -432,7 +465,8 @@ class Pool:
             retention_s = self._settings.stopped_retention_s
             for sandbox in stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s):
                 self._retire(sandbox, reason="retention")
-            for _ in range(warm_needed(pool.sandboxes, min_warm=pool.function.min_warm)):
+            min_warm = 0 if pool.is_removed else pool.function.min_warm
+            for _ in range(warm_needed(pool.sandboxes, min_warm=min_warm)):
                 self._start_sandbox(pool)
 
     def _stop(self, pool: FunctionPool, sandbox: Sandbox, now_s: float) -> None:

@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from edgelambda.cors import ANY_ORIGIN, CorsPolicy, normalize_origin
 from edgelambda.errors import MethodNotAllowed, RouteNotFound, RoutingConfigError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "HTTP_METHODS",
     "AuthMode",
+    "CorsPolicy",
     "FunctionSpec",
     "PayloadVersion",
     "Route",
@@ -54,7 +56,7 @@ _SETTING_KEYS = frozenset(
 )
 _DEFAULT_KEYS = _SETTING_KEYS
 _FUNCTION_KEYS = _SETTING_KEYS | {"handler", "code", "image", "min_warm", "schedule"}
-_ROUTE_KEYS = frozenset({"path", "method", "function", "auth", "payload"})
+_ROUTE_KEYS = frozenset({"path", "method", "function", "auth", "payload", "cors"})
 _REQUIRED_ROUTE_KEYS = ("path", "method", "function")
 
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # AWS's function-name alphabet
@@ -126,6 +128,7 @@ class Route:
     function: str
     auth: AuthMode = AuthMode.JWT
     payload: PayloadVersion = PayloadVersion.V1
+    cors: CorsPolicy | None = None  # None: no CORS headers, preflights are not answered
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,31 @@ class RoutingTable:
             allowed: set[str] = set().union(*(c.route.methods for c, _ in candidates))
             raise MethodNotAllowed(allowed=_allow_header_methods(allowed))
         return min(ranked, key=lambda entry: entry[0])[1]
+
+    def preflight(
+        self, path: str, requested_method: str
+    ) -> tuple[CorsPolicy, frozenset[str]] | None:
+        """The CORS policy for a preflight of ``requested_method`` on ``path``, and its methods.
+
+        The policy is that of the route :meth:`match` would pick for the real request. The
+        methods (for ``Access-Control-Allow-Methods``) are the standard methods whose route on
+        ``path`` has that same policy: advertising a method served by a route without CORS
+        would let browsers send cross-origin requests that route never opted into. None when
+        no route serves the request, it has no CORS, or the method is not a standard one.
+        """
+        if requested_method.upper() not in HTTP_METHODS:
+            return None  # ANY means the standard methods; never echo an arbitrary token
+        policy = self._cors_policy(requested_method, path)
+        if policy is None:
+            return None
+        methods = frozenset(m for m in HTTP_METHODS if self._cors_policy(m, path) == policy)
+        return policy, methods
+
+    def _cors_policy(self, method: str, path: str) -> CorsPolicy | None:
+        try:
+            return self.match(method, path).route.cors
+        except (RouteNotFound, MethodNotAllowed):
+            return None
 
 
 def parse_routing(text: str, *, source: str, base_dir: Path) -> RoutingTable:
@@ -657,6 +685,7 @@ def _read_route(
         auth=_optional(items, "auth", lambda i: _read_auth(reader, i)) or AuthMode.JWT,
         payload=_optional(items, "payload", lambda i: _read_payload(reader, i))
         or PayloadVersion.V1,
+        cors=_optional(items, "cors", lambda i: _read_cors(reader, i)),
     )
     return route, items["path"]
 
@@ -707,6 +736,44 @@ def _read_payload(reader: _Reader, item: _Item) -> PayloadVersion:
         if value == version.value:
             return version
     raise reader.error(item.node, item.key, 'must be "1.0" or "2.0"')
+
+
+_CORS_SHAPE = 'must be true, false, or an origin (scheme://host[:port]) or "*", or a list of them'
+
+
+def _read_cors(reader: _Reader, item: _Item) -> CorsPolicy | None:
+    if isinstance(item.node, SequenceNode):
+        return CorsPolicy(_read_origins(reader, item))
+    value = reader.scalar(item.node, item.key)
+    if isinstance(value, bool):
+        return CorsPolicy(frozenset({ANY_ORIGIN})) if value else None
+    if isinstance(value, str):  # one origin, as `method` takes one method or a list
+        return CorsPolicy(_read_origins(reader, item))
+    raise reader.error(item.node, item.key, _CORS_SHAPE)
+
+
+def _read_origins(reader: _Reader, item: _Item) -> frozenset[str]:
+    nodes = item.node.value if isinstance(item.node, SequenceNode) else [item.node]
+    if not nodes:
+        raise reader.error(item.node, item.key, "must not be an empty list; use false for no CORS")
+    origins = frozenset(_read_origin(reader, item.key, node) for node in nodes)
+    if ANY_ORIGIN in origins and len(origins) > 1:
+        raise reader.error(item.node, item.key, '"*" already allows every origin; list it alone')
+    return origins
+
+
+def _read_origin(reader: _Reader, key: str, node: Node) -> str:
+    value = reader.scalar(node, key)
+    if not isinstance(value, str):
+        raise reader.error(node, key, _CORS_SHAPE)
+    if value.strip() == ANY_ORIGIN:
+        return ANY_ORIGIN
+    origin = normalize_origin(value)
+    if origin is None:
+        raise reader.error(
+            node, key, f'{value!r} is not an origin: scheme://host[:port], no path, or "*"'
+        )
+    return origin
 
 
 def _check_conflict(

@@ -100,8 +100,9 @@ class Invocation:
 class Sandbox:
     """One function container and what its runtime is doing. Timestamps are monotonic s."""
 
-    def __init__(self, function: FunctionSpec, *, now_s: float) -> None:
+    def __init__(self, function: FunctionSpec, *, now_s: float, generation: int = 0) -> None:
         self.function = function
+        self.generation = generation  # the function's generation (code/settings) it runs
         self.instance = uuid.uuid4().hex
         self.state = SandboxState.STARTING
         self.container_id: str | None = None
@@ -178,6 +179,8 @@ class FunctionPool:
     queue: deque[Invocation] = field(default_factory=deque)
     idle: deque[Sandbox] = field(default_factory=deque)  # READY, most recently freed last
     sandboxes: set[Sandbox] = field(default_factory=set)  # every state but DEAD
+    generation: int = 0  # bumped when the function's code or settings change
+    is_removed: bool = False  # gone from routing.yaml; kept until its sandboxes are gone
 
     def count(self, *states: SandboxState) -> int:
         return sum(1 for s in self.sandboxes if s.state in states)

@@ -1,0 +1,100 @@
+"""Hot reload: routing.yaml and the functions' code directories are watched while the
+gateway runs. What a batch of file changes means is decided by a pure function; the watch
+loop is the thin shell that applies it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import watchfiles
+
+from edgelambda.routing import FunctionSpec
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """What a batch of file changes touched."""
+
+    is_routing_changed: bool
+    functions: frozenset[str]  # functions whose code directory changed
+
+
+def classify(
+    paths: Iterable[str], *, routing_path: Path, functions: Mapping[str, FunctionSpec]
+) -> ChangeSet:
+    """Map changed file paths to the routing file and to the functions whose code they are."""
+    routing = routing_path.absolute()
+    is_routing_changed = False
+    touched: set[str] = set()
+    for raw in paths:
+        path = Path(raw).absolute()
+        if path == routing:
+            is_routing_changed = True
+            continue
+        touched.update(
+            name for name, spec in functions.items() if path.is_relative_to(spec.code_dir)
+        )
+    return ChangeSet(is_routing_changed, frozenset(touched))
+
+
+def watched_paths(routing_path: Path, functions: Mapping[str, FunctionSpec]) -> list[Path]:
+    """The routing file's directory (editors replace files by renaming, so watch the
+    directory, not the file) and every existing code directory."""
+    candidates = {routing_path.absolute().parent} | {
+        spec.code_dir for spec in functions.values() if spec.image is None
+    }
+    return sorted(path for path in candidates if path.is_dir())
+
+
+class Watcher:
+    """Watches the files and calls ``on_change`` with each debounced batch of changes.
+
+    The set of watched directories follows the routing table: after ``on_change`` returns,
+    ``paths()`` is asked again and the watch restarts when it changed."""
+
+    def __init__(
+        self,
+        *,
+        paths: Callable[[], list[Path]],
+        on_change: Callable[[set[str]], Awaitable[None]],
+        debounce_ms: int,
+    ) -> None:
+        self._paths = paths
+        self._on_change = on_change
+        self._debounce_ms = debounce_ms
+        self._is_closing = False
+        # Ends one round of watching; the watch thread polls it, so no cancellation needed.
+        self._round_stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        self._is_closing = True
+        self._round_stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._is_closing:
+            self._round_stop = asyncio.Event()
+            paths = self._paths()
+            async for changes in watchfiles.awatch(
+                *paths, debounce=self._debounce_ms, stop_event=self._round_stop
+            ):
+                await self._handle({path for _, path in changes})
+                if self._paths() != paths:
+                    self._round_stop.set()  # watch the new set of directories
+
+    async def _handle(self, changed: set[str]) -> None:
+        try:
+            await self._on_change(changed)
+        except Exception:  # a failed reload must never stop the watching
+            log.exception("reload failed")
