@@ -73,12 +73,19 @@ async def gateway(
     async def start(text: str, **overrides: object) -> TestClient:
         routing = tmp_path / "routing.yaml"
         routing.write_text(textwrap.dedent(text))
+        # Relative code paths in test tables mean the repository's (functions/hello).
         table = parse_routing(routing.read_text(), source=str(routing), base_dir=REPO_ROOT)
         fields: dict[str, object] = {
+            "routing_config_path": routing,
+            "reload_debounce_ms": 100,
             "docker_network": network,
             "stack": stack,
             "runtime_api_port": 0,
-            "runtime_images": {"python3.12": BASE_IMAGE, "python3.11": BASE_IMAGE},
+            "runtime_images": {
+                "python3.12": BASE_IMAGE,
+                "python3.11": BASE_IMAGE,
+                "provided.al2023": BASE_IMAGE,
+            },
             "shutdown_grace_s": 5.0,
         }
         settings = Settings(**{**fields, **overrides})  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from edgelambda import auth, events, tracing
+from edgelambda import auth, cors, events, tracing
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import (
@@ -27,7 +27,13 @@ from edgelambda.pool import Pool
 from edgelambda.reload import Watcher, classify, watched_paths
 from edgelambda.routing import AuthMode, Route, RoutingTable, load_routing
 from edgelambda.runtime_api import create_runtime_app
-from edgelambda.sandbox import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult
+from edgelambda.sandbox import (
+    TIMEOUT_ERROR_TYPE,
+    Invocation,
+    InvocationResult,
+    ResponseStream,
+    StreamBroken,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -213,6 +219,9 @@ async def login(request: web.Request) -> web.Response:
 async def routed(request: web.Request) -> web.StreamResponse:
     """A request for a function: route, authorise, build the event, invoke, translate."""
     gateway = request.app[GATEWAY_KEY]
+    preflight = _preflight_response(request, gateway.table)
+    if preflight is not None:
+        return preflight
     match = gateway.table.match(request.method, request.path)
     now_s = time.time()
     claims = _claims(match.route, request, gateway.settings, now_s)
@@ -227,10 +236,84 @@ async def routed(request: web.Request) -> web.StreamResponse:
     invocation = Invocation(payload=json.dumps(event).encode(), trace_id=request[TRACE_KEY])
     result = await gateway.pool.invoke(match.route.function, invocation)
     _raise_for_function_error(match.route.function, result)
+    if result.stream is not None:
+        return await _stream_to_client(request, result.stream, match.route)
     response = events.parse_result(result.payload, match.route.payload)
-    return web.Response(
-        status=response.status, body=response.body, headers=CIMultiDict(response.headers)
+    headers = CIMultiDict(response.headers)
+    _add_cors_headers(headers, match.route, request.headers.get("Origin"))
+    return web.Response(status=response.status, body=response.body, headers=headers)
+
+
+async def _stream_to_client(
+    request: web.Request, stream: ResponseStream, route: Route
+) -> web.StreamResponse:
+    """Relay a streamed function response chunk by chunk. Before the first byte is sent a
+    broken stream is a 502; after it, the connection is cut so the client sees an incomplete
+    body, never a complete-looking one."""
+    chunks = stream.chunks()
+    try:
+        head, first = await _stream_head(stream, chunks)
+        headers = CIMultiDict(head.headers)
+        _add_cors_headers(headers, route, request.headers.get("Origin"))
+        response = web.StreamResponse(status=head.status, headers=headers)
+        await response.prepare(request)
+        try:
+            await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+        except StreamBroken as exc:
+            log.warning("streamed response broken off", function=route.function, error=str(exc))
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+    except StreamBroken as exc:
+        raise FunctionError(str(exc), error_type="Runtime.StreamBroken") from exc
+    finally:
+        stream.abandon()  # a no-op once drained; frees the runtime if the client left
+
+
+async def _stream_head(
+    stream: ResponseStream, chunks: AsyncIterator[bytes]
+) -> tuple[events.HttpResponse, bytes]:
+    """Status and headers of a streamed response, and the body bytes read with them."""
+    if stream.content_type != events.HTTP_INTEGRATION_CONTENT_TYPE:
+        return events.HttpResponse(200, (("Content-Type", stream.content_type),), b""), b""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        split = events.split_prelude(buffer)
+        if split is not None:
+            prelude, rest = split
+            return events.prelude_response(prelude), rest
+    raise StreamBroken("the stream ended before its prelude")
+
+
+def _preflight_response(request: web.Request, table: RoutingTable) -> web.Response | None:
+    """Answer a CORS preflight for a route with a CORS policy, without invoking anything."""
+    requested = request.headers.get("Access-Control-Request-Method")
+    if not cors.is_preflight(request.method, requested):
+        return None
+    found = table.preflight(request.path, requested or "")
+    if found is None:
+        return None
+    policy, methods = found
+    headers = cors.preflight_headers(
+        policy,
+        origin=request.headers.get("Origin"),
+        allowed_methods=methods,
+        requested_headers=request.headers.get("Access-Control-Request-Headers"),
     )
+    return web.Response(status=204, headers=CIMultiDict(headers))
+
+
+def _add_cors_headers(headers: CIMultiDict[str], route: Route, origin: str | None) -> None:
+    # A function that answers CORS itself keeps its own headers.
+    if route.cors is None or "Access-Control-Allow-Origin" in headers:
+        return
+    for name, value in cors.response_headers(route.cors, origin):
+        headers.add(name, value)
 
 
 def _claims(

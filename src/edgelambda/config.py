@@ -28,6 +28,8 @@ DEFAULT_RUNTIME_IMAGES: Mapping[str, str] = MappingProxyType(
         "python3.11": "public.ecr.aws/lambda/python:3.11",
         "python3.12": "public.ecr.aws/lambda/python:3.12",
         "python3.13": "public.ecr.aws/lambda/python:3.13",
+        "provided.al2": "public.ecr.aws/lambda/provided:al2",
+        "provided.al2023": "public.ecr.aws/lambda/provided:al2023",
     }
 )
 

@@ -18,6 +18,8 @@ SANDBOX_USER = "993:990"  # the uid Lambda's sbx_user1051 has; never root
 TMP_SIZE_MB = 512  # Lambda's default ephemeral storage
 PIDS_LIMIT = 1024  # Lambda's process/thread limit
 MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB
+CUSTOM_RUNTIME_PREFIX = "provided"  # provided, provided.al2, provided.al2023
+TASK_ROOT = "/var/task"
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "edgelambda",
     "AWS_SECRET_ACCESS_KEY": "edgelambda",
@@ -40,6 +42,7 @@ class ContainerSpec:
     pids_limit: int = PIDS_LIMIT
     user: str = SANDBOX_USER
     tmp_size_mb: int = TMP_SIZE_MB
+    entrypoint: tuple[str, ...] | None = None  # None: the image's own
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,13 @@ def container_spec(
     host_cpus: int,
 ) -> ContainerSpec:
     """The spec of one sandbox of ``function``: Lambda's environment, labels and limits."""
+    is_custom_runtime = function.runtime.startswith(CUSTOM_RUNTIME_PREFIX)
     return ContainerSpec(
         name=f"{stack}-{function.name}-{instance[:12]}".lower(),
         image=image,
-        command=(function.handler,) if function.handler else (),
+        # A custom runtime is the function's own bootstrap, as on Lambda's provided runtimes.
+        entrypoint=(f"{TASK_ROOT}/bootstrap",) if is_custom_runtime else None,
+        command=(function.handler,) if function.handler and not is_custom_runtime else (),
         env=function_env(function, instance=instance, runtime_api=runtime_api, region=region),
         labels={
             LABEL_FUNCTION: function.name,

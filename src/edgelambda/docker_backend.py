@@ -220,7 +220,9 @@ def _address(info: dict[str, Any]) -> str:
 def engine_config(spec: ContainerSpec) -> dict[str, Any]:
     """Engine API ``containers/create`` body for a hardened sandbox."""
     memory = spec.memory_mb * 1024 * 1024
+    entrypoint = {} if spec.entrypoint is None else {"Entrypoint": list(spec.entrypoint)}
     return {
+        **entrypoint,
         "Image": spec.image,
         "Cmd": list(spec.command),
         "Env": [f"{key}={value}" for key, value in spec.env.items()],

@@ -513,3 +513,31 @@ def _result_body(body: object, is_base64: object) -> bytes:
         return body.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate escaped in the JSON
         raise _malformed(f"body is not valid Unicode: {exc}") from exc
+
+
+# --- streamed responses -----------------------------------------------------------------------
+
+HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
+PRELUDE_SEPARATOR = b"\0" * 8  # ends the JSON prelude of a streamed HTTP response
+MAX_PRELUDE_BYTES = 64 * 1024
+
+
+def split_prelude(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """(prelude, start of the body) once ``buffer`` holds the whole prelude, else None."""
+    prelude, separator, rest = buffer.partition(PRELUDE_SEPARATOR)
+    if separator:
+        return prelude, rest
+    if len(buffer) > MAX_PRELUDE_BYTES:
+        raise _malformed("streamed response prelude is too long or not terminated")
+    return None
+
+
+def prelude_response(prelude: bytes) -> HttpResponse:
+    """Status and headers of a streamed HTTP response from its JSON prelude (statusCode,
+    headers, cookies, as Lambda function URLs read it); the body follows separately."""
+    result = _load_json(prelude) if prelude.strip() else {}
+    if not isinstance(result, dict):
+        raise _malformed("streamed response prelude must be a JSON object")
+    result = {**result, "body": None, "isBase64Encoded": False}
+    result.setdefault("statusCode", 200)
+    return _structured_response(result, multi_value=False, cookies=True)

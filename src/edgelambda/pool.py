@@ -33,6 +33,7 @@ from edgelambda.sandbox import (
     FunctionPool,
     Invocation,
     InvocationResult,
+    ResponseStream,
     Sandbox,
     SandboxState,
     error_result,
@@ -342,6 +343,18 @@ class Pool:
         """The runtime posted the response of ``request_id``."""
         self._finish(sandbox, request_id, InvocationResult(payload))
 
+    def respond_stream(self, sandbox: Sandbox, request_id: str, stream: ResponseStream) -> None:
+        """The runtime started a streamed response; the deadline keeps running until
+        :meth:`stream_ended`, as Lambda's timeout covers the whole stream."""
+        invocation = self._current(sandbox, request_id)
+        sandbox.is_streaming = True
+        invocation.settle(InvocationResult(b"", stream=stream))
+
+    def stream_ended(self, sandbox: Sandbox) -> None:
+        sandbox.is_streaming = False
+        sandbox.disarm()
+        sandbox.idle_since_s = self._clock()
+
     def fail(self, sandbox: Sandbox, request_id: str, payload: bytes, error_type: str) -> None:
         """The runtime posted an error for ``request_id`` (the handler raised)."""
         log.warning(
@@ -365,12 +378,16 @@ class Pool:
         self._fail_start(sandbox, InvocationResult(payload, error_type))
 
     def _finish(self, sandbox: Sandbox, request_id: str, result: InvocationResult) -> None:
-        invocation = sandbox.current
-        if invocation is None or invocation.request_id != request_id:
-            raise InvalidRequestId(f"{request_id} is not the invocation this sandbox holds")
+        invocation = self._current(sandbox, request_id)
         sandbox.disarm()
         sandbox.idle_since_s = self._clock()
         invocation.settle(result)
+
+    def _current(self, sandbox: Sandbox, request_id: str) -> Invocation:
+        invocation = sandbox.current
+        if invocation is None or invocation.request_id != request_id or invocation.result.done():
+            raise InvalidRequestId(f"{request_id} is not the invocation this sandbox holds")
+        return invocation
 
     # -- the engine's side --------------------------------------------------------------
 

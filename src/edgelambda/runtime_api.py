@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import structlog
 from aiohttp import web
 
 from edgelambda.containers import function_arn
 from edgelambda.errors import EdgeLambdaError
 from edgelambda.pool import Pool
-from edgelambda.sandbox import Invocation, Sandbox
+from edgelambda.sandbox import Invocation, ResponseStream, Sandbox
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "/2018-06-01/runtime"
 # A runtime may post a 6 MB response plus JSON framing; larger bodies are refused by aiohttp.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 64 * 1024
+RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 
 POOL_KEY = web.AppKey("pool", Pool)
 REGION_KEY = web.AppKey("region", str)
@@ -107,8 +109,28 @@ async def next_invocation(request: web.Request) -> web.StreamResponse:
 
 
 async def post_response(request: web.Request) -> web.Response:
+    if request.headers.get(RESPONSE_MODE_HEADER, "").lower() == "streaming":
+        return await _stream_response(request)
     payload = await request.read()
     request.app[POOL_KEY].respond(_sandbox(request), request.match_info["request_id"], payload)
+    return _accepted()
+
+
+async def _stream_response(request: web.Request) -> web.Response:
+    """Lambda's streaming response mode: forward the body chunk by chunk as it arrives."""
+    pool, sandbox = request.app[POOL_KEY], _sandbox(request)
+    stream = ResponseStream(request.headers.get("Content-Type", "application/octet-stream"))
+    pool.respond_stream(sandbox, request.match_info["request_id"], stream)
+    error: str | None = None
+    try:
+        async for chunk in request.content.iter_any():
+            await stream.put(chunk)
+    except (aiohttp.ClientPayloadError, ConnectionError) as exc:
+        error = f"the runtime broke off its stream: {exc!r}"
+        log.warning("response stream broken", function=sandbox.function.name, error=error)
+    finally:
+        await stream.end(error)
+        pool.stream_ended(sandbox)
     return _accepted()
 
 

@@ -16,7 +16,7 @@ import asyncio
 import json
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -41,12 +41,54 @@ class SandboxState(Enum):
         return self in {SandboxState.STARTING, SandboxState.READY, SandboxState.BUSY}
 
 
+class StreamBroken(Exception):
+    """A streamed response ended before the runtime finished it."""
+
+
+class ResponseStream:
+    """The chunks of a streamed response, from the runtime's POST to the caller.
+
+    Bounded, so a slow client slows the function down instead of filling the gateway's
+    memory; once the caller is gone, chunks are dropped so the runtime is never blocked."""
+
+    def __init__(self, content_type: str, max_chunks: int = 16) -> None:
+        self.content_type = content_type
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue(max_chunks)
+        self._error: str | None = None
+        self._is_abandoned = False
+
+    async def put(self, chunk: bytes) -> None:
+        if not self._is_abandoned:
+            await self._chunks.put(chunk)
+
+    async def end(self, error: str | None = None) -> None:
+        """The runtime finished (``error`` says why it broke off, if it did)."""
+        self._error = error
+        if not self._is_abandoned:
+            await self._chunks.put(None)
+
+    def abandon(self) -> None:
+        """The caller went away: drop what is queued and whatever still comes."""
+        self._is_abandoned = True
+        while not self._chunks.empty():
+            self._chunks.get_nowait()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The chunks in order; raises StreamBroken if the runtime broke off."""
+        while (chunk := await self._chunks.get()) is not None:
+            yield chunk
+        if self._error is not None:
+            raise StreamBroken(self._error)
+
+
 @dataclass(frozen=True)
 class InvocationResult:
-    """What the runtime posted: the response payload, or an error document and its type."""
+    """What the runtime posted: the response payload, or an error document and its type;
+    for a streamed response, the stream its chunks arrive on."""
 
     payload: bytes
     error_type: str | None = None
+    stream: ResponseStream | None = None
 
     @property
     def is_error(self) -> bool:
@@ -114,6 +156,7 @@ class Sandbox:
         self.idle_since_s = now_s  # last time it finished work (or became ready)
         self.stopped_s = now_s  # when it was stopped; meaningful in STOPPED
         self.is_cold = True  # a new container (False after a warm restart)
+        self.is_streaming = False  # answered with a stream that is still flowing
 
     @property
     def is_finishing(self) -> bool:
