@@ -12,6 +12,7 @@ from edgelambda.errors import FunctionError
 from edgelambda.events import (
     ACCOUNT_ID,
     API_ID,
+    PRELUDE_SEPARATOR,
     HttpRequest,
     HttpResponse,
     build_event,
@@ -20,6 +21,8 @@ from edgelambda.events import (
     parse_result,
     parse_v1_result,
     parse_v2_result,
+    prelude_response,
+    split_prelude,
 )
 from edgelambda.routing import PayloadVersion, Route, RouteMatch, RoutingTable
 
@@ -611,3 +614,31 @@ def test_parse_result_follows_the_payload_version() -> None:
     assert parse_result(raw, PayloadVersion.V2).body == raw
     with pytest.raises(FunctionError):
         parse_result(raw, PayloadVersion.V1)  # 1.0 has no "plain JSON" rule
+
+
+# --- streamed responses ----------------------------------------------------------------------
+
+
+def test_split_prelude_waits_for_the_separator() -> None:
+    assert split_prelude(b'{"statusCode": 2') is None
+    assert split_prelude(b'{"statusCode": 201}' + PRELUDE_SEPARATOR + b"body") == (
+        b'{"statusCode": 201}',
+        b"body",
+    )
+
+
+def test_split_prelude_refuses_an_endless_prelude() -> None:
+    with pytest.raises(FunctionError):
+        split_prelude(b"x" * (64 * 1024 + 1))
+
+
+def test_prelude_response_takes_status_headers_and_cookies() -> None:
+    prelude = b'{"statusCode": 201, "headers": {"Content-Type": "text/plain"}, "cookies": ["a=1"]}'
+    response = prelude_response(prelude)
+
+    assert response.status == 201
+    assert ("Content-Type", "text/plain") in response.headers
+    assert ("Set-Cookie", "a=1") in response.headers
+    assert prelude_response(b"").status == 200  # an empty prelude means 200
+    with pytest.raises(FunctionError):
+        prelude_response(b"[1, 2]")

@@ -124,10 +124,11 @@ async def test_trace_ids_are_kept_or_created(gateway: GatewayFactory) -> None:
     client = await gateway(table())
     given = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 
-    kept = await client.get("/r?shape=text", headers={"X-Amzn-Trace-Id": given})
+    kept = await client.get("/r?shape=trace", headers={"X-Amzn-Trace-Id": given})
     created = await client.get("/nowhere")
 
     assert kept.headers["X-Amzn-Trace-Id"] == given
+    assert await kept.text() == given  # the function saw it as _X_AMZN_TRACE_ID
     assert re.fullmatch(
         r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0",
         created.headers["X-Amzn-Trace-Id"],

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
-from edgelambda.errors import TooManyRequests
-from edgelambda.pool import InvalidRequestId, Pool
+from edgelambda.errors import RouteNotFound, TooManyRequests
+from edgelambda.pool import InvalidRequestId, Pool, SandboxRetired
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import (
     EXIT_ERROR_TYPE,
@@ -362,4 +363,47 @@ async def test_a_sandbox_finishing_its_call_takes_the_next_without_a_cold_start(
     pool.respond(sandbox, follow_up.request_id, b"two")
 
     assert ((await first).payload, (await second).payload) == (b"one", b"two")
+    await pool.close()
+
+
+async def test_recycling_retires_idle_sandboxes_now_and_busy_ones_after_their_call() -> None:
+    backend = FakeBackend()
+    pool = make_pool(backend, function_spec(max_concurrency=2))
+    calls = [asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x"))) for _ in range(2)]
+    await settle()
+    busy, idle = await pool.sandbox_at("10.0.0.2"), await pool.sandbox_at("10.0.0.3")
+    assert busy is not None
+    assert idle is not None
+    busy_call = await pool.next_invocation(busy)
+    idle_call = await pool.next_invocation(idle)
+    pool.respond(idle, idle_call.request_id, b"done")
+    idle_poll = asyncio.create_task(pool.next_invocation(idle))
+    await settle()
+
+    pool.recycle("fn", reason="code changed")
+    await settle()
+
+    assert idle.state is SandboxState.DEAD
+    assert idle_poll.done()
+    assert busy.state is SandboxState.BUSY  # its call runs to the end on the old code
+    pool.respond(busy, busy_call.request_id, b"old code")
+    with pytest.raises(SandboxRetired):
+        await pool.next_invocation(busy)  # asks for more: retired instead
+    assert busy.state is SandboxState.DEAD
+    assert [(await c).payload for c in calls] == [b"old code", b"done"]
+    await pool.close()
+
+
+async def test_a_removed_function_is_unknown_and_a_new_one_is_served() -> None:
+    pool = make_pool(FakeBackend(), function_spec())
+
+    pool.update_functions({"other": replace(function_spec(), name="other")})
+
+    with pytest.raises(RouteNotFound):
+        await pool.invoke("fn", Invocation(payload=b"x"))
+    call = asyncio.create_task(pool.invoke("other", Invocation(payload=b"y")))
+    await settle()
+    runner = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p + b"!"))
+    assert (await call).payload == b"y!"
+    await stop_all(runner)
     await pool.close()

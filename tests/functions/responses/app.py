@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 
 # The smallest valid PNG: a 1x1 transparent pixel.
 PNG = base64.b64decode(
@@ -39,6 +40,8 @@ def handler(event, context):
         }
     if shape == "malformed":
         return {"statusCode": "two hundred", "body": {"not": "a string"}}
+    if shape == "trace":
+        return {"statusCode": 200, "body": os.environ.get("_X_AMZN_TRACE_ID", "")}
     if shape == "echo":
         return {"statusCode": 200, "body": json.dumps(event)}
     return "not an API Gateway result"

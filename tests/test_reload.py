@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from edgelambda.reload import classify, watched_paths
+from edgelambda.routing import FunctionSpec
+from tests.test_pool import function_spec
+
+
+def _functions(tmp_path: Path) -> dict[str, FunctionSpec]:
+    functions = {}
+    for name in ("a", "b"):
+        code_dir = tmp_path / "functions" / name
+        code_dir.mkdir(parents=True)
+        functions[name] = replace(function_spec(), name=name, image=None, code_dir=code_dir)
+    return functions
+
+
+def test_classify_maps_paths_to_the_routing_file_and_functions(tmp_path: Path) -> None:
+    functions = _functions(tmp_path)
+    routing = tmp_path / "routing.yaml"
+
+    change = classify(
+        [str(routing), str(tmp_path / "functions" / "a" / "app.py"), str(tmp_path / "other.txt")],
+        routing_path=routing,
+        functions=functions,
+    )
+
+    assert change.is_routing_changed
+    assert change.functions == frozenset({"a"})
+
+
+def test_classify_ignores_unrelated_files(tmp_path: Path) -> None:
+    change = classify(
+        [str(tmp_path / "README.md")],
+        routing_path=tmp_path / "routing.yaml",
+        functions=_functions(tmp_path),
+    )
+
+    assert not change.is_routing_changed
+    assert change.functions == frozenset()
+
+
+def test_watched_paths_are_the_routing_directory_and_code_directories(tmp_path: Path) -> None:
+    functions = _functions(tmp_path)
+
+    paths = watched_paths(tmp_path / "routing.yaml", functions)
+
+    assert paths == sorted([tmp_path, tmp_path / "functions" / "a", tmp_path / "functions" / "b"])
