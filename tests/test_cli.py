@@ -40,7 +40,7 @@ def test_routes_prints_the_table(tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
     path.write_text(
         "functions:\n  hello:\n    handler: app.handler\n"
-        "routes:\n  - {path: \"/hello/{name}\", method: GET, function: hello, auth: none}\n"
+        'routes:\n  - {path: "/hello/{name}", method: GET, function: hello, auth: none}\n'
     )
 
     result = subprocess.run(
