@@ -39,6 +39,7 @@ WARM_REQUESTS = int(os.environ.get("EDGELAMBDA_BENCH_WARM_REQUESTS", "1000"))
 RAW_ROUND_TRIPS = WARM_REQUESTS
 COLD_SAMPLES = 5
 THROUGHPUT_S = 3.0
+WARM_UP_ROUNDS = 15
 EVENT = json.dumps({"path": "/bench", "httpMethod": "GET"}).encode()
 
 ROUTING = {
@@ -229,10 +230,18 @@ async def timed_get(session: aiohttp.ClientSession, url: str) -> float:
     return time.perf_counter() - started
 
 
-async def throughput(session: aiohttp.ClientSession, url: str, clients: int) -> float:
+async def throughput(
+    session: aiohttp.ClientSession, url: str, clients: int, count_containers: Counter
+) -> float:
     """Requests per second with ``clients`` concurrent clients for THROUGHPUT_S, after a
-    warm-up that lets the pool scale out to the concurrency it needs."""
-    await _load(session, url, clients, duration_s=2.0)
+    warm-up that lasts until the pool stops scaling out (bounded)."""
+    before = -1
+    for _ in range(WARM_UP_ROUNDS):
+        await _load(session, url, clients, duration_s=1.0)
+        now = await count_containers()
+        if now == before:
+            break
+        before = now
     started = time.perf_counter()
     count = await _load(session, url, clients, duration_s=THROUGHPUT_S)
     return round(count / (time.perf_counter() - started), 1)
@@ -287,6 +296,21 @@ async def cold_requests(routing: Path, network: str, stack: str) -> list[float]:
         ):
             colds.append(await timed_get(session, f"{url}/trivial"))
     return colds
+
+
+Counter = Callable[[], Awaitable[int]]
+
+
+def container_counter(docker: aiodocker.Docker, stack: str, function: str) -> Counter:
+    filters = json.dumps(
+        {"label": [f"{LABEL_STACK}={stack}", f"edgelambda.function={function}"],
+         "status": ["running"]}
+    )  # fmt: skip
+
+    async def count() -> int:
+        return len(await docker.containers.list(filters=filters))
+
+    return count
 
 
 async def restart_requests(session: aiohttp.ClientSession, url: str, stack: str) -> list[float]:

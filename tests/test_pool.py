@@ -13,6 +13,7 @@ import pytest
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
 from edgelambda.errors import RouteNotFound, TooManyRequests
+from edgelambda.logs import LogRecord, OutputLine
 from edgelambda.pool import InvalidRequestId, Pool, SandboxRetired
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import (
@@ -52,6 +53,7 @@ class FakeBackend:
         self.restarted: list[str] = []
         self.removed: list[str] = []
         self.exit_events: asyncio.Queue[ContainerExit] = asyncio.Queue()
+        self.lines: dict[str, list[OutputLine]] = {}  # what each container "prints"
         self._addresses = 1
 
     def _address(self) -> str:
@@ -84,6 +86,13 @@ class FakeBackend:
     async def running_containers(self, stack: str) -> set[str]:
         return {f"c{n}" for n in range(1, len(self.started) + 1)} - set(self.removed)
 
+    async def output(self, container_id: str, since_s: float) -> AsyncIterator[OutputLine]:
+        for line in self.lines.get(container_id, []):
+            yield line
+
+    async def memory_peak_mb(self, container_id: str) -> int | None:
+        return 42
+
     async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
         while True:
             yield await self.exit_events.get()
@@ -97,10 +106,19 @@ class Clock:
         return self.now_s
 
 
+class RecordingSink:
+    def __init__(self) -> None:
+        self.records: list[LogRecord] = []
+
+    def emit(self, record: LogRecord) -> None:
+        self.records.append(record)
+
+
 def make_pool(
     backend: FakeBackend,
     function: FunctionSpec,
     clock: Clock | None = None,
+    sink: RecordingSink | None = None,
     **settings: float,
 ) -> Pool:
     defaults: dict[str, float] = {
@@ -116,6 +134,7 @@ def make_pool(
         settings=Settings(**{**defaults, **settings}),  # type: ignore[arg-type]
         runtime_api="10.0.0.1:9001",
         clock=clock or Clock(),
+        sink=sink or RecordingSink(),
     )
 
 
@@ -406,4 +425,31 @@ async def test_a_removed_function_is_unknown_and_a_new_one_is_served() -> None:
     runner = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p + b"!"))
     assert (await call).payload == b"y!"
     await stop_all(runner)
+    await pool.close()
+
+
+async def test_each_invocation_gets_start_end_and_report_lines() -> None:
+    sink = RecordingSink()
+    pool = make_pool(FakeBackend(), function_spec(), sink=sink)
+    calls = [asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x"))) for _ in range(2)]
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    first = await pool.next_invocation(sandbox)
+    pool.respond(sandbox, first.request_id, b"1")
+    second = await pool.next_invocation(sandbox)
+    pool.respond(sandbox, second.request_id, b"2")
+    await asyncio.gather(*calls)
+    await asyncio.wait_for(second.log_done.wait(), timeout=1)
+
+    platform = [r.message for r in sink.records if r.stream == "platform"]
+    assert platform[0] == f"START RequestId: {first.request_id} Version: $LATEST"
+    assert platform[1] == f"END RequestId: {first.request_id}"
+    report = next(
+        line for line in platform if line.startswith(f"REPORT RequestId: {first.request_id}")
+    )
+    assert "Memory Size: 128 MB\tMax Memory Used: 42 MB\tInit Duration: " in report
+    second_report = platform[-1]
+    assert second_report.startswith(f"REPORT RequestId: {second.request_id}")
+    assert "Init Duration" not in second_report  # only the cold invocation pays init
     await pool.close()

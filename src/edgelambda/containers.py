@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from edgelambda.logs import OutputLine
 from edgelambda.routing import FunctionSpec
 
 LABEL_FUNCTION = "edgelambda.function"
@@ -86,6 +87,12 @@ class ContainerBackend(Protocol):
 
     async def running_containers(self, stack: str) -> set[str]:
         """Ids of the running containers labelled with ``stack``."""
+
+    def output(self, container_id: str, since_s: float) -> AsyncIterator[OutputLine]:
+        """What the container prints from ``since_s`` on, line by line, until it stops."""
+
+    async def memory_peak_mb(self, container_id: str) -> int | None:
+        """The container's peak memory use (cgroup), or None when the engine cannot tell."""
 
     def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
         """Exits of ``stack``'s containers as the engine reports them. Ends, or raises

@@ -26,6 +26,7 @@ from edgelambda.containers import (
     StartedContainer,
 )
 from edgelambda.errors import EngineUnavailable
+from edgelambda.logs import OutputLine, OutputStream, parse_docker_line
 from edgelambda.routing import FunctionSpec
 
 log = structlog.get_logger(__name__)
@@ -168,6 +169,55 @@ class DockerBackend:
             found = await self._docker.containers.list(all=True, filters=_stack_filter(stack))
         await asyncio.gather(*(self.remove(c.id) for c in found))
         return len(found)
+
+    async def output(self, container_id: str, since_s: float) -> AsyncIterator[OutputLine]:
+        # One follow stream per stream type keeps stdout and stderr apart; timestamps let
+        # lines of an earlier run of a restarted container be told apart and attributed.
+        lines: asyncio.Queue[OutputLine | None] = asyncio.Queue()
+        readers = [
+            asyncio.create_task(self._follow(container_id, stream, since_s, lines))
+            for stream in (OutputStream.STDOUT, OutputStream.STDERR)
+        ]
+        try:
+            for _ in readers:
+                while (line := await lines.get()) is not None:
+                    yield line
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+    async def _follow(
+        self,
+        container_id: str,
+        stream: str,
+        since_s: float,
+        lines: asyncio.Queue[OutputLine | None],
+    ) -> None:
+        container = self._docker.containers.container(container_id)
+        try:
+            async for raw in container.log(
+                follow=True, timestamps=True, since=int(since_s), **{stream: True}
+            ):
+                time_s, text = parse_docker_line(raw)
+                if time_s >= since_s:
+                    await lines.put(OutputLine(time_s, stream, text))
+        except (aiodocker.DockerError, aiohttp.ClientError, ValueError) as exc:
+            log.warning("output stream ended", container=container_id[:12], error=str(exc))
+        finally:
+            await lines.put(None)
+
+    async def memory_peak_mb(self, container_id: str) -> int | None:
+        try:
+            # one-shot (Engine API 1.41) answers at once instead of sampling for a second;
+            # aiodocker's stats() cannot pass it.
+            stats = await self._docker._query_json(
+                f"containers/{container_id}/stats", params={"stream": "0", "one-shot": "1"}
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError):
+            return None
+        peak = stats.get("memory_stats", {}).get("max_usage")
+        return round(peak / 1024 / 1024) if isinstance(peak, int) else None
 
     async def running_containers(self, stack: str) -> set[str]:
         async with engine_errors(f"list containers of {stack}"):

@@ -27,6 +27,8 @@ from edgelambda.containers import (
     container_spec,
 )
 from edgelambda.errors import EdgeLambdaError, EngineUnavailable, RouteNotFound, TooManyRequests
+from edgelambda.journal import Journal
+from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import (
     INIT_TIMEOUT_ERROR_TYPE,
@@ -75,6 +77,7 @@ class Pool:
         settings: Settings,
         runtime_api: str,
         clock: Callable[[], float] = time.monotonic,
+        sink: LogSink | None = None,
     ) -> None:
         self._backend = backend
         self._settings = settings
@@ -89,6 +92,7 @@ class Pool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._is_closing = False
+        self.journal = Journal(backend=backend, sink=sink or StdoutSink(), own=self._own)
 
     # -- the caller's side --------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class Pool:
         sandbox.timer = asyncio.get_running_loop().call_later(
             timeout_s, self._on_deadline, sandbox, invocation
         )
+        self.journal.begin(sandbox, invocation)
         assert sandbox.poll is not None, "only polling sandboxes are idle"
         sandbox.poll.set_result(invocation)
 
@@ -166,6 +171,7 @@ class Pool:
             timeout_s=sandbox.function.timeout_s,
         )
         invocation.settle(timeout_result(sandbox.function.timeout_s))
+        self.journal.conclude(sandbox, invocation)
         self._retire(sandbox, reason="timeout")
 
     # -- starting sandboxes -------------------------------------------------------------
@@ -193,6 +199,7 @@ class Pool:
             image = function.image or await self._backend.function_image(
                 function, self._settings.base_image_for(function.runtime)
             )
+            started_wall_s = time.time()
             started = await self._backend.start(self._spec(sandbox, image))
         except EdgeLambdaError as exc:
             log.error("cold start failed", function=function.name, error=str(exc))
@@ -200,10 +207,11 @@ class Pool:
             return
         sandbox.container_id = started.id
         self._by_container[started.id] = sandbox
-        await self._started(sandbox, started.address, kind="cold")
+        await self._started(sandbox, started.address, kind="cold", started_wall_s=started_wall_s)
 
     async def _warm_start(self, pool: FunctionPool, sandbox: Sandbox) -> None:
         assert sandbox.container_id is not None
+        started_wall_s = time.time()
         try:
             address = await self._backend.restart(sandbox.container_id)
         except EdgeLambdaError as exc:
@@ -211,7 +219,7 @@ class Pool:
             log.warning("warm start failed", function=pool.function.name, error=str(exc))
             self._retire(sandbox, reason="warm start failed")
             return
-        await self._started(sandbox, address, kind="warm")
+        await self._started(sandbox, address, kind="warm", started_wall_s=started_wall_s)
 
     def _spec(self, sandbox: Sandbox, image: str) -> ContainerSpec:
         return container_spec(
@@ -225,7 +233,9 @@ class Pool:
             host_cpus=os.cpu_count() or 1,
         )
 
-    async def _started(self, sandbox: Sandbox, address: str, *, kind: str) -> None:
+    async def _started(
+        self, sandbox: Sandbox, address: str, *, kind: str, started_wall_s: float
+    ) -> None:
         """The container runs: register its address and give its runtime time to poll."""
         if sandbox.state is not SandboxState.STARTING:  # retired meanwhile (shutdown, crash)
             if sandbox.state is SandboxState.DEAD:
@@ -242,6 +252,8 @@ class Pool:
         sandbox.timer = asyncio.get_running_loop().call_later(
             self._settings.init_timeout_s, self._on_init_timeout, sandbox
         )
+        assert sandbox.container_id is not None
+        self._own(self.journal.follow(sandbox, sandbox.container_id, since_s=started_wall_s))
         async with self._registered:
             self._by_address[address] = sandbox
             self._registered.notify_all()
@@ -314,6 +326,8 @@ class Pool:
         sandbox.disarm()
         now_s = self._clock()
         sandbox.idle_since_s = now_s
+        if sandbox.is_cold:
+            sandbox.pending_init_ms = (now_s - sandbox.started_s) * 1000
         log.info(
             "runtime ready",
             function=sandbox.function.name,
@@ -353,6 +367,8 @@ class Pool:
     def stream_ended(self, sandbox: Sandbox) -> None:
         sandbox.is_streaming = False
         sandbox.disarm()
+        if sandbox.current is not None:
+            self.journal.conclude(sandbox, sandbox.current)
         sandbox.idle_since_s = self._clock()
 
     def fail(self, sandbox: Sandbox, request_id: str, payload: bytes, error_type: str) -> None:
@@ -381,6 +397,7 @@ class Pool:
         invocation = self._current(sandbox, request_id)
         sandbox.disarm()
         sandbox.idle_since_s = self._clock()
+        self.journal.conclude(sandbox, invocation)
         invocation.settle(result)
 
     def _current(self, sandbox: Sandbox, request_id: str) -> Invocation:
@@ -409,6 +426,7 @@ class Pool:
             return
         if sandbox.current is not None:
             sandbox.current.settle(result)
+            self.journal.conclude(sandbox, sandbox.current)
         self._retire(sandbox, reason=result.error_type or "exited")
 
     async def _watch_exits(self) -> None:
@@ -531,6 +549,7 @@ class Pool:
         self._forget_address(sandbox)
         if sandbox.current is not None:
             sandbox.current.settle(exit_result(-1, is_oom=False))
+            self.journal.conclude(sandbox, sandbox.current)
         if sandbox.poll is not None and not sandbox.poll.done():
             sandbox.poll.set_exception(SandboxRetired(reason))
         log.info(

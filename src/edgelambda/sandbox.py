@@ -27,6 +27,7 @@ TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"
 EXIT_ERROR_TYPE = "Runtime.ExitError"
 OOM_ERROR_TYPE = "Runtime.OutOfMemory"
 INIT_TIMEOUT_ERROR_TYPE = "Runtime.InitTimeout"
+MAX_LOG_LINES = 256
 
 
 class SandboxState(Enum):
@@ -125,6 +126,19 @@ class Invocation:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     expiry: asyncio.TimerHandle | None = None  # the queue-wait limit while it waits
+    # Where and when it ran (wall-clock epoch s, to line up with the engine's log stamps).
+    sandbox: Sandbox | None = None
+    started_s: float = 0.0
+    ended_s: float | None = None
+    init_ms: float | None = None  # the cold start it paid for, for the REPORT line
+    log: list[str] = field(default_factory=list)  # its own lines, START..REPORT
+    log_done: asyncio.Event = field(default_factory=asyncio.Event)  # REPORT written
+
+    def add_log(self, line: str) -> None:
+        self.log.append(line)
+        # Keep what a 4 KB tail can show, plus slack; long-running chatty functions stay bounded.
+        if len(self.log) > MAX_LOG_LINES:
+            del self.log[: len(self.log) - MAX_LOG_LINES]
 
     def settle(self, outcome: InvocationResult | BaseException) -> None:
         """Complete the invocation once; later outcomes are ignored (never answered twice)."""
@@ -157,6 +171,10 @@ class Sandbox:
         self.stopped_s = now_s  # when it was stopped; meaningful in STOPPED
         self.is_cold = True  # a new container (False after a warm restart)
         self.is_streaming = False  # answered with a stream that is still flowing
+        self.recent: deque[Invocation] = deque(maxlen=4)  # for attributing late output
+        self.output_seen_s = 0.0  # engine time of the latest output line received
+        self.output_arrived = asyncio.Event()  # set at each line, for those waiting on it
+        self.pending_init_ms: float | None = None  # cold start to report on the next REPORT
 
     @property
     def is_finishing(self) -> bool:

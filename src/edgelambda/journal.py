@@ -1,0 +1,120 @@
+"""The function log of the pool's sandboxes: each line a container prints, attributed to
+the invocation it belongs to, and Lambda's own START / END / REPORT lines around each
+invocation. Records go to a :class:`~edgelambda.logs.LogSink`; each invocation also keeps
+its own lines for ``X-Amz-Log-Type: Tail``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from edgelambda.containers import ContainerBackend
+from edgelambda.logs import (
+    LogRecord,
+    LogSink,
+    OutputLine,
+    OutputStream,
+    Span,
+    end_line,
+    owner,
+    report_line,
+    start_line,
+)
+from edgelambda.sandbox import Invocation, Sandbox
+
+
+class Journal:
+    """Writes and attributes the function log of a pool's sandboxes."""
+
+    def __init__(
+        self,
+        *,
+        backend: ContainerBackend,
+        sink: LogSink,
+        own: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self._backend = backend
+        self._sink = sink
+        self._own = own  # the pool's task set: every background task has an owner
+
+    def begin(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        """``invocation`` starts in ``sandbox``: write START."""
+        invocation.sandbox = sandbox
+        invocation.started_s = time.time()
+        invocation.init_ms, sandbox.pending_init_ms = sandbox.pending_init_ms, None
+        sandbox.recent.append(invocation)
+        self._platform(sandbox, invocation, start_line(invocation.request_id))
+
+    def conclude(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        """``invocation`` ended (answered, failed, timed out or crashed): write END, then
+        REPORT once the container's peak memory is known."""
+        if invocation.sandbox is not sandbox or invocation.ended_s is not None:
+            return
+        invocation.ended_s = time.time()
+        self._platform(sandbox, invocation, end_line(invocation.request_id))
+        self._own(self._report(sandbox, invocation))
+
+    async def _report(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        assert invocation.ended_s is not None
+        peak_mb = None
+        if sandbox.container_id is not None:
+            peak_mb = await self._backend.memory_peak_mb(sandbox.container_id)
+        line = report_line(
+            invocation.request_id,
+            duration_ms=(invocation.ended_s - invocation.started_s) * 1000,
+            memory_mb=sandbox.function.memory_mb,
+            max_memory_used_mb=peak_mb,
+            init_duration_ms=invocation.init_ms,
+        )
+        self._platform(sandbox, invocation, line)
+        invocation.log_done.set()
+
+    async def follow(self, sandbox: Sandbox, container_id: str, since_s: float) -> None:
+        """Attribute what the container prints until it stops."""
+        async for line in self._backend.output(container_id, since_s):
+            self._attribute(sandbox, line)
+
+    def _attribute(self, sandbox: Sandbox, line: OutputLine) -> None:
+        spans = [Span(i.request_id, i.started_s, i.ended_s) for i in sandbox.recent]
+        request_id = owner(line.time_s, spans)
+        invocation = next((i for i in sandbox.recent if i.request_id == request_id), None)
+        if invocation is not None:
+            invocation.add_log(line.text)
+        sandbox.output_seen_s = max(sandbox.output_seen_s, line.time_s)
+        sandbox.output_arrived.set()
+        self._sink.emit(self._record(sandbox, invocation, line.text, line.stream, line.time_s))
+
+    def _platform(self, sandbox: Sandbox, invocation: Invocation, text: str) -> None:
+        invocation.add_log(text)
+        record = self._record(sandbox, invocation, text, OutputStream.PLATFORM, time.time())
+        self._sink.emit(record)
+
+    @staticmethod
+    def _record(
+        sandbox: Sandbox, invocation: Invocation | None, text: str, stream: str, time_s: float
+    ) -> LogRecord:
+        return LogRecord(
+            time_s=time_s,
+            message=text,
+            function=sandbox.function.name,
+            container=(sandbox.container_id or "")[:12],
+            stream=stream,
+            request_id=invocation.request_id if invocation else None,
+            trace_id=invocation.trace_id if invocation else None,
+            is_cold_start=sandbox.is_cold,
+        )
+
+    @staticmethod
+    async def settled(invocation: Invocation, timeout_s: float) -> None:
+        """Wait (bounded) until ``invocation``'s log is complete: REPORT written and the
+        container's output received up to the moment it ended."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await invocation.log_done.wait()
+                sandbox, ended_s = invocation.sandbox, invocation.ended_s
+                while sandbox is not None and ended_s and sandbox.output_seen_s < ended_s:
+                    sandbox.output_arrived.clear()
+                    await sandbox.output_arrived.wait()

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from edgelambda.logs import Span, owner, parse_docker_line, report_line, tail
+
+
+def test_parse_docker_line_keeps_nanosecond_time() -> None:
+    time_s, text = parse_docker_line("2026-11-28T19:29:44.734938699Z out 0\n")
+
+    assert text == "out 0"
+    assert time_s == pytest.approx(1795894184.734938699, abs=1e-6)
+
+
+def test_report_line_has_lambdas_fields() -> None:
+    line = report_line(
+        "id-1", duration_ms=12.341, memory_mb=128, max_memory_used_mb=40, init_duration_ms=250.5
+    )
+
+    assert line == (
+        "REPORT RequestId: id-1\tDuration: 12.34 ms\tBilled Duration: 13 ms\t"
+        "Memory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 250.50 ms\t"
+    )
+    warm = report_line("id-2", duration_ms=0.2, memory_mb=128, max_memory_used_mb=None,
+                       init_duration_ms=None)  # fmt: skip
+    assert "Init Duration" not in warm
+    assert "Billed Duration: 1 ms" in warm
+
+
+def test_owner_is_the_latest_started_invocation() -> None:
+    spans = [Span("a", 10.0, 11.0), Span("b", 12.0, None)]
+
+    assert owner(9.0, spans) is None  # init output
+    assert owner(10.5, spans) == "a"
+    assert owner(11.5, spans) == "a"  # after its response, before the next one
+    assert owner(12.5, spans) == "b"
+
+
+def test_tail_keeps_the_last_4_kb() -> None:
+    lines = [f"line {n:04d}" for n in range(1000)]
+
+    result = tail(lines)
+
+    assert len(result) == 4096
+    assert result.endswith(b"line 0999\n")
+    assert tail(["short"]) == b"short\n"
