@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiodocker
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, unused_port
 
 from edgelambda.app import create_app
 from edgelambda.config import Settings
@@ -70,12 +70,22 @@ async def gateway(
     backends: list[DockerBackend] = []
     clients: list[TestClient] = []
 
-    async def start(text: str, **overrides: object) -> TestClient:
+    async def start(
+        text: str, *, reachable_from_functions: bool = False, **overrides: object
+    ) -> TestClient:
         routing = tmp_path / "routing.yaml"
         routing.write_text(textwrap.dedent(text))
         # Relative code paths in test tables mean the repository's (functions/hello).
         table = parse_routing(routing.read_text(), source=str(routing), base_dir=REPO_ROOT)
+        server_kwargs: dict[str, object] = {}
+        if reachable_from_functions:
+            # Functions calling back (AWS_ENDPOINT_URL_LAMBDA) reach the gateway through the
+            # network's gateway address, so listen beyond loopback, on a known port.
+            server_kwargs = {"host": "0.0.0.0", "port": unused_port()}
         fields: dict[str, object] = {
+            "port": server_kwargs.get("port", 8000),
+            "data_dir": tmp_path / "data",
+            "event_retry_delays_s": (0.2, 0.4),
             "routing_config_path": routing,
             "reload_debounce_ms": 100,
             "docker_network": network,
@@ -91,7 +101,9 @@ async def gateway(
         settings = Settings(**{**fields, **overrides})  # type: ignore[arg-type]
         backend = await DockerBackend.connect()
         backends.append(backend)
-        client = await aiohttp_client(create_app(settings, table, backend))
+        client = await aiohttp_client(
+            create_app(settings, table, backend), server_kwargs=server_kwargs
+        )
         clients.append(client)
         return client
 

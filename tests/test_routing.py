@@ -372,7 +372,7 @@ INVALID = [
     ),
     pytest.param(
         "functions:\n  f:\n    handler: a.b\n    schedule: rate(5 seconds)\n",
-        4, "functions.f.schedule", "must be rate(N", id="rate-unit",
+        4, "functions.f.schedule", "unit: 'seconds' is not one of", id="rate-unit",
     ),
     pytest.param(
         "functions:\n  f:\n    handler: a.b\n    schedule:\n      - rate(5 minutes)\n"
@@ -381,11 +381,11 @@ INVALID = [
     ),
     pytest.param(
         "functions:\n  f:\n    handler: a.b\n    schedule: cron(0 12 * * * *)\n",
-        4, "functions.f.schedule", "must be ?", id="cron-no-question-mark",
+        4, "functions.f.schedule", "exactly one must be '?'", id="cron-no-question-mark",
     ),
     pytest.param(
         "functions:\n  f:\n    handler: a.b\n    schedule: every 5 minutes\n",
-        4, "functions.f.schedule", "must be rate(N unit) or cron(6 fields)", id="schedule-text",
+        4, "functions.f.schedule", "must be rate(value unit) or cron(", id="schedule-text",
     ),
     pytest.param(
         "functions: {}\nroutes:\n  path: /x\n",

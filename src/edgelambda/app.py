@@ -23,6 +23,8 @@ from edgelambda.errors import (
     FunctionTimeout,
     PayloadTooLarge,
 )
+from edgelambda.event_queue import EventQueue, EventWorker, QueuedEvent, RetryPolicy
+from edgelambda.invoke_api import INVOKE_PATH, InvokeApi
 from edgelambda.pool import Pool
 from edgelambda.reload import Watcher, classify, watched_paths
 from edgelambda.routing import AuthMode, Route, RoutingTable, load_routing
@@ -34,10 +36,12 @@ from edgelambda.sandbox import (
     ResponseStream,
     StreamBroken,
 )
+from edgelambda.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
 
 MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload limit
+EVENTS_FILE = "events.sqlite3"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 TRACE_KEY = web.RequestKey("trace", str)
 
@@ -55,7 +59,11 @@ class Gateway:
         self._pool: Pool | None = None
         self._runtime_runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
+        self._events: EventQueue | None = None
+        self._worker: EventWorker | None = None
+        self._scheduler: Scheduler | None = None
         self.runtime_api = ""
+        self.invoke_api = InvokeApi(self)
 
     @property
     def pool(self) -> Pool:
@@ -63,17 +71,67 @@ class Gateway:
             raise RuntimeError("the gateway has not been started")
         return self._pool
 
+    @property
+    def event_queue(self) -> Gateway:
+        """Event invocations are stored durably, then the worker is woken."""
+        return self
+
+    async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str:
+        if self._events is None or self._worker is None:
+            raise RuntimeError("the gateway has not been started")
+        event_id = await self._events.enqueue(
+            function, payload, trace_id=trace_id, now_s=time.time()
+        )
+        self._worker.notify()
+        return event_id
+
+    async def _run_event(self, event: QueuedEvent) -> str | None:
+        """One attempt of an Event invocation; the function's error, or None on success."""
+        invocation = Invocation(payload=event.payload, trace_id=event.trace_id)
+        try:
+            result = await self.pool.invoke(event.function, invocation)
+        except EdgeLambdaError as exc:  # no capacity, engine trouble, function removed
+            return f"{type(exc).__name__}: {exc}"
+        if result.stream is not None:
+            async for _ in result.stream.chunks():
+                pass  # nobody reads an Event's response
+        return result.payload.decode("utf-8", "replace") if result.is_error else None
+
+    async def _start_events(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._events = await EventQueue.open(settings.data_dir / EVENTS_FILE)
+        recovered = await self._events.recover(time.time())
+        if recovered:
+            log.info("events recovered from the previous run", count=recovered)
+        self._worker = EventWorker(
+            self._events,
+            self._run_event,
+            policy=RetryPolicy(settings.event_retry_delays_s, settings.event_max_age_s),
+            concurrency=settings.event_concurrency,
+            drain_timeout_s=settings.shutdown_grace_s,
+        )
+        self._worker.start()
+        self._scheduler = Scheduler(enqueue=self._enqueue_scheduled, region=settings.region)
+        self._scheduler.update(self.table.functions)
+        self._scheduler.start()
+
+    async def _enqueue_scheduled(self, function: str, payload: bytes) -> None:
+        await self.enqueue(function, payload, trace_id=tracing.new_trace_header(time.time()))
+
     async def start(self) -> None:
         settings = self.settings
         network_gateway = await self._backend.network_gateway(settings.docker_network)
         host = settings.runtime_api_host or network_gateway
         sock = _listening_socket(host, settings.runtime_api_port)
         self.runtime_api = f"{host}:{sock.getsockname()[1]}"
+        lambda_url = settings.lambda_endpoint_url or f"http://{host}:{settings.port}"
         self._pool = Pool(
             functions=self.table.functions,
             backend=self._backend,
             settings=settings,
             runtime_api=self.runtime_api,
+            endpoints={"AWS_ENDPOINT_URL_LAMBDA": lambda_url},
         )
         await self._pool.start()
         # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
@@ -88,6 +146,7 @@ class Gateway:
         await web.SockSite(runner, sock).start()
         self._runtime_runner = runner
         log.info("runtime api listening", address=self.runtime_api)
+        await self._start_events()
         if settings.is_reload_enabled:
             self._watcher = Watcher(
                 paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
@@ -97,12 +156,20 @@ class Gateway:
             self._watcher.start()
 
     async def close(self) -> None:
+        """Stop in order: watching and scheduling, then the event worker (its in-flight events
+        finish or stay stored for the next start), the pool, the Runtime API, the store."""
         if self._watcher is not None:
             await self._watcher.close()
+        if self._scheduler is not None:
+            await self._scheduler.close()
+        if self._worker is not None:
+            await self._worker.close()
         if self._pool is not None:
             await self._pool.close()
         if self._runtime_runner is not None:
             await self._runtime_runner.cleanup()
+        if self._events is not None:
+            await self._events.close()
 
     async def _files_changed(self, paths: set[str]) -> None:
         change = classify(
@@ -123,6 +190,8 @@ class Gateway:
             return
         self.table = table  # one assignment: requests see the old table or the new one
         self.pool.update_functions(table.functions)
+        if self._scheduler is not None:
+            self._scheduler.update(table.functions)
         log.info("routing reloaded", functions=len(table.functions), routes=len(table.routes))
 
 
@@ -139,6 +208,7 @@ def create_app(
     app.on_response_prepare.append(_identify_response)
     app.router.add_get("/health", health)
     app.router.add_post(settings.auth_endpoint_path, login)
+    app.router.add_post(INVOKE_PATH, invoke)
     app.router.add_route("*", "/{tail:.*}", routed)
     return app
 
@@ -175,7 +245,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except EdgeLambdaError as exc:
         log.info("request failed", path=request.path, status=exc.status, error=str(exc))
-        response = _error_response(exc.status, exc.public_message, exc.headers)
+        response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:  # raised by aiohttp itself, e.g. while reading a body
         response = _error_response(exc.status, exc.reason)
     except Exception:
@@ -214,6 +284,11 @@ async def login(request: web.Request) -> web.Response:
         token_id=uuid.uuid4().hex,
     )
     return web.json_response(result, headers={"PADMA_USER_AUTHORIZED": "true"})
+
+
+async def invoke(request: web.Request) -> web.Response:
+    """The AWS Lambda Invoke API."""
+    return await request.app[GATEWAY_KEY].invoke_api.handle(request, trace_id=request[TRACE_KEY])
 
 
 async def routed(request: web.Request) -> web.StreamResponse:

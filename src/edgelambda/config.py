@@ -56,6 +56,9 @@ class Settings:
     # the function network's gateway address (the gateway runs on the Docker host).
     runtime_api_host: str | None = None
     runtime_api_port: int = 9001
+    # The gateway's address as functions see it (AWS_ENDPOINT_URL_LAMBDA); None means
+    # http://<runtime api host>:<port>.
+    lambda_endpoint_url: str | None = None
     runtime_images: Mapping[str, str] = field(default_factory=lambda: DEFAULT_RUNTIME_IMAGES)
     stack: str = "edgelambda"
     region: str = "us-east-1"
@@ -64,6 +67,10 @@ class Settings:
     queue_wait_s: float = 30.0  # longest wait for a sandbox before 429
     stopped_retention_s: float = 3600.0  # how long a stopped container is kept for warm starts
     reap_interval_s: float = 1.0  # how often the reaper looks for idle containers
+    data_dir: Path = Path("data")  # durable state: the async event queue
+    event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS's back-off for Event calls
+    event_max_age_s: float = 21600.0  # MaximumEventAgeInSeconds
+    event_concurrency: int = 4  # Event invocations run at once
     is_reload_enabled: bool = True  # watch routing.yaml and code directories
     reload_debounce_ms: int = 400
     init_timeout_s: float = 10.0  # Lambda's limit for the init phase
@@ -87,6 +94,7 @@ class Settings:
             is_production=_read(env, "EDGELAMBDA_PRODUCTION", False, _bool),
             runtime_api_host=env.get("EDGELAMBDA_RUNTIME_API_HOST") or None,
             runtime_api_port=_read(env, "EDGELAMBDA_RUNTIME_API_PORT", 9001, _port),
+            lambda_endpoint_url=env.get("EDGELAMBDA_LAMBDA_ENDPOINT_URL") or None,
             runtime_images=_read(env, "EDGELAMBDA_RUNTIME_IMAGES", {}, _image_map),
             stack=_read(env, "EDGELAMBDA_STACK", cls.stack, _label_value),
             region=_read(env, "AWS_REGION", cls.region, _non_empty),
@@ -97,6 +105,12 @@ class Settings:
                 env, "EDGELAMBDA_STOPPED_RETENTION_S", 3600.0, _positive_float
             ),
             reap_interval_s=_read(env, "EDGELAMBDA_REAP_INTERVAL_S", 1.0, _positive_float),
+            data_dir=Path(env.get("EDGELAMBDA_DATA_DIR") or "data"),
+            event_retry_delays_s=_read(
+                env, "EDGELAMBDA_EVENT_RETRY_DELAYS_S", (60.0, 120.0), _delays
+            ),
+            event_max_age_s=_read(env, "EDGELAMBDA_EVENT_MAX_AGE_S", 21600.0, _positive_float),
+            event_concurrency=_read(env, "EDGELAMBDA_EVENT_CONCURRENCY", 4, _positive_int),
             is_reload_enabled=_read(env, "EDGELAMBDA_RELOAD", True, _bool),
             reload_debounce_ms=_read(env, "EDGELAMBDA_RELOAD_DEBOUNCE_MS", 400, _positive_int),
             init_timeout_s=_read(env, "EDGELAMBDA_INIT_TIMEOUT_S", 10.0, _positive_float),
@@ -166,6 +180,14 @@ def _port(raw: str) -> int:
     if not 0 <= value <= 65535:
         raise ValueError("must be a port number (0 picks a free one)")
     return value
+
+
+def _delays(raw: str) -> tuple[float, ...]:
+    """``60,120``: one delay in seconds per retry (an empty list means no retries)."""
+    delays = tuple(float(part) for part in raw.split(",") if part.strip())
+    if any(delay < 0 for delay in delays):
+        raise ValueError("delays must not be negative")
+    return delays
 
 
 def _bool(raw: str) -> bool:

@@ -109,6 +109,7 @@ def container_spec(
     runtime_api: str,
     region: str,
     host_cpus: int,
+    endpoints: Mapping[str, str] | None = None,
 ) -> ContainerSpec:
     """The spec of one sandbox of ``function``: Lambda's environment, labels and limits."""
     is_custom_runtime = function.runtime.startswith(CUSTOM_RUNTIME_PREFIX)
@@ -118,7 +119,13 @@ def container_spec(
         # A custom runtime is the function's own bootstrap, as on Lambda's provided runtimes.
         entrypoint=(f"{TASK_ROOT}/bootstrap",) if is_custom_runtime else None,
         command=(function.handler,) if function.handler and not is_custom_runtime else (),
-        env=function_env(function, instance=instance, runtime_api=runtime_api, region=region),
+        env=function_env(
+            function,
+            instance=instance,
+            runtime_api=runtime_api,
+            region=region,
+            endpoints=endpoints or {},
+        ),
         labels={
             LABEL_FUNCTION: function.name,
             LABEL_INSTANCE: instance,
@@ -133,9 +140,16 @@ def container_spec(
 
 
 def function_env(
-    function: FunctionSpec, *, instance: str, runtime_api: str, region: str
+    function: FunctionSpec,
+    *,
+    instance: str,
+    runtime_api: str,
+    region: str,
+    endpoints: Mapping[str, str],
 ) -> dict[str, str]:
-    """The user's variables overlaid with Lambda's reserved ones (which always win)."""
+    """The user's variables overlaid with Lambda's reserved ones (which always win), and
+    the stack's service endpoints (``AWS_ENDPOINT_URL_LAMBDA`` ...) so unmodified SDK code
+    reaches them; a function may still point an endpoint elsewhere itself."""
     reserved = {
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
@@ -151,7 +165,7 @@ def function_env(
         "LAMBDA_RUNTIME_DIR": "/var/runtime",
         "TZ": ":UTC",
     }
-    return {**DUMMY_CREDENTIALS, **function.environment, **reserved}
+    return {**DUMMY_CREDENTIALS, **endpoints, **function.environment, **reserved}
 
 
 ACCOUNT_ID = "123456789012"  # the account id every edgelambda ARN and event carries

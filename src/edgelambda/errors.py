@@ -21,6 +21,10 @@ class EdgeLambdaError(Exception):
         """Extra response headers this error needs (``Allow``, ``Retry-After``...)."""
         return {}
 
+    def body(self) -> dict[str, str]:
+        """The JSON body of the error response; API Gateway's shape by default."""
+        return {"message": self.public_message}
+
 
 class ConfigError(EdgeLambdaError):
     """A setting or the routing file is invalid; start-up stops with a message naming it."""
@@ -112,3 +116,63 @@ class EngineUnavailable(EdgeLambdaError):
 
     status = 503
     public_message = "Service Unavailable"
+
+
+class ServiceError(EdgeLambdaError):
+    """An error of the AWS Lambda API (Invoke), shaped as AWS shapes them so SDKs raise the
+    right exception: the code in ``x-amzn-ErrorType``, ``{"Type", "message"}`` in the body."""
+
+    status = 500
+    error_code = "ServiceException"
+    fault = "Service"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, public_message=message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-amzn-ErrorType": self.error_code}
+
+    def body(self) -> dict[str, str]:
+        return {"Type": self.fault, "message": self.public_message}
+
+
+class ResourceNotFound(ServiceError):
+    status = 404
+    error_code = "ResourceNotFoundException"
+    fault = "User"
+
+
+class InvalidRequestContent(ServiceError):
+    status = 400
+    error_code = "InvalidRequestContentException"
+    fault = "User"
+
+
+class InvalidParameterValue(ServiceError):
+    status = 400
+    error_code = "InvalidParameterValueException"
+    fault = "User"
+
+
+class RequestTooLarge(ServiceError):
+    status = 413
+    error_code = "RequestTooLargeException"
+    fault = "User"
+
+
+class AccessDenied(ServiceError):
+    status = 403
+    error_code = "AccessDeniedException"
+    fault = "User"
+
+
+class TooManyRequestsService(ServiceError):
+    status = 429
+    error_code = "TooManyRequestsException"
+    fault = "User"
+    retry_after_s = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**super().headers, "Retry-After": str(self.retry_after_s)}

@@ -76,12 +76,14 @@ class Pool:
         backend: ContainerBackend,
         settings: Settings,
         runtime_api: str,
+        endpoints: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sink: LogSink | None = None,
     ) -> None:
         self._backend = backend
         self._settings = settings
         self._runtime_api = runtime_api
+        self._endpoints = dict(endpoints or {})
         self._clock = clock
         self._pools = {
             name: FunctionPool(spec, settings.queue_size) for name, spec in functions.items()
@@ -231,6 +233,7 @@ class Pool:
             runtime_api=self._runtime_api,
             region=self._settings.region,
             host_cpus=os.cpu_count() or 1,
+            endpoints=self._endpoints,
         )
 
     async def _started(
@@ -284,6 +287,10 @@ class Pool:
         self._retire(sandbox, reason=result.error_type or "init failed")
 
     # -- the Runtime API's side ---------------------------------------------------------
+
+    def has_sandbox_at(self, address: str) -> bool:
+        """Whether ``address`` is a running sandbox (a function calling back into the stack)."""
+        return address in self._by_address
 
     async def sandbox_at(self, address: str, wait_s: float = 2.0) -> Sandbox | None:
         """The running sandbox whose container has ``address``. A runtime can poll before

@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from edgelambda.cors import ANY_ORIGIN, CorsPolicy, normalize_origin
 from edgelambda.errors import MethodNotAllowed, RouteNotFound, RoutingConfigError
+from edgelambda.schedule import ScheduleError, parse_schedule
 
 __all__ = [
     "ANY_METHOD",
@@ -80,9 +81,6 @@ _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 # awslambdaric splits on the last dot and accepts "/" or "." between package parts.
 _HANDLER = re.compile(rf"{_IDENTIFIER}(?:[./]{_IDENTIFIER})*\.{_IDENTIFIER}")
 _PARAM_SEGMENT = re.compile(r"\{([A-Za-z0-9_.-]+)(\+?)\}")
-_RATE = re.compile(r"rate\((\d+) (minutes?|hours?|days?)\)")
-_CRON = re.compile(r"cron\((.*)\)")
-_CRON_FIELD = re.compile(r"[0-9A-Za-z*?,/#-]+")
 
 _T = TypeVar("_T")
 
@@ -611,44 +609,12 @@ def _read_schedules(reader: _Reader, items: Mapping[str, _Item]) -> tuple[str, .
         return ()
     schedules = []
     for expression, node in reader.strings(item):
-        problem = _schedule_problem(expression.strip())
-        if problem is not None:
-            raise reader.error(node, item.key, problem)
+        try:
+            parse_schedule(expression.strip())
+        except ScheduleError as error:
+            raise reader.error(node, item.key, str(error)) from error
         schedules.append(expression.strip())
     return tuple(schedules)
-
-
-def _schedule_problem(expression: str) -> str | None:
-    """Why an EventBridge schedule expression is malformed, or None if it looks right."""
-    if expression.startswith("rate("):
-        return _rate_problem(expression)
-    if expression.startswith("cron("):
-        return _cron_problem(expression)
-    return f"{expression!r} must be rate(N unit) or cron(6 fields)"
-
-
-def _rate_problem(expression: str) -> str | None:
-    rate = _RATE.fullmatch(expression)
-    if rate is None:
-        return f"{expression!r} must be rate(N minute[s]|hour[s]|day[s])"
-    value, unit = int(rate.group(1)), rate.group(2)
-    if value < 1:
-        return f"{expression!r}: the rate must be at least 1"
-    if (value == 1) == unit.endswith("s"):  # AWS: "1 minute", "5 minutes", nothing else
-        return f"{expression!r}: use a singular unit for 1 and a plural unit otherwise"
-    return None
-
-
-def _cron_problem(expression: str) -> str | None:
-    cron = _CRON.fullmatch(expression)
-    fields = cron.group(1).split() if cron is not None else []
-    if len(fields) != 6:
-        return f"{expression!r} must be cron(minutes hours day-of-month month day-of-week year)"
-    if not all(_CRON_FIELD.fullmatch(part) for part in fields):
-        return f"{expression!r} has characters cron does not allow"
-    if (fields[2] == "?") == (fields[4] == "?"):
-        return f"{expression!r}: exactly one of day-of-month and day-of-week must be ?"
-    return None
 
 
 # --- routes -----------------------------------------------------------------------------------

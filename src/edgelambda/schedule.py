@@ -416,8 +416,6 @@ def _require_alone(text: str, what: str) -> None:
 
 
 def _parse_list(text: str, spec: _Field) -> tuple[int, ...]:
-    if text == "?":
-        raise _FieldError("'?' cannot be used here")
     values: set[int] = set()
     for item in text.split(","):
         values.update(_parse_item(item, spec))
@@ -443,11 +441,11 @@ def _parse_item(item: str, spec: _Field) -> range:
 def _value(text: str, spec: _Field) -> int:
     if text in spec.names:
         return spec.low + spec.names.index(text)
-    if not text.isdecimal():
-        names = f" or {spec.names[0]}-{spec.names[-1]}" if spec.names else ""
-        shown = repr(text) if text else "an empty value"
-        raise _FieldError(f"{shown} is not a number in {spec.low}-{spec.high}{names}")
-    return _bounded(text, spec.low, spec.high, repr(text))
+    if text.isdecimal() and spec.low <= int(text) <= spec.high:
+        return int(text)
+    names = f" or {spec.names[0]}-{spec.names[-1]}" if spec.names else ""
+    shown = repr(text) if text else "an empty value"
+    raise _FieldError(f"values must be {spec.low}-{spec.high}{names}, got {shown}")
 
 
 def _bounded(text: str, low: int, high: int, what: str) -> int:

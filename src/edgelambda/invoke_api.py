@@ -1,0 +1,240 @@
+"""The AWS Lambda Invoke API (``POST /2015-03-31/functions/{name}/invocations``), so boto3,
+aiobotocore and functions calling functions work against the gateway unchanged."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from enum import Enum
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+
+from edgelambda import auth
+from edgelambda.config import Settings
+from edgelambda.containers import function_arn
+from edgelambda.errors import (
+    AccessDenied,
+    EngineUnavailable,
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    ResourceNotFound,
+    ServiceError,
+    TooManyRequests,
+    TooManyRequestsService,
+    Unauthorized,
+)
+from edgelambda.logs import tail
+from edgelambda.pool import Pool
+from edgelambda.routing import RoutingTable
+from edgelambda.sandbox import Invocation, InvocationResult, ResponseStream, StreamBroken
+
+log = structlog.get_logger(__name__)
+
+INVOKE_PATH = "/2015-03-31/functions/{function}/invocations"
+LATEST = "$LATEST"
+MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024  # Lambda's limit for Event invocations
+MAX_CLIENT_CONTEXT_BYTES = 3583
+LOG_SETTLE_S = 0.5  # how long a Tail waits for the invocation's last output lines
+SIGV4_PREFIX = "AWS4-HMAC-SHA256"
+
+
+class InvocationType(Enum):
+    REQUEST_RESPONSE = "RequestResponse"
+    EVENT = "Event"
+    DRY_RUN = "DryRun"
+
+
+class EventQueue(Protocol):
+    """Where Event invocations are stored durably before they are acknowledged."""
+
+    async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str: ...
+
+
+class Backend(Protocol):
+    """What the Invoke API needs of the gateway (its current table, pool and queue)."""
+
+    settings: Settings
+
+    @property
+    def table(self) -> RoutingTable: ...
+
+    @property
+    def pool(self) -> Pool: ...
+
+    @property
+    def event_queue(self) -> EventQueue: ...
+
+
+# -- pure parts ---------------------------------------------------------------------------
+
+
+def function_name(raw: str, qualifier: str | None, *, region: str) -> str:
+    """The function name in a name, ``name:qualifier``, a partial ARN
+    (``123456789012:function:name``) or a full ARN; only ``$LATEST`` is published."""
+    parts = raw.split(":")
+    if raw.startswith("arn:"):
+        parts = parts[6:] if len(parts) in (7, 8) and parts[5] == "function" else []
+    elif len(parts) in (3, 4) and parts[1] == "function":
+        parts = parts[2:]
+    if not parts or not parts[0] or len(parts) > 2:
+        raise InvalidParameterValue(f"1 validation error detected: FunctionName {raw!r} is invalid")
+    name, path_qualifier = parts[0], (parts[1] if len(parts) == 2 else None)
+    if qualifier and path_qualifier and qualifier != path_qualifier:
+        raise InvalidParameterValue("The derived qualifier from the function name does not match")
+    wanted = qualifier or path_qualifier
+    if wanted not in (None, LATEST):
+        arn = f"{function_arn(name, region)}:{wanted}"
+        raise ResourceNotFound(f"Function not found: {arn}")
+    return name
+
+
+def invocation_type(header: str | None) -> InvocationType:
+    try:
+        return InvocationType(header or InvocationType.REQUEST_RESPONSE.value)
+    except ValueError:
+        raise InvalidParameterValue(f"Unsupported invocation type: {header!r}") from None
+
+
+def client_context(header: str | None) -> str | None:
+    """``X-Amz-Client-Context`` (base64 JSON) decoded, as the runtime receives it."""
+    if not header:
+        return None
+    if len(header) > MAX_CLIENT_CONTEXT_BYTES:
+        raise InvalidRequestContent("Client context must be 3583 bytes or less")
+    try:
+        return base64.b64decode(header, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidRequestContent("Client context must be base64-encoded JSON") from None
+
+
+def checked_payload(body: bytes, kind: InvocationType) -> bytes:
+    """The request payload: at most Lambda's size limit, JSON (an empty body means ``{}``)."""
+    limit = MAX_ASYNC_PAYLOAD_BYTES if kind is InvocationType.EVENT else MAX_SYNC_PAYLOAD_BYTES
+    if len(body) > limit:
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the operation")
+    if not body.strip():
+        return b"{}"
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidRequestContent("Could not parse request body into json") from None
+    return body
+
+
+def is_authorised(
+    *, api_key: str | None, authorization: str | None, settings: Settings, now_s: float
+) -> bool:
+    """The API key or a valid JWT; in development mode also any SigV4 signature, so a
+    stock SDK client with dummy credentials works. Never open in production mode."""
+    if api_key is not None and auth.is_api_key_valid(api_key, settings.api_key):
+        return True
+    if not authorization:
+        return False
+    if authorization.startswith(SIGV4_PREFIX):
+        return not settings.is_production
+    try:
+        auth.claims_for(authorization, secret=settings.jwt_secret, now_s=now_s)
+    except Unauthorized:
+        return False
+    return True
+
+
+def result_headers(result: InvocationResult, log_tail: bytes | None) -> dict[str, str]:
+    headers = {"X-Amz-Executed-Version": LATEST}
+    if result.is_error:
+        headers["X-Amz-Function-Error"] = "Unhandled"
+    if log_tail is not None:
+        headers["X-Amz-Log-Result"] = base64.b64encode(log_tail).decode()
+    return headers
+
+
+# -- the HTTP shell -------------------------------------------------------------------------
+
+
+class InvokeApi:
+    """``POST /2015-03-31/functions/{name}/invocations`` on the gateway's HTTP port."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    async def handle(self, request: web.Request, *, trace_id: str) -> web.Response:
+        settings = self._backend.settings
+        await self._authorise(request, settings)
+        name = function_name(
+            request.match_info["function"], request.query.get("Qualifier"), region=settings.region
+        )
+        if name not in self._backend.table.functions:
+            raise ResourceNotFound(f"Function not found: {function_arn(name, settings.region)}")
+        kind = invocation_type(request.headers.get("X-Amz-Invocation-Type"))
+        payload = checked_payload(await _read(request), kind)
+        if kind is InvocationType.DRY_RUN:
+            return web.Response(status=204, headers={"X-Amz-Executed-Version": LATEST})
+        if kind is InvocationType.EVENT:
+            await self._backend.event_queue.enqueue(name, payload, trace_id=trace_id)
+            return web.Response(status=202, headers={"X-Amz-Executed-Version": LATEST})
+        invocation = Invocation(
+            payload=payload,
+            trace_id=trace_id,
+            client_context=client_context(request.headers.get("X-Amz-Client-Context")),
+        )
+        return await self._run(name, invocation, wants_tail=_wants_tail(request))
+
+    async def _authorise(self, request: web.Request, settings: Settings) -> None:
+        # A function in the stack calls through AWS_ENDPOINT_URL_LAMBDA: it is already ours.
+        if self._backend.pool.has_sandbox_at(request.remote or ""):
+            return
+        if not is_authorised(
+            api_key=request.headers.get("x-api-key"),
+            authorization=request.headers.get("Authorization"),
+            settings=settings,
+            now_s=time.time(),
+        ):
+            raise AccessDenied("Missing or invalid credentials (x-api-key or a JWT)")
+
+    async def _run(self, name: str, invocation: Invocation, *, wants_tail: bool) -> web.Response:
+        try:
+            result = await self._backend.pool.invoke(name, invocation)
+        except TooManyRequests as exc:
+            raise TooManyRequestsService("Rate Exceeded.") from exc
+        except EngineUnavailable as exc:
+            raise ServiceError(f"The function could not be run: {exc}") from exc
+        payload = result.payload
+        if result.stream is not None:  # Invoke buffers what a streaming function sends
+            payload = await _collect(result.stream)
+        log_tail = None
+        if wants_tail:
+            await self._backend.pool.journal.settled(invocation, LOG_SETTLE_S)
+            log_tail = tail(invocation.log)
+        return web.Response(
+            status=200,
+            body=payload,
+            content_type="application/json",
+            headers=result_headers(result, log_tail),
+        )
+
+
+def _wants_tail(request: web.Request) -> bool:
+    return request.headers.get("X-Amz-Log-Type", "None") == "Tail"
+
+
+async def _read(request: web.Request) -> bytes:
+    if (request.content_length or 0) > MAX_SYNC_PAYLOAD_BYTES:
+        raise RequestTooLarge("Request must be smaller than 6291456 bytes for the operation")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestTooLarge("Request must be smaller than 6291456 bytes") from None
+
+
+async def _collect(stream: ResponseStream) -> bytes:
+    try:
+        return b"".join([chunk async for chunk in stream.chunks()])
+    except StreamBroken as exc:
+        log.warning("streamed result broken off", error=str(exc))
+        raise ServiceError("The function's response stream broke off") from exc

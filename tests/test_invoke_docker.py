@@ -1,0 +1,163 @@
+"""The AWS Invoke API through the real SDKs (boto3 and aiobotocore) and real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any
+
+import aiobotocore.session
+import boto3
+import botocore.config
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text
+
+pytestmark = pytest.mark.docker
+
+SDK = str(TEST_FUNCTIONS / "sdk")
+FUNCTIONS = {
+    "echo": {"handler": "app.echo", "code": SDK},
+    "fail": {"handler": "app.fail", "code": SDK},
+    "caller": {"handler": "app.caller", "code": SDK, "timeout": 20},
+}
+SDK_CONFIG = botocore.config.Config(retries={"max_attempts": 1}, read_timeout=30)
+CREDENTIALS = {"aws_access_key_id": "dummy", "aws_secret_access_key": "dummy"}
+
+
+def lambda_client(client: TestClient) -> Any:
+    return boto3.client(
+        "lambda",
+        endpoint_url=str(client.make_url("")),
+        region_name="us-east-1",
+        config=SDK_CONFIG,
+        **CREDENTIALS,
+    )
+
+
+async def invoke(client: TestClient, **kwargs: Any) -> dict[str, Any]:
+    sdk = lambda_client(client)
+    response: dict[str, Any] = await asyncio.to_thread(sdk.invoke, **kwargs)
+    if "Payload" in response:
+        response["Body"] = response.pop("Payload").read()
+    return response
+
+
+async def test_sync_invoke_returns_the_payload(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await invoke(client, FunctionName="echo", Payload=json.dumps({"n": 1}))
+
+    assert response["StatusCode"] == 200
+    assert response["ExecutedVersion"] == "$LATEST"
+    assert json.loads(response["Body"])["echo"] == {"n": 1}
+    assert "FunctionError" not in response
+
+
+async def test_a_raising_function_is_unhandled_with_its_error(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await invoke(client, FunctionName="fail", Payload=b"{}")
+
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    error = json.loads(response["Body"])
+    assert error["errorType"] == "ValueError"
+    assert error["errorMessage"] == "this function always fails"
+
+
+async def test_tail_returns_the_invocations_log(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await invoke(client, FunctionName="echo", Payload=b"{}", LogType="Tail")
+
+    log = base64.b64decode(response["LogResult"]).decode()
+    request_id = response["ResponseMetadata"]["RequestId"]
+    lines = log.splitlines()
+    assert lines[0].startswith("START RequestId: ")
+    assert any(line.startswith("echo handling ") for line in lines)
+    assert any(line.startswith("END RequestId: ") for line in lines)
+    report = next(line for line in lines if line.startswith("REPORT RequestId: "))
+    assert "Duration: " in report
+    assert "Init Duration: " in report  # the first call was a cold start
+    assert request_id  # botocore read x-amzn-RequestId
+
+
+async def test_unknown_functions_raise_resource_not_found(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+    sdk = lambda_client(client)
+
+    with pytest.raises(sdk.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(sdk.invoke, FunctionName="nope", Payload=b"{}")
+
+
+async def test_dry_run_is_204(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await invoke(client, FunctionName="echo", InvocationType="DryRun")
+
+    assert response["StatusCode"] == 204
+
+
+async def test_aiobotocore_invokes_too(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+    session = aiobotocore.session.get_session()
+
+    async with session.create_client(
+        "lambda",
+        endpoint_url=str(client.make_url("")),
+        region_name="us-east-1",
+        config=SDK_CONFIG,
+        **CREDENTIALS,
+    ) as sdk:
+        response = await sdk.invoke(FunctionName="echo", Payload=b'{"async": true}')
+        body = await response["Payload"].read()
+
+    assert json.loads(body)["echo"] == {"async": True}
+
+
+async def test_calls_without_credentials_are_refused(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await client.post("/2015-03-31/functions/echo/invocations", data=b"{}")
+    with_key = await client.post(
+        "/2015-03-31/functions/echo/invocations",
+        data=b"{}",
+        headers={"x-api-key": "dev-api-key-change-in-production"},
+    )
+
+    assert response.status == 403
+    assert response.headers["x-amzn-ErrorType"] == "AccessDeniedException"
+    assert with_key.status == 200
+
+
+async def test_non_json_payloads_are_invalid_request_content(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+    sdk = lambda_client(client)
+
+    with pytest.raises(sdk.exceptions.InvalidRequestContentException):
+        await asyncio.to_thread(sdk.invoke, FunctionName="echo", Payload=b"not json")
+
+
+async def test_a_function_invokes_another_through_the_sdk(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []), reachable_from_functions=True)
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+    started = time.monotonic()
+    response = await client.post(
+        "/2015-03-31/functions/caller/invocations",
+        data=b"{}",
+        headers={"x-api-key": "dev-api-key-change-in-production", "X-Amzn-Trace-Id": trace},
+    )
+
+    assert response.status == 200, await response.text()
+    result = await response.json()
+    assert result["child"]["echo"] == {"from": "caller"}
+    assert result["async_status"] == 202
+    assert result["endpoint"].startswith("http://")
+    # The child ran under the caller's trace root.
+    assert result["child"]["trace"].startswith("Root=1-5759e988-bd862e3fe1be46a994272793")
+    assert time.monotonic() - started < 20
