@@ -3,14 +3,18 @@ image (`make test` ensures both); the others need neither."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiodocker
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, unused_port
 
@@ -118,3 +122,79 @@ async def gateway(
     for net in await docker.networks.list(filters={"name": network}):
         await (await docker.networks.get(net["Id"])).delete()
     assert leftovers == [], f"the gateway left containers behind: {leftovers}"
+
+
+class Server:
+    """An `edgelambda serve` process started by :func:`serve_factory`."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, stack: str) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.stack = stack
+
+
+Starter = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def serve_factory(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[Starter]:
+    """Factory: ``await serve_factory(routing_yaml_text, env=..., log=path)`` starts
+    `python -m edgelambda serve` as a real process; the processes of one test share a stack
+    and a data directory, as restarts of one gateway do. Teardown kills what still runs and
+    removes the containers and the network."""
+    stack = f"test-{uuid.uuid4().hex[:10]}"
+    processes: list[asyncio.subprocess.Process] = []
+
+    async def start(
+        text: str, *, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> Server:
+        routing = tmp_path / "serve-routing.yaml"
+        routing.write_text(text)
+        port = unused_port()
+        environment = {
+            **os.environ,
+            "ROUTING_CONFIG_PATH": str(routing),
+            "EDGELAMBDA_HOST": "127.0.0.1",
+            "EDGELAMBDA_PORT": str(port),
+            "EDGELAMBDA_RUNTIME_API_PORT": "0",
+            "EDGELAMBDA_DATA_DIR": str(tmp_path / "serve-data"),
+            "DOCKER_NETWORK": f"edgelambda-{stack}",
+            "EDGELAMBDA_STACK": stack,
+            "EDGELAMBDA_RUNTIME_IMAGES": f"python3.12={BASE_IMAGE}",
+            "EDGELAMBDA_LOG_FORMAT": "json",
+            **(env or {}),
+        }
+        # A local log file: opening it does not block the loop noticeably.
+        with open(log or os.devnull, "w") as output:  # noqa: ASYNC230
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edgelambda", "serve",
+                env=environment, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        processes.append(process)
+        server = Server(process, port, stack)
+        await wait_healthy(server)
+        return server
+
+    yield start
+    for process in processes:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    for container_id in await stack_containers(docker, stack):
+        await docker.containers.container(container_id).delete(force=True)
+    for net in await docker.networks.list(filters={"name": f"edgelambda-{stack}"}):
+        await (await docker.networks.get(net["Id"])).delete()
+
+
+async def wait_healthy(server: Server, timeout_s: float = 20) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(timeout_s / 0.1)):
+            assert server.process.returncode is None, "the gateway exited during start-up"
+            try:
+                async with session.get(f"{server.url}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"gateway not healthy within {timeout_s} s")

@@ -27,7 +27,7 @@ from edgelambda.event_queue import (
 )
 
 POLICY = RetryPolicy(delays_s=(60.0, 120.0), max_age_s=21600.0)
-WAIT_S = 2.0  # upper bound on any wait for the worker; the happy path takes milliseconds
+WAIT_S = 5.0  # upper bound on any wait for the worker; the happy path takes milliseconds
 
 QueueFactory = Callable[[], Awaitable[EventQueue]]
 
@@ -227,6 +227,21 @@ async def test_ack_and_fail_refuse_an_event_that_is_not_running(queue: EventQueu
     assert await queue.depth() == 1
 
 
+@pytest.mark.parametrize("yields", [1, 2, 3, 5, 8])
+async def test_a_cancelled_write_leaves_the_store_usable(queue: EventQueue, yields: int) -> None:
+    write = asyncio.create_task(queue.enqueue("fn", b"{}", trace_id=None, now_s=0.0))
+    for _ in range(yields):  # cancel at BEGIN, INSERT or COMMIT, whichever it has reached
+        await asyncio.sleep(0)
+    write.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await write
+
+    await queue.enqueue("fn", b"{}", trace_id=None, now_s=1.0)
+
+    assert await queue.depth() in (1, 2)  # the cancelled one either committed or not at all
+    assert await queue.depth() == len(await queue.claim(now_s=1.0, limit=10))
+
+
 async def test_closed_without_ack_nothing_is_lost(open_queue: QueueFactory) -> None:
     queue = await open_queue()
     ids = await enqueue_n(queue, 3, now_s=0.0)
@@ -392,11 +407,12 @@ async def test_worker_runs_and_acks(queue: EventQueue, make_worker: WorkerFactor
 async def test_worker_wakes_on_notify(queue: EventQueue, make_worker: WorkerFactory) -> None:
     clock, run = FakeClock(), FakeRun()
     worker = make_worker(run, clock, poll_interval_s=60.0)  # only notify() wakes it in time
-    await asyncio.sleep(0.02)  # let it go to sleep on the empty queue
-    event_id = await queue.enqueue("fn", b"{}", trace_id=None, now_s=clock.now_s)
+    # Due only once the fake clock moves, so the worker sleeps whenever it first looks.
+    event_id = await queue.enqueue("fn", b"{}", trace_id=None, now_s=clock.now_s + 10.0)
     await asyncio.sleep(0.02)
     assert run.calls == []
 
+    clock.now_s += 10.0
     worker.notify()
 
     async def ran() -> bool:

@@ -1,4 +1,4 @@
-"""Command line: ``edgelambda serve`` and ``edgelambda routes``.
+"""Command line: ``edgelambda serve | routes | invoke | events dlq``.
 
 Logging is configured here, once, for the whole process.
 """
@@ -7,38 +7,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from pathlib import Path
 
+import aiohttp
 import structlog
 from aiohttp import web
 
-from edgelambda.app import create_app
+from edgelambda.app import EVENTS_FILE, create_app
 from edgelambda.config import Settings
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.errors import ConfigError, EngineUnavailable
+from edgelambda.event_queue import EventQueue
 from edgelambda.routing import RoutingTable, load_routing
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
+INVOKE_TIMEOUT_S = 960  # above Lambda's 15 minute maximum
+ALL = "all"
 
 log = structlog.get_logger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
-        configure_logging(settings.log_format)
-        table = load_routing(settings.routing_config_path)
     except ConfigError as exc:
         print(f"edgelambda: configuration error: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
-    except OSError as exc:
-        print(f"edgelambda: cannot read the routing file: {exc}", file=sys.stderr)
+    configure_logging(settings.log_format)
+    if args.command == "invoke":
+        return asyncio.run(invoke(settings, args))
+    if args.command == "events":
+        return asyncio.run(dead_letters(settings, replay=args.replay))
+    try:
+        table = load_routing(settings.routing_config_path)
+    except ConfigError as exc:
+        print(f"edgelambda: configuration error: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
     if args.command == "routes":
         print_routes(table)
@@ -56,7 +69,75 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the gateway (HTTP on EDGELAMBDA_PORT, default 8000)")
     commands.add_parser("routes", help="print the routing table read from ROUTING_CONFIG_PATH")
+    invoke_cmd = commands.add_parser("invoke", help="invoke a function on a running gateway")
+    invoke_cmd.add_argument("function")
+    invoke_cmd.add_argument("--payload", default="{}", help="JSON, or @file to read it from")
+    invoke_cmd.add_argument("--async", dest="is_async", action="store_true", help="Event call")
+    invoke_cmd.add_argument("--log", action="store_true", help="print the log tail to stderr")
+    events_cmd = commands.add_parser("events", help="asynchronous invocations")
+    events_sub = events_cmd.add_subparsers(dest="events_command", required=True)
+    dlq = events_sub.add_parser("dlq", help="list dead-lettered events (or replay them)")
+    dlq.add_argument("--replay", nargs="?", const=ALL, default=None, metavar="ID",
+                     help="queue one dead letter (or all) again")  # fmt: skip
     return parser
+
+
+async def invoke(settings: Settings, args: argparse.Namespace) -> int:
+    """POST to the gateway's Invoke API, as `aws lambda invoke` would."""
+    payload = _payload(args.payload)
+    headers = {
+        "x-api-key": settings.api_key,
+        "X-Amz-Invocation-Type": "Event" if args.is_async else "RequestResponse",
+        "X-Amz-Log-Type": "Tail" if args.log else "None",
+    }
+    url = f"{settings.gateway_url}/2015-03-31/functions/{args.function}/invocations"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=INVOKE_TIMEOUT_S)) as session,
+            session.post(url, data=payload, headers=headers) as response,
+        ):
+            body = await response.read()
+            _print_invoke_result(response.status, response.headers, body)
+            failed = response.status >= 400 or "X-Amz-Function-Error" in response.headers
+    except aiohttp.ClientError as exc:
+        print(
+            f"edgelambda: cannot reach the gateway at {settings.gateway_url}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 1 if failed else 0
+
+
+def _payload(raw: str) -> bytes:
+    return Path(raw[1:]).read_bytes() if raw.startswith("@") else raw.encode()
+
+
+def _print_invoke_result(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    if "X-Amz-Log-Result" in headers:
+        sys.stderr.write(base64.b64decode(headers["X-Amz-Log-Result"]).decode("utf-8", "replace"))
+    if status == HTTPStatus.ACCEPTED:
+        print(json.dumps({"StatusCode": status}))
+        return
+    print(body.decode("utf-8", "replace"))
+
+
+async def dead_letters(settings: Settings, *, replay: str | None) -> int:
+    """List the dead-letter store, or move dead letters back to the queue."""
+    queue = await EventQueue.open(settings.data_dir / EVENTS_FILE)
+    try:
+        if replay is not None:
+            moved = await queue.replay(None if replay == ALL else replay, now_s=time.time())
+            print(f"replayed {moved} event(s); a running gateway picks them up")
+            return 0 if moved else 1
+        for dead in await queue.dead_letters():
+            print(json.dumps({
+                "id": dead.id, "function": dead.function, "attempts": dead.attempts,
+                "reason": str(dead.reason), "last_error": dead.last_error,
+                "payload": dead.payload.decode("utf-8", "replace"),
+            }))  # fmt: skip
+    finally:
+        await queue.close()
+    return 0
 
 
 def configure_logging(log_format: str) -> None:

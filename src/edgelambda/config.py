@@ -59,6 +59,7 @@ class Settings:
     # The gateway's address as functions see it (AWS_ENDPOINT_URL_LAMBDA); None means
     # http://<runtime api host>:<port>.
     lambda_endpoint_url: str | None = None
+    cli_gateway_url: str | None = None  # EDGELAMBDA_URL, for the CLI
     runtime_images: Mapping[str, str] = field(default_factory=lambda: DEFAULT_RUNTIME_IMAGES)
     stack: str = "edgelambda"
     region: str = "us-east-1"
@@ -95,6 +96,7 @@ class Settings:
             runtime_api_host=env.get("EDGELAMBDA_RUNTIME_API_HOST") or None,
             runtime_api_port=_read(env, "EDGELAMBDA_RUNTIME_API_PORT", 9001, _port),
             lambda_endpoint_url=env.get("EDGELAMBDA_LAMBDA_ENDPOINT_URL") or None,
+            cli_gateway_url=env.get("EDGELAMBDA_URL") or None,
             runtime_images=_read(env, "EDGELAMBDA_RUNTIME_IMAGES", {}, _image_map),
             stack=_read(env, "EDGELAMBDA_STACK", cls.stack, _label_value),
             region=_read(env, "AWS_REGION", cls.region, _non_empty),
@@ -131,6 +133,11 @@ class Settings:
             raise ConfigError("JWT_SECRET_KEY: the default secret is refused in production mode")
         if self.api_key == DEFAULT_API_KEY:
             raise ConfigError("X_API_KEY: the default API key is refused in production mode")
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the CLI finds a running gateway: EDGELAMBDA_URL, or this machine's port."""
+        return self.cli_gateway_url or f"http://127.0.0.1:{self.port}"
 
     def base_image_for(self, runtime: str) -> str:
         """The base image of a runtime name such as ``python3.12``."""

@@ -16,6 +16,7 @@ import aiodocker
 import aiohttp
 import structlog
 from aiodocker.events import DockerEvents
+from aiodocker.multiplexed import multiplexed_result_stream
 
 from edgelambda import images
 from edgelambda.containers import (
@@ -32,6 +33,7 @@ from edgelambda.routing import FunctionSpec
 log = structlog.get_logger(__name__)
 
 NOT_FOUND = 404
+NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)  # streams last as containers do
 CONFLICT = 409
 
 
@@ -194,14 +196,21 @@ class DockerBackend:
         since_s: float,
         lines: asyncio.Queue[OutputLine | None],
     ) -> None:
-        container = self._docker.containers.container(container_id)
+        params = {"follow": True, "timestamps": True, "since": int(since_s), stream: True}
         try:
-            async for raw in container.log(
-                follow=True, timestamps=True, since=int(since_s), **{stream: True}
-            ):
-                time_s, text = parse_docker_line(raw)
-                if time_s >= since_s:
-                    await lines.put(OutputLine(time_s, stream, text))
+            # aiodocker's log() leaves the connection open when the engine breaks the stream
+            # off (an engine restart), so the response is closed here, whatever happens.
+            async with self._docker._query(
+                f"containers/{container_id}/logs", params=params, timeout=NO_TIMEOUT
+            ) as response:
+                try:
+                    frames = multiplexed_result_stream(response, is_tty=False)  # type: ignore[no-untyped-call]
+                    async for raw in frames:
+                        time_s, text = parse_docker_line(raw)
+                        if time_s >= since_s:
+                            await lines.put(OutputLine(time_s, stream, text))
+                finally:
+                    response.close()
         except (aiodocker.DockerError, aiohttp.ClientError, ValueError) as exc:
             log.warning("output stream ended", container=container_id[:12], error=str(exc))
         finally:

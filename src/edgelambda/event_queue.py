@@ -264,7 +264,8 @@ class EventQueue:
 
     @classmethod
     async def open(cls, path: Path) -> EventQueue:
-        """Open (creating if needed) the store at ``path``."""
+        """Open the store at ``path``, creating the file, its directory and the tables if
+        needed."""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: no implicit transactions, every write says BEGIN itself.
@@ -303,15 +304,20 @@ class EventQueue:
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: committed on success, rolled back on any exit by error or
-        cancellation (the rollback runs after any statement still queued on the thread)."""
+        cancellation.
+
+        A cancelled await does not stop its statement: BEGIN or COMMIT still runs on the
+        connection's thread. So both sit inside the ``try``, and the rollback, queued behind
+        them on that thread, ends whatever they left open (it is a no-op if nothing is).
+        """
         async with self._guard() as db:
-            await db.execute(BEGIN)
             try:
+                await db.execute(BEGIN)
                 yield db
+                await db.commit()
             except BaseException:
                 await db.rollback()
                 raise
-            await db.commit()
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         async with self._guard() as db:
@@ -410,6 +416,12 @@ class EventQueue:
 RunEvent = Callable[[QueuedEvent], Awaitable[str | None]]
 
 
+def _report_loop_exit(task: asyncio.Task[None]) -> None:
+    """The loop only ends by cancellation; anything else stops async invocations, so say so."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("event worker stopped", error=f"{type(exc).__name__}: {exc}")
+
+
 class EventWorker:
     """One background loop that claims due events and runs up to ``concurrency`` at a time.
 
@@ -449,6 +461,7 @@ class EventWorker:
         """Start the loop."""
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop())
+            self._loop_task.add_done_callback(_report_loop_exit)
 
     def notify(self) -> None:
         """Look for due events now (call after an enqueue)."""
@@ -478,8 +491,11 @@ class EventWorker:
                 # The store may recover (disk space freed); the loop must outlive the error.
                 log.error("event queue poll failed", error=str(exc))
                 timeout_s = self._poll_interval_s
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as
+            # the wake-up does, and close() would wait on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._wake.wait()
 
     async def _dispatch_due(self) -> float:
         """Bury expired events, start the due ones that fit, and return how long to sleep."""
@@ -507,9 +523,9 @@ class EventWorker:
         error = await self._attempt(event)
         try:
             await self._settle(event, error)
-        except EdgeLambdaError as exc:
+        except Exception:
             # The event stays running in the store; the next start-up's recover() requeues it.
-            log.error("event outcome not stored", event_id=event.id, error=str(exc))
+            log.exception("event outcome not stored", event_id=event.id)
         finally:
             self._wake.set()
 

@@ -3,6 +3,7 @@ which reaches the gateway through AWS_ENDPOINT_URL_LAMBDA."""
 
 import json
 import os
+import time
 
 import boto3
 
@@ -29,3 +30,9 @@ def caller(event, context):
         "async_status": async_["StatusCode"],
         "endpoint": os.environ.get("AWS_ENDPOINT_URL_LAMBDA"),
     }
+
+
+def slow_event(event, context):
+    print(f"ran event {event['n']}")
+    time.sleep(0.5)
+    return {"n": event["n"]}
