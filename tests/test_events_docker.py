@@ -10,10 +10,12 @@ import re
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from edgelambda.app import GATEWAY_KEY
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text
@@ -115,3 +117,29 @@ async def test_a_failing_event_is_tried_three_times_then_dead_lettered(
     stdout, _ = await asyncio.wait_for(listed.communicate(), timeout=30)
     assert listed.returncode == 0
     assert json.loads(stdout.decode().splitlines()[0])["id"] == dead[0].id
+
+    replay = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgelambda", "events", "dlq", "--replay", dead[0].id,
+        env={**os.environ, "EDGELAMBDA_DATA_DIR": str(tmp_path / "data")},
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await asyncio.wait_for(replay.communicate(), timeout=30)
+    assert replay.returncode == 0
+    assert stdout.decode().strip() == "replayed 1 event(s); a running gateway picks them up"
+
+
+async def test_a_scheduled_fire_runs_the_function_with_an_eventbridge_event(
+    gateway: GatewayFactory,
+) -> None:
+    function = {"handler": "app.echo", "code": SDK, "schedule": "rate(1 minute)"}
+    client = await gateway(routing_text({"tick": function}, []))
+    scheduler = client.app[GATEWAY_KEY].scheduler
+
+    with capture_logs() as logs:
+        fires = await scheduler.tick(now=datetime.now(UTC) + timedelta(minutes=1, seconds=1))
+        deadline = time.monotonic() + 15
+        while not any(str(e["event"]).startswith("echo handling ") for e in logs):
+            assert time.monotonic() < deadline, "the scheduled event never ran"
+            await asyncio.sleep(0.1)
+
+    assert [fire.target.function for fire in fires] == ["tick"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import sys
 import time
 from typing import Any
 
@@ -13,6 +15,7 @@ import boto3
 import botocore.config
 import pytest
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text
 
@@ -23,6 +26,7 @@ FUNCTIONS = {
     "echo": {"handler": "app.echo", "code": SDK},
     "fail": {"handler": "app.fail", "code": SDK},
     "caller": {"handler": "app.caller", "code": SDK, "timeout": 20},
+    "sleepy": {"handler": "app.sleepy", "code": SDK, "timeout": 1},
 }
 SDK_CONFIG = botocore.config.Config(retries={"max_attempts": 1}, read_timeout=30)
 CREDENTIALS = {"aws_access_key_id": "dummy", "aws_secret_access_key": "dummy"}
@@ -161,3 +165,52 @@ async def test_a_function_invokes_another_through_the_sdk(gateway: GatewayFactor
     # The child ran under the caller's trace root.
     assert result["child"]["trace"].startswith("Root=1-5759e988-bd862e3fe1be46a994272793")
     assert time.monotonic() - started < 20
+
+
+async def test_an_event_invocation_is_202_and_runs(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    with capture_logs() as logs:
+        response = await invoke(
+            client, FunctionName="echo", InvocationType="Event", Payload=b'{"e": 1}'
+        )
+        deadline = time.monotonic() + 15
+        while not any(str(e["event"]).startswith("echo handling ") for e in logs):
+            assert time.monotonic() < deadline, "the event never ran"
+            await asyncio.sleep(0.1)
+
+    assert response["StatusCode"] == 202
+
+
+async def test_client_context_reaches_the_function(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+    context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+
+    response = await invoke(client, FunctionName="echo", Payload=b"{}", ClientContext=context)
+
+    assert json.loads(response["Body"])["client_context"] == {"k": "v"}
+
+
+async def test_a_timeout_is_an_unhandled_function_error(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await invoke(client, FunctionName="sleepy", Payload=b'{"s": 5}')
+
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert "Task timed out after 1.00 seconds" in json.loads(response["Body"])["errorMessage"]
+
+
+async def test_the_cli_invokes_and_prints_the_log(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgelambda", "invoke", "echo", "--payload", '{"cli": 1}', "--log",
+        env={**os.environ, "EDGELAMBDA_URL": str(client.make_url("")).rstrip("/")},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+
+    assert process.returncode == 0, stderr.decode()
+    assert json.loads(stdout)["echo"] == {"cli": 1}
+    assert "REPORT RequestId: " in stderr.decode()

@@ -72,6 +72,12 @@ class Gateway:
         return self._pool
 
     @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise RuntimeError("the gateway has not been started")
+        return self._scheduler
+
+    @property
     def event_queue(self) -> Gateway:
         """Event invocations are stored durably, then the worker is woken."""
         return self

@@ -36,3 +36,8 @@ def slow_event(event, context):
     print(f"ran event {event['n']}")
     time.sleep(0.5)
     return {"n": event["n"]}
+
+
+def sleepy(event, context):
+    time.sleep(float(event.get("s", 5)))
+    return {"slept": True}
