@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from edgelambda.logs import Span, owner, parse_docker_line, report_line, tail
+from edgelambda.logs import (
+    LogRecord,
+    Span,
+    jsonline,
+    owner,
+    parse_docker_line,
+    parse_level,
+    report_line,
+    tail,
+)
 
 
 def test_parse_docker_line_keeps_nanosecond_time() -> None:
@@ -44,3 +53,40 @@ def test_tail_keeps_the_last_4_kb() -> None:
     assert len(result) == 4096
     assert result.endswith(b"line 0999\n")
     assert tail(["short"]) == b"short\n"
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ('{"level": "WARNING", "message": "x"}', "warn"),
+        ('{"levelname": "ERROR"}', "error"),
+        ("[ERROR] Runtime.ImportModuleError: no module", "error"),
+        ("DEBUG details", "debug"),
+        ("plain text", "info"),
+        ('{"no": "level"}', "info"),
+        ("INFORMATION is not a level word", "info"),
+    ],
+)
+def test_parse_level(message: str, level: str) -> None:
+    assert parse_level(message) == level
+
+
+def test_jsonline_has_the_ingestion_fields() -> None:
+    record = LogRecord(
+        time_s=1795894184.5, message="hello", function="fn", container="abc", stream="stdout",
+        request_id="r", trace_id="Root=1-x", is_cold_start=True,
+    )  # fmt: skip
+
+    line = jsonline(record)
+
+    assert line == {
+        "_time": "2026-11-28T19:29:44.500000000Z",
+        "_msg": "hello",
+        "level": "info",
+        "function": "fn",
+        "container_name": "abc",
+        "stream": "stdout",
+        "aws_request_id": "r",
+        "trace_id": "Root=1-x",
+        "cold_start": True,
+    }

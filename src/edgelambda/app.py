@@ -25,6 +25,9 @@ from edgelambda.errors import (
 )
 from edgelambda.event_queue import EventQueue, EventWorker, QueuedEvent, RetryPolicy
 from edgelambda.invoke_api import INVOKE_PATH, InvokeApi
+from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
+from edgelambda.logs import LogRecord, LogSink, StdoutSink
+from edgelambda.metrics import CONTENT_TYPE, Metrics
 from edgelambda.pool import Pool
 from edgelambda.reload import Watcher, classify, watched_paths
 from edgelambda.routing import AuthMode, Route, RoutingTable, load_routing
@@ -62,6 +65,19 @@ class Gateway:
         self._events: EventQueue | None = None
         self._worker: EventWorker | None = None
         self._scheduler: Scheduler | None = None
+        self._shipper: VictoriaLogsSink | None = None
+        self.metrics = Metrics()
+        self.sink: LogSink = StdoutSink()
+        if settings.victorialogs_url:
+            self._shipper = VictoriaLogsSink(
+                ShipperSettings(
+                    url=settings.victorialogs_url,
+                    batch_size=settings.log_batch_size,
+                    flush_interval_s=settings.log_flush_interval_s,
+                    capacity=settings.log_buffer_records,
+                )
+            )
+            self.sink = self._shipper
         self.runtime_api = ""
         self.invoke_api = InvokeApi(self)
 
@@ -132,13 +148,20 @@ class Gateway:
         sock = _listening_socket(host, settings.runtime_api_port)
         self.runtime_api = f"{host}:{sock.getsockname()[1]}"
         lambda_url = settings.lambda_endpoint_url or f"http://{host}:{settings.port}"
+        if self._shipper is not None:
+            self._shipper.start()
         self._pool = Pool(
             functions=self.table.functions,
             backend=self._backend,
             settings=settings,
             runtime_api=self.runtime_api,
             endpoints={"AWS_ENDPOINT_URL_LAMBDA": lambda_url},
+            sink=self.sink,
+            metrics=self.metrics,
         )
+        self.metrics.watch_pool(self._pool.snapshot)
+        shipper = self._shipper
+        self.metrics.watch_dropped_logs(lambda: shipper.dropped if shipper else 0)
         await self._pool.start()
         # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
         # is ever handed to a poller that is gone.
@@ -176,6 +199,8 @@ class Gateway:
             await self._runtime_runner.cleanup()
         if self._events is not None:
             await self._events.close()
+        if self._shipper is not None:
+            await self._shipper.close()
 
     async def _files_changed(self, paths: set[str]) -> None:
         change = classify(
@@ -213,6 +238,7 @@ def create_app(
     app.cleanup_ctx.append(_gateway_lifecycle)
     app.on_response_prepare.append(_identify_response)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post(settings.auth_endpoint_path, login)
     app.router.add_post(INVOKE_PATH, invoke)
     app.router.add_route("*", "/{tail:.*}", routed)
@@ -246,7 +272,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """The one place errors become HTTP responses: ``{"message": ...}`` with the status."""
     request_id = str(uuid.uuid4())
     request[REQUEST_ID_KEY] = request_id
-    request[TRACE_KEY] = tracing.trace_header(request.headers.get("X-Amzn-Trace-Id"), time.time())
+    started_s = time.time()
+    request[TRACE_KEY] = tracing.trace_header(request.headers.get("X-Amzn-Trace-Id"), started_s)
     try:
         response = await handler(request)
     except EdgeLambdaError as exc:
@@ -257,7 +284,29 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", path=request.path, request_id=request_id)
         response = _error_response(500, "Internal server error")
+    request.app[GATEWAY_KEY].sink.emit(access_record(request, response.status, started_s))
     return response
+
+
+def access_record(request: web.Request, status: int, started_s: float) -> LogRecord:
+    """The gateway's access log line, shipped with the function logs."""
+    latency_ms = round((time.time() - started_s) * 1000, 3)
+    return LogRecord(
+        time_s=started_s,
+        message=f"{request.method} {request.path} {status} {latency_ms} ms",
+        function="",
+        container="gateway",
+        stream="access",
+        request_id=request[REQUEST_ID_KEY],
+        trace_id=request[TRACE_KEY],
+        level="error" if status >= 500 else "info",
+        fields={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "latency_ms": latency_ms,
+        },
+    )
 
 
 async def _identify_response(request: web.Request, response: web.StreamResponse) -> None:
@@ -276,6 +325,12 @@ def _error_response(
 async def health(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     return web.json_response({"status": "healthy", "functions": len(gateway.table.functions)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = request.app[GATEWAY_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def login(request: web.Request) -> web.Response:

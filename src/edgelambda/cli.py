@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(invoke(settings, args))
     if args.command == "events":
         return asyncio.run(dead_letters(settings, replay=args.replay))
+    if args.command == "logs":
+        return asyncio.run(show_logs(settings, args))
     try:
         table = load_routing(settings.routing_config_path)
     except ConfigError as exc:
@@ -74,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     invoke_cmd.add_argument("--payload", default="{}", help="JSON, or @file to read it from")
     invoke_cmd.add_argument("--async", dest="is_async", action="store_true", help="Event call")
     invoke_cmd.add_argument("--log", action="store_true", help="print the log tail to stderr")
+    logs_cmd = commands.add_parser("logs", help="a function's log, read back from VictoriaLogs")
+    logs_cmd.add_argument("function")
+    logs_cmd.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs_cmd.add_argument("--since", default="10m", help="how far back, e.g. 30s, 10m, 2h, 1d")
+    logs_cmd.add_argument("--request-id", help="only this invocation's lines")
     events_cmd = commands.add_parser("events", help="asynchronous invocations")
     events_sub = events_cmd.add_subparsers(dest="events_command", required=True)
     dlq = events_sub.add_parser("dlq", help="list dead-lettered events (or replay them)")
@@ -119,6 +126,53 @@ def _print_invoke_result(status: int, headers: Mapping[str, str], body: bytes) -
         print(json.dumps({"StatusCode": status}))
         return
     print(body.decode("utf-8", "replace"))
+
+
+async def show_logs(settings: Settings, args: argparse.Namespace) -> int:
+    """Query VictoriaLogs' LogsQL API (``/select/logsql/query``, or ``/tail`` to follow)."""
+    if not settings.victorialogs_url:
+        print("edgelambda: EDGELAMBDA_VICTORIALOGS_URL is not set", file=sys.stderr)
+        return 1
+    query = logsql_query(
+        args.function, since=args.since, request_id=args.request_id, is_follow=args.follow
+    )
+    endpoint = "tail" if args.follow else "query"
+    url = f"{settings.victorialogs_url.rstrip('/')}/select/logsql/{endpoint}"
+    timeout = aiohttp.ClientTimeout(total=None if args.follow else 60)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, params={"query": query}) as response,
+        ):
+            response.raise_for_status()
+            async for line in response.content:
+                _print_log_line(line)
+    except aiohttp.ClientError as exc:
+        print(f"edgelambda: cannot read logs from {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def logsql_query(
+    function: str, *, since: str, request_id: str | None, is_follow: bool = False
+) -> str:
+    """The LogsQL query for one function's lines, oldest first (live tailing takes no time
+    range and no sorting: lines come as they arrive)."""
+    filters = [f"function:={json.dumps(function)}"]
+    if request_id:
+        filters.append(f"aws_request_id:={json.dumps(request_id)}")
+    if is_follow:
+        return " ".join(filters)
+    return " ".join([f"_time:{since}", *filters]) + " | sort by (_time)"
+
+
+def _print_log_line(raw: bytes) -> None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(record, dict):
+        print(f"{record.get('_time', '')} {record.get('_msg', '')}", flush=True)
 
 
 async def dead_letters(settings: Settings, *, replay: str | None) -> int:

@@ -72,6 +72,10 @@ class Settings:
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS's back-off for Event calls
     event_max_age_s: float = 21600.0  # MaximumEventAgeInSeconds
     event_concurrency: int = 4  # Event invocations run at once
+    victorialogs_url: str | None = None  # None: function logs go to the gateway's stdout
+    log_batch_size: int = 500
+    log_flush_interval_s: float = 1.0
+    log_buffer_records: int = 20_000  # held while the log store is unreachable
     is_reload_enabled: bool = True  # watch routing.yaml and code directories
     reload_debounce_ms: int = 400
     init_timeout_s: float = 10.0  # Lambda's limit for the init phase
@@ -113,6 +117,12 @@ class Settings:
             ),
             event_max_age_s=_read(env, "EDGELAMBDA_EVENT_MAX_AGE_S", 21600.0, _positive_float),
             event_concurrency=_read(env, "EDGELAMBDA_EVENT_CONCURRENCY", 4, _positive_int),
+            victorialogs_url=env.get("EDGELAMBDA_VICTORIALOGS_URL") or None,
+            log_batch_size=_read(env, "EDGELAMBDA_LOG_BATCH_SIZE", 500, _positive_int),
+            log_flush_interval_s=_read(
+                env, "EDGELAMBDA_LOG_FLUSH_INTERVAL_S", 1.0, _positive_float
+            ),
+            log_buffer_records=_read(env, "EDGELAMBDA_LOG_BUFFER_RECORDS", 20_000, _positive_int),
             is_reload_enabled=_read(env, "EDGELAMBDA_RELOAD", True, _bool),
             reload_debounce_ms=_read(env, "EDGELAMBDA_RELOAD_DEBOUNCE_MS", 400, _positive_int),
             init_timeout_s=_read(env, "EDGELAMBDA_INIT_TIMEOUT_S", 10.0, _positive_float),

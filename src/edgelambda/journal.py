@@ -23,6 +23,7 @@ from edgelambda.logs import (
     report_line,
     start_line,
 )
+from edgelambda.metrics import Metrics, outcome
 from edgelambda.sandbox import Invocation, Sandbox
 
 
@@ -35,9 +36,11 @@ class Journal:
         backend: ContainerBackend,
         sink: LogSink,
         own: Callable[[Coroutine[Any, Any, None]], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self._backend = backend
         self._sink = sink
+        self._metrics = metrics
         self._own = own  # the pool's task set: every background task has an owner
 
     def begin(self, sandbox: Sandbox, invocation: Invocation) -> None:
@@ -47,6 +50,8 @@ class Journal:
         invocation.init_ms, sandbox.pending_init_ms = sandbox.pending_init_ms, None
         sandbox.recent.append(invocation)
         self._platform(sandbox, invocation, start_line(invocation.request_id))
+        if self._metrics is not None and invocation.init_ms is not None:
+            self._metrics.cold_starts.labels(sandbox.function.name).inc()
 
     def conclude(self, sandbox: Sandbox, invocation: Invocation) -> None:
         """``invocation`` ended (answered, failed, timed out or crashed): write END, then
@@ -55,7 +60,21 @@ class Journal:
             return
         invocation.ended_s = time.time()
         self._platform(sandbox, invocation, end_line(invocation.request_id))
+        self._count(sandbox, invocation)
         self._own(self._report(sandbox, invocation))
+
+    def _count(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        if self._metrics is None or invocation.ended_s is None:
+            return
+        future = invocation.result
+        result = (
+            future.result()
+            if future.done() and not future.cancelled() and not future.exception()
+            else None
+        )
+        name = sandbox.function.name
+        self._metrics.invocations.labels(name, outcome(result)).inc()
+        self._metrics.duration.labels(name).observe(invocation.ended_s - invocation.started_s)
 
     async def _report(self, sandbox: Sandbox, invocation: Invocation) -> None:
         assert invocation.ended_s is not None

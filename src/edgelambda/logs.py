@@ -3,10 +3,12 @@ START / END / REPORT lines. Pure helpers; the pool feeds them and a sink ships r
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
@@ -31,7 +33,8 @@ class OutputLine:
 
 @dataclass(frozen=True)
 class LogRecord:
-    """One structured log record of a function."""
+    """One structured log record: a function's line, a START/END/REPORT line, or an access
+    log line of the gateway (``stream`` "access", details in ``fields``)."""
 
     time_s: float
     message: str
@@ -41,30 +44,90 @@ class LogRecord:
     request_id: str | None = None
     trace_id: str | None = None
     is_cold_start: bool | None = None
+    level: str | None = None  # None: parsed from the message
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+_LEVEL_WORD = re.compile(
+    r"\[?(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?(?:\s|:|$)", re.IGNORECASE
+)
+_JSON_LEVEL_KEYS = ("level", "levelname", "log_level", "severity")
+_LEVEL_ALIASES = {"warning": "warn", "critical": "fatal", "notice": "info"}
+_STRUCTLOG_METHODS = {"trace": "debug", "debug": "debug", "warn": "warning", "error": "error",
+                      "fatal": "critical"}  # fmt: skip
+
+
+def parse_level(message: str) -> str:
+    """The level of a log line: a JSON line's ``level`` (or levelname, log_level, severity),
+    or a leading level word (``ERROR ...``, ``[ERROR] ...`` as the runtime writes it);
+    ``info`` otherwise."""
+    level = _json_level(message) or _word_level(message) or "info"
+    level = level.lower()
+    return _LEVEL_ALIASES.get(level, level)
+
+
+def _json_level(message: str) -> str | None:
+    if not message.lstrip().startswith("{"):
+        return None
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    found = next((document[k] for k in _JSON_LEVEL_KEYS if isinstance(document.get(k), str)), None)
+    return found if isinstance(found, str) else None
+
+
+def _word_level(message: str) -> str | None:
+    match = _LEVEL_WORD.match(message.lstrip())
+    return match.group(1) if match else None
+
+
+def jsonline(record: LogRecord) -> dict[str, object]:
+    """The record as VictoriaLogs ingests it through ``/insert/jsonline``."""
+    line: dict[str, object] = {
+        "_time": _rfc3339(record.time_s),
+        "_msg": record.message,
+        "level": record.level or parse_level(record.message),
+        "function": record.function,
+        "container_name": record.container,
+        "stream": record.stream,
+    }
+    optional = {
+        "aws_request_id": record.request_id,
+        "trace_id": record.trace_id,
+        "cold_start": record.is_cold_start,
+    }
+    line.update({key: value for key, value in optional.items() if value is not None})
+    line.update(record.fields)
+    return line
+
+
+def _rfc3339(time_s: float) -> str:
+    whole = datetime.fromtimestamp(int(time_s), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{round((time_s % 1) * 1e9):09d}Z"
 
 
 class LogSink(Protocol):
-    """Where log records go (the gateway's stdout, or a log store)."""
+    """Where log records go (the gateway's stdout, or a log store). ``emit`` never blocks."""
 
     def emit(self, record: LogRecord) -> None: ...
 
 
 class StdoutSink:
-    """Records as structured log events of the gateway itself."""
+    """Records as structured events of the gateway's own log (no log store configured)."""
 
     def __init__(self) -> None:
         self._log = structlog.get_logger("edgelambda.function")
 
     def emit(self, record: LogRecord) -> None:
-        self._log.info(
-            record.message,
-            function=record.function,
-            container_name=record.container,
-            stream=record.stream,
-            aws_request_id=record.request_id,
-            trace_id=record.trace_id,
-            cold_start=record.is_cold_start,
-        )
+        line = jsonline(record)
+        message, level = line.pop("_msg"), line.pop("level")
+        line.pop("_time")
+        # The logger's own level field carries the record's level.
+        method = _STRUCTLOG_METHODS.get(str(level), "info")
+        getattr(self._log, method)(message, **line)
 
 
 def parse_docker_line(line: str) -> tuple[float, str]:

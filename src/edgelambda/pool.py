@@ -29,6 +29,7 @@ from edgelambda.containers import (
 from edgelambda.errors import EdgeLambdaError, EngineUnavailable, RouteNotFound, TooManyRequests
 from edgelambda.journal import Journal
 from edgelambda.logs import LogSink, StdoutSink
+from edgelambda.metrics import Metrics
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import (
     INIT_TIMEOUT_ERROR_TYPE,
@@ -79,6 +80,7 @@ class Pool:
         endpoints: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sink: LogSink | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._backend = backend
         self._settings = settings
@@ -94,7 +96,9 @@ class Pool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._is_closing = False
-        self.journal = Journal(backend=backend, sink=sink or StdoutSink(), own=self._own)
+        self.journal = Journal(
+            backend=backend, sink=sink or StdoutSink(), own=self._own, metrics=metrics
+        )
 
     # -- the caller's side --------------------------------------------------------------
 
@@ -288,6 +292,16 @@ class Pool:
 
     # -- the Runtime API's side ---------------------------------------------------------
 
+    def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+        """Containers by (function, state) and waiting invocations by function, for metrics."""
+        containers: dict[tuple[str, str], int] = {}
+        for name, pool in self._pools.items():
+            for sandbox in pool.sandboxes:
+                key = (name, sandbox.state.value)
+                containers[key] = containers.get(key, 0) + 1
+        queued = {name: len(pool.queue) for name, pool in self._pools.items()}
+        return containers, queued
+
     def has_sandbox_at(self, address: str) -> bool:
         """Whether ``address`` is a running sandbox (a function calling back into the stack)."""
         return address in self._by_address
@@ -404,8 +418,8 @@ class Pool:
         invocation = self._current(sandbox, request_id)
         sandbox.disarm()
         sandbox.idle_since_s = self._clock()
-        self.journal.conclude(sandbox, invocation)
         invocation.settle(result)
+        self.journal.conclude(sandbox, invocation)
 
     def _current(self, sandbox: Sandbox, request_id: str) -> Invocation:
         invocation = sandbox.current
