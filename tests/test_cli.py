@@ -3,10 +3,15 @@ exit code 3 and a message naming the problem, before any engine is touched."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 
 def _serve(tmp_path: Path, routing: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +60,38 @@ def test_routes_prints_the_table(tmp_path: Path) -> None:
     assert "GET" in result.stdout
     assert "/hello/{name}" in result.stdout
     assert "-> hello (auth none)" in result.stdout
+
+
+async def test_logs_reads_back_through_logsql(tmp_path: Path) -> None:
+    """`edgelambda logs` against a stand-in of VictoriaLogs' /select/logsql/query."""
+    queries: list[str] = []
+
+    async def query(request: web.Request) -> web.Response:
+        queries.append(request.query["query"])
+        lines = [
+            {"_time": "2026-11-28T19:00:00Z", "_msg": "START RequestId: r1 Version: $LATEST"},
+            {"_time": "2026-11-28T19:00:01Z", "_msg": "hello from the function"},
+        ]
+        return web.Response(text="".join(json.dumps(line) + "\n" for line in lines))
+
+    app = web.Application()
+    app.router.add_get("/select/logsql/query", query)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgelambda", "logs", "hello", "--since", "5m",
+            "--request-id", "r1",
+            env={**os.environ, "EDGELAMBDA_VICTORIALOGS_URL": str(server.make_url(""))},
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        await server.close()
+
+    assert process.returncode == 0
+    assert stdout.decode().splitlines() == [
+        "2026-11-28T19:00:00Z START RequestId: r1 Version: $LATEST",
+        "2026-11-28T19:00:01Z hello from the function",
+    ]
+    assert queries == ['_time:5m function:="hello" aws_request_id:="r1" | sort by (_time)']
