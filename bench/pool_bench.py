@@ -341,7 +341,13 @@ async def gateway_costs(routing: Path, network: str, stack: str) -> dict[str, An
         for _ in range(50):
             await timed_get(session, f"{url}/trivial")
         warm = [await timed_get(session, f"{url}/trivial") for _ in range(WARM_REQUESTS)]
-        rates = {f"{n}_clients": await throughput(session, f"{url}/trivial", n) for n in (1, 8, 32)}
+        async with aiodocker.Docker() as docker:
+            count = container_counter(docker, stack, "trivial")
+            rates: dict[str, float] = {
+                f"{n}_clients": await throughput(session, f"{url}/trivial", n, count)
+                for n in (1, 8, 32)
+            }
+            rates["containers_after"] = await count()
         sleeps = {
             "max_concurrency_10_cold_s": await concurrent_sleeps(session, f"{url}/sleep10"),
             "max_concurrency_10_s": await concurrent_sleeps(session, f"{url}/sleep10"),

@@ -200,7 +200,7 @@ def test_schedules_one_or_a_list() -> None:
         "# nothing yet\n",
         "functions: {}\nroutes: []\n",
         "functions:\nroutes:\n",
-        "resources:\n  buckets: [{name: uploads}]\n  whatever: {nested: [1, 2]}\n",
+        "resources: {}\n",
     ],
 )
 def test_empty_sections_make_an_empty_table(text: str) -> None:
@@ -772,3 +772,60 @@ def test_match_still_routes_plain_options_requests() -> None:
         ANY_ORIGIN_POLICY,
         frozenset({"GET", "HEAD", "OPTIONS"}),
     )
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+def test_resources_declare_buckets_and_tables() -> None:
+    table = parse(
+        """
+        resources:
+          buckets: [uploads, reports.2026]
+          tables:
+            orders:
+              KeySchema: [{AttributeName: id, KeyType: HASH}]
+              AttributeDefinitions:
+                - {AttributeName: id, AttributeType: S}
+                - {AttributeName: user, AttributeType: S}
+              GlobalSecondaryIndexes:
+                - IndexName: by-user
+                  KeySchema: [{AttributeName: user, KeyType: HASH}]
+                  Projection: {ProjectionType: ALL}
+        """
+    )
+
+    assert table.resources.buckets == ("uploads", "reports.2026")
+    (orders,) = table.resources.tables
+    assert orders.name == "orders"
+    assert orders.properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    gsis = orders.properties["GlobalSecondaryIndexes"]
+    assert isinstance(gsis, list)
+    assert gsis[0]["IndexName"] == "by-user"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("resources:\n  buckets: [Not_A_Bucket]\n", 2, "resources.buckets"),
+        ("resources:\n  queues: [a]\n", 2, "resources.queues"),
+        (
+            "resources:\n  tables:\n    orders:\n      BillingMode: PAY_PER_REQUEST\n",
+            4,
+            "resources.tables.orders.KeySchema",
+        ),
+        (
+            "resources:\n  tables:\n    orders:\n      KeySchema: []\n"
+            "      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n",
+            4,
+            "resources.tables.orders.KeySchema",
+        ),
+        ("resources:\n  tables:\n    orders:\n      Keys: []\n", 4, "resources.tables.orders.Keys"),
+    ],
+    ids=["bucket-name", "unknown-kind", "no-key-schema", "empty-key-schema", "unknown-property"],
+)
+def test_invalid_resources_name_line_and_key(text: str, line: int, key: str) -> None:
+    with pytest.raises(RoutingConfigError) as caught:
+        parse(text)
+
+    assert (caught.value.line, caught.value.key) == (line, key)

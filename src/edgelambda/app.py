@@ -30,6 +30,7 @@ from edgelambda.logs import LogRecord, LogSink, StdoutSink
 from edgelambda.metrics import CONTENT_TYPE, Metrics
 from edgelambda.pool import Pool
 from edgelambda.reload import Watcher, classify, watched_paths
+from edgelambda.resources import Endpoints, ensure_resources
 from edgelambda.routing import AuthMode, Route, RoutingTable, load_routing
 from edgelambda.runtime_api import create_runtime_app
 from edgelambda.sandbox import (
@@ -144,7 +145,10 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         network_gateway = await self._backend.network_gateway(settings.docker_network)
-        host = settings.runtime_api_host or network_gateway
+        # In a container the setting names the gateway's own host name on the network.
+        host = (
+            _address_of(settings.runtime_api_host) if settings.runtime_api_host else network_gateway
+        )
         sock = _listening_socket(host, settings.runtime_api_port)
         self.runtime_api = f"{host}:{sock.getsockname()[1]}"
         lambda_url = settings.lambda_endpoint_url or f"http://{host}:{settings.port}"
@@ -155,7 +159,7 @@ class Gateway:
             backend=self._backend,
             settings=settings,
             runtime_api=self.runtime_api,
-            endpoints={"AWS_ENDPOINT_URL_LAMBDA": lambda_url},
+            endpoints=_function_endpoints(settings, lambda_url),
             sink=self.sink,
             metrics=self.metrics,
         )
@@ -176,6 +180,11 @@ class Gateway:
         self._runtime_runner = runner
         log.info("runtime api listening", address=self.runtime_api)
         await self._start_events()
+        await ensure_resources(
+            self.table.resources,
+            Endpoints(settings.s3_endpoint_url, settings.dynamodb_endpoint_url, settings.region),
+            wait_s=settings.resources_wait_s,
+        )
         if settings.is_reload_enabled:
             self._watcher = Watcher(
                 paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
@@ -252,6 +261,26 @@ async def _gateway_lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await gateway.close()
+
+
+def _address_of(host: str) -> str:
+    """An IPv4 address for a host name (or the address itself)."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError as exc:
+        raise ConfigError(
+            f"EDGELAMBDA_RUNTIME_API_HOST={host!r}: cannot be resolved: {exc}"
+        ) from exc
+
+
+def _function_endpoints(settings: Settings, lambda_url: str) -> dict[str, str]:
+    """The stack's services as functions reach them, for unmodified SDK code."""
+    endpoints = {"AWS_ENDPOINT_URL_LAMBDA": lambda_url}
+    if settings.s3_endpoint_url:
+        endpoints["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
+    if settings.dynamodb_endpoint_url:
+        endpoints["AWS_ENDPOINT_URL_DYNAMODB"] = settings.dynamodb_endpoint_url
+    return endpoints
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

@@ -25,7 +25,7 @@ from aiohttp import web
 from edgelambda.app import EVENTS_FILE, create_app
 from edgelambda.config import Settings
 from edgelambda.docker_backend import DockerBackend
-from edgelambda.errors import ConfigError, EngineUnavailable
+from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.event_queue import EventQueue
 from edgelambda.routing import RoutingTable, load_routing
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         asyncio.run(serve(settings, table))
-    except (EngineUnavailable, ConfigError, OSError) as exc:
+    except (EdgeLambdaError, OSError) as exc:  # no engine, bad config, services never up
         log.error("start-up failed", error=str(exc))
         return EXIT_STARTUP_FAILURE
     return 0

@@ -60,6 +60,11 @@ class Settings:
     # http://<runtime api host>:<port>.
     lambda_endpoint_url: str | None = None
     cli_gateway_url: str | None = None  # EDGELAMBDA_URL, for the CLI
+    # The stack's services, given to functions as AWS_ENDPOINT_URL_S3 / _DYNAMODB and used
+    # to create the declared buckets and tables.
+    s3_endpoint_url: str | None = None
+    dynamodb_endpoint_url: str | None = None
+    resources_wait_s: float = 120.0  # how long start-up waits for S3/DynamoDB to answer
     runtime_images: Mapping[str, str] = field(default_factory=lambda: DEFAULT_RUNTIME_IMAGES)
     stack: str = "edgelambda"
     region: str = "us-east-1"
@@ -101,6 +106,9 @@ class Settings:
             runtime_api_port=_read(env, "EDGELAMBDA_RUNTIME_API_PORT", 9001, _port),
             lambda_endpoint_url=env.get("EDGELAMBDA_LAMBDA_ENDPOINT_URL") or None,
             cli_gateway_url=env.get("EDGELAMBDA_URL") or None,
+            s3_endpoint_url=env.get("EDGELAMBDA_S3_ENDPOINT_URL") or None,
+            dynamodb_endpoint_url=env.get("EDGELAMBDA_DYNAMODB_ENDPOINT_URL") or None,
+            resources_wait_s=_read(env, "EDGELAMBDA_RESOURCES_WAIT_S", 120.0, _positive_float),
             runtime_images=_read(env, "EDGELAMBDA_RUNTIME_IMAGES", {}, _image_map),
             stack=_read(env, "EDGELAMBDA_STACK", cls.stack, _label_value),
             region=_read(env, "AWS_REGION", cls.region, _non_empty),

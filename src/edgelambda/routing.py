@@ -161,11 +161,29 @@ class _CompiledRoute:
 
 
 @dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table to create at start: its name and CreateTable's own properties
+    (KeySchema, AttributeDefinitions, GlobalSecondaryIndexes, BillingMode...)."""
+
+    name: str
+    properties: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """S3 buckets and DynamoDB tables the functions expect; created when missing."""
+
+    buckets: tuple[str, ...] = ()
+    tables: tuple[TableSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class RoutingTable:
     """Functions by name and the routes that reach them; :meth:`match` picks a route."""
 
     functions: Mapping[str, FunctionSpec]
     routes: tuple[Route, ...]
+    resources: Resources = field(default_factory=Resources)
     _compiled: tuple[_CompiledRoute, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -238,13 +256,12 @@ def parse_routing(text: str, *, source: str, base_dir: Path) -> RoutingTable:
             root, "(top level)", "must be a mapping of defaults, functions and routes"
         )
     top = reader.mapping(root, "", _TOP_KEYS)
-    if "resources" in top:
-        reader.mapping_node(top["resources"])  # reserved for buckets/tables; content not ours
+    resources = _read_resources(reader, _node(top, "resources"))
     default_items = reader.mapping(_node(top, "defaults"), "defaults", _DEFAULT_KEYS)
     defaults = _read_settings(reader, default_items)
     functions = _read_functions(reader, _node(top, "functions"), defaults, base_dir)
     routes = _read_routes(reader, _node(top, "routes"), functions)
-    return RoutingTable(functions=functions, routes=routes)
+    return RoutingTable(functions=functions, routes=routes, resources=resources)
 
 
 def load_routing(path: Path) -> RoutingTable:
@@ -406,9 +423,12 @@ class _Reader:
         except yaml.YAMLError as exc:  # e.g. an unknown explicit tag
             raise self.error(node, key, str(exc).splitlines()[0]) from exc
 
-    def mapping_node(self, item: _Item) -> None:
-        if not _is_null(item.node) and not isinstance(item.node, MappingNode):
-            raise self.error(item.node, item.key, "must be a mapping")
+    def value(self, item: _Item) -> object:
+        """The plain Python value of any node (lists and mappings included)."""
+        try:
+            return self._constructor.construct_object(item.node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.error(item.node, item.key, str(exc).splitlines()[0]) from exc
 
     def mapping(
         self, node: Node | None, key: str, allowed: frozenset[str] | None = None
@@ -615,6 +635,56 @@ def _read_schedules(reader: _Reader, items: Mapping[str, _Item]) -> tuple[str, .
             raise reader.error(node, item.key, str(error)) from error
         schedules.append(expression.strip())
     return tuple(schedules)
+
+
+# --- resources --------------------------------------------------------------------------------
+
+_RESOURCE_KEYS = frozenset({"buckets", "tables"})
+_TABLE_KEYS = frozenset(
+    {
+        "KeySchema",
+        "AttributeDefinitions",
+        "GlobalSecondaryIndexes",
+        "LocalSecondaryIndexes",
+        "BillingMode",
+        "ProvisionedThroughput",
+    }
+)
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's naming rules
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")  # DynamoDB's
+
+
+def _read_resources(reader: _Reader, node: Node | None) -> Resources:
+    items = reader.mapping(node, "resources", _RESOURCE_KEYS)
+    buckets = []
+    if "buckets" in items:
+        for name, bucket_node in reader.strings(items["buckets"]):
+            if not _BUCKET_NAME.fullmatch(name):
+                raise reader.error(
+                    bucket_node, "resources.buckets", f"{name!r} is not a valid bucket name"
+                )
+            buckets.append(name)
+    tables = reader.mapping(_node(items, "tables"), "resources.tables")
+    return Resources(
+        buckets=tuple(buckets),
+        tables=tuple(_read_table(reader, name, item) for name, item in tables.items()),
+    )
+
+
+def _read_table(reader: _Reader, name: str, item: _Item) -> TableSpec:
+    if not _TABLE_NAME.fullmatch(name):
+        raise reader.error(item.key_node, item.key, "is not a valid DynamoDB table name")
+    properties = reader.mapping(item.node, item.key, _TABLE_KEYS)
+    for required in ("KeySchema", "AttributeDefinitions"):
+        if required not in properties:
+            raise reader.error(item.node, f"{item.key}.{required}", "is required")
+    values = {key: reader.value(entry) for key, entry in properties.items()}
+    for key in ("KeySchema", "AttributeDefinitions"):
+        if not isinstance(values[key], list) or not values[key]:
+            raise reader.error(
+                properties[key].node, properties[key].key, "must be a non-empty list"
+            )
+    return TableSpec(name, values)
 
 
 # --- routes -----------------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Print the Docker Compose command to use on stdout: `docker compose` (v2) when it works,
+# else `docker-compose` (1.29.x). When neither exists, install Debian's `docker-compose`
+# package with apt-get (as root). Idempotent; logs go to stderr. Usage:
+#   compose=$(bash scripts/ensure-compose.sh); $compose -f compose/docker-compose.yml up -d
+set -euo pipefail
+
+log() { echo "ensure-compose: $*" >&2; }
+
+if docker compose version >/dev/null 2>&1; then
+  log "using Compose v2 ($(docker compose version --short 2>/dev/null || echo '?'))"
+  echo "docker compose"
+  exit 0
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1 || ! docker-compose version >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "neither 'docker compose' nor 'docker-compose' works and this is not root:"
+    log "install Compose v2 or Debian's docker-compose package yourself"
+    exit 1
+  fi
+  log "installing Debian's docker-compose package"
+  export DEBIAN_FRONTEND=noninteractive
+  started=$SECONDS
+  apt-get update -qq >&2
+  apt-get install -y -qq docker-compose >/dev/null
+  log "installed in $((SECONDS - started))s"
+  docker-compose version >/dev/null 2>&1 || { log "docker-compose does not run after install"; exit 1; }
+fi
+
+log "using docker-compose ($(docker-compose version --short 2>/dev/null || echo '?'))"
+echo "docker-compose"
