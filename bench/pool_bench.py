@@ -186,17 +186,17 @@ async def gateway_process(
         "EDGELAMBDA_STACK": stack,
         "EDGELAMBDA_RUNTIME_IMAGES": f"python3.12={BASE_IMAGE}",
         "EDGELAMBDA_REAP_INTERVAL_S": "0.2",
+        # Ten cold starts beside 32 warm containers can take long on two cores.
+        "EDGELAMBDA_QUEUE_WAIT_S": "120",
+        "EDGELAMBDA_INIT_TIMEOUT_S": "60",
         "EDGELAMBDA_LOG_FORMAT": "json",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgelambda",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    log_path = HERE / f".gateway-{stack}.log"
+    with log_path.open("a") as log_file:  # kept on failure, for the post-mortem
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgelambda", "serve",
+            env=env, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(url, process)
@@ -380,6 +380,7 @@ async def main() -> None:
     finally:
         routing.unlink()
         await cleanup(network, stack)
+    (HERE / f".gateway-{stack}.log").unlink()  # kept only when the run failed
     raw_ready = raw["create_start_ready_ms"]["median"]
     raw_rtt = raw["runtime_round_trip_ms"]["p50"]
     report = {

@@ -26,6 +26,10 @@ from edgelambda.logs import (
 from edgelambda.metrics import Metrics, outcome
 from edgelambda.sandbox import Invocation, Sandbox
 
+# The peak memory of a container is asked of the engine at most this often: a stats call per
+# invocation would load the engine more than the invocations themselves.
+MEMORY_REFRESH_S = 5.0
+
 
 class Journal:
     """Writes and attributes the function log of a pool's sandboxes."""
@@ -61,7 +65,10 @@ class Journal:
         invocation.ended_s = time.time()
         self._platform(sandbox, invocation, end_line(invocation.request_id))
         self._count(sandbox, invocation)
-        self._own(self._report(sandbox, invocation))
+        if time.monotonic() - sandbox.memory_checked_s < MEMORY_REFRESH_S:
+            self._write_report(sandbox, invocation)  # the engine was asked recently enough
+        else:
+            self._own(self._report(sandbox, invocation))
 
     def _count(self, sandbox: Sandbox, invocation: Invocation) -> None:
         if self._metrics is None or invocation.ended_s is None:
@@ -77,15 +84,21 @@ class Journal:
         self._metrics.duration.labels(name).observe(invocation.ended_s - invocation.started_s)
 
     async def _report(self, sandbox: Sandbox, invocation: Invocation) -> None:
-        assert invocation.ended_s is not None
-        peak_mb = None
+        """Ask the engine for the container's peak memory, then write REPORT."""
+        sandbox.memory_checked_s = time.monotonic()
         if sandbox.container_id is not None:
             peak_mb = await self._backend.memory_peak_mb(sandbox.container_id)
+            if peak_mb is not None:
+                sandbox.memory_peak_mb = peak_mb
+        self._write_report(sandbox, invocation)
+
+    def _write_report(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        assert invocation.ended_s is not None
         line = report_line(
             invocation.request_id,
             duration_ms=(invocation.ended_s - invocation.started_s) * 1000,
             memory_mb=sandbox.function.memory_mb,
-            max_memory_used_mb=peak_mb,
+            max_memory_used_mb=sandbox.memory_peak_mb,
             init_duration_ms=invocation.init_ms,
         )
         self._platform(sandbox, invocation, line)

@@ -175,6 +175,8 @@ class Sandbox:
         self.output_seen_s = 0.0  # engine time of the latest output line received
         self.output_arrived = asyncio.Event()  # set at each line, for those waiting on it
         self.pending_init_ms: float | None = None  # cold start to report on the next REPORT
+        self.memory_peak_mb: int | None = None  # the container's peak memory, as last asked
+        self.memory_checked_s = float("-inf")  # monotonic time of that question
 
     @property
     def is_finishing(self) -> bool:

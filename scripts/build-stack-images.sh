@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Build the images of the compose stack offline (no registry needed), skipping what exists:
+#   edgelambda/gateway:local       the gateway (docker/gateway.Dockerfile)
+#   edgelambda/moto:local          S3 + DynamoDB stand-in for rustfs and scylladb
+#   edgelambda/log-recorder:local  VictoriaLogs stand-in (docker/standins/log_recorder.py)
+# and, first, the local runtime base edgelambda/runtime-python:local (scripts/
+# build-base-image.sh, which also imports the Debian rootfs every image here starts FROM).
+#
+# Python packages come from wheels downloaded (or, for edgelambda itself, built) on the host
+# and installed with `pip install --no-deps --no-index --target` into a site-packages tree
+# that the image COPYs: a `docker build` here has no network. Each image is tagged
+# <name>:<hash of its recipe> and aliased <name>:local; an existing hash tag is reused.
+# Prints the alias tags on stdout; progress and timings go to stderr.
+#
+# Environment:
+#   EDGELAMBDA_GATEWAY_BASE_IMAGE  base of the gateway image (default: the Debian rootfs; a
+#                                  connected machine may use python:3.12-slim)
+#   EDGELAMBDA_STACK_IMAGES        which images to build (default: "gateway moto log-recorder")
+#   EDGELAMBDA_SKIP_BASE_IMAGE=1   do not run build-base-image.sh (the rootfs must exist)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+SUITE=bookworm
+ROOTFS_PYVER=3.11
+ROOTFS="edgelambda/debian-rootfs:${SUITE}-python${ROOTFS_PYVER}"
+GATEWAY_BASE="${EDGELAMBDA_GATEWAY_BASE_IMAGE:-$ROOTFS}"
+IMAGES="${EDGELAMBDA_STACK_IMAGES:-gateway moto log-recorder}"
+PIP=(python3 -m pip --disable-pip-version-check --quiet)
+
+log() { echo "build-stack-images: $*" >&2; }
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+image_id() { docker image inspect --format '{{.Id}}' "$1"; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+platform_args() {  # $1: python version, e.g. 3.11
+  echo --only-binary=:all: --python-version "$1" --implementation cp \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64
+}
+
+# Download wheels for requirement args "$3..." into $2 and install them into $2/../site.
+stage_site() {  # $1: python version, $2: wheel dir, rest: pip requirement arguments
+  local pyver=$1 wheels=$2
+  shift 2
+  local plat
+  read -r -a plat <<<"$(platform_args "$pyver")"
+  mkdir -p "$wheels"
+  "${PIP[@]}" download "${plat[@]}" -d "$wheels" "$@"
+  "${PIP[@]}" install --no-deps --no-index "${plat[@]}" --target "$wheels/../site" \
+    "$wheels"/*.whl
+}
+
+ensure_rootfs() {
+  if [ "${EDGELAMBDA_SKIP_BASE_IMAGE:-0}" != 1 ]; then
+    local started=$SECONDS base
+    base=$(bash "$here/scripts/build-base-image.sh")
+    log "runtime base $base ready in $((SECONDS - started))s"
+  fi
+  image_exists "$ROOTFS" || { log "missing $ROOTFS (run scripts/build-base-image.sh)"; exit 1; }
+}
+
+# Python version (major.minor) of an image's python3, without pulling when it is local.
+python_version_of() {
+  docker run --rm --entrypoint python3 "$1" -c \
+    'import sys; print("%d.%d" % sys.version_info[:2])'
+}
+
+# Tag $2 as $3 when it exists; otherwise run the builder function $1 first. Prints $3.
+build_once() {  # $1: builder function, $2: hash tag, $3: alias tag
+  local builder=$1 tag=$2 alias=$3 started=$SECONDS
+  if image_exists "$tag"; then
+    log "reusing $tag"
+  else
+    log "building $tag"
+    "$builder" "$tag"
+    log "built $tag in $((SECONDS - started))s"
+  fi
+  docker tag "$tag" "$alias"
+  echo "$alias"
+}
+
+legacy_build() {  # $1: tag, $2: context, rest: extra docker build arguments
+  local tag=$1 ctx=$2
+  shift 2
+  DOCKER_BUILDKIT=0 docker build --quiet "$@" -t "$tag" "$ctx" >/dev/null
+}
+
+# ---- gateway ----------------------------------------------------------------------------
+
+project_files() {  # what the gateway image is built from, relative to the repo root
+  (cd "$here" && find src -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \
+     ! -path '*.egg-info/*' | LC_ALL=C sort)
+}
+
+gateway_hash() {  # $1: python version of the base
+  (cd "$here" && sha256sum docker/gateway.Dockerfile pyproject.toml scripts/build-stack-images.sh
+   project_files | tr '\n' '\0' | xargs -0 sha256sum
+   echo "$GATEWAY_BASE $(image_id "$GATEWAY_BASE") $1") | sha256sum | cut -c1-12
+}
+
+project_dependencies() {  # [project] dependencies of pyproject.toml, one per line
+  python3 -c 'import sys, tomllib
+for dep in tomllib.load(open(sys.argv[1], "rb"))["project"].get("dependencies", []):
+    print(dep)' "$here/pyproject.toml"
+}
+
+build_gateway() {  # $1: tag
+  local tag=$1 stage=$work/gateway t0=$SECONDS deps=()
+  mkdir -p "$stage/proj" "$stage/wheels" "$stage/ctx/src"
+  # Build the wheel from a copy, so that nothing (build/, *.egg-info) lands in the repo.
+  cp "$here/pyproject.toml" "$here/README.md" "$stage/proj/"
+  project_files | tar -C "$here" -cf - -T - | tar -C "$stage/proj" -xf -
+  "${PIP[@]}" wheel --no-deps -w "$stage/wheels" "$stage/proj"
+  log "  gateway: edgelambda wheel built in $((SECONDS - t0))s"
+  t0=$SECONDS
+  mapfile -t deps < <(project_dependencies)
+  stage_site "$GATEWAY_PYVER" "$stage/wheels" "${deps[@]}"
+  log "  gateway: $(ls "$stage/wheels" | wc -l) wheels for cp${GATEWAY_PYVER/./} staged in $((SECONDS - t0))s"
+  t0=$SECONDS
+  tar -C "$stage/site" -cf "$stage/ctx/site.tar" .
+  cp "$here/pyproject.toml" "$here/README.md" "$stage/ctx/"
+  legacy_build "$tag" "$stage/ctx" -f "$here/docker/gateway.Dockerfile" \
+    --build-arg "BASE_IMAGE=$GATEWAY_BASE" --label "edgelambda.recipe=${tag##*:}"
+  log "  gateway: docker build in $((SECONDS - t0))s"
+}
+
+# ---- stand-ins --------------------------------------------------------------------------
+
+standin_hash() {  # $1: stand-in name (moto | log-recorder); hashes its files in docker/standins
+  (cd "$here" && sha256sum docker/standins/"$1".Dockerfile docker/standins/"$1"-requirements.txt \
+     scripts/build-stack-images.sh
+   case $1 in
+     moto) sha256sum docker/standins/moto_entry.py ;;
+     log-recorder) sha256sum docker/standins/log_recorder.py ;;
+   esac
+   echo "$ROOTFS $(image_id "$ROOTFS") $ROOTFS_PYVER") | sha256sum | cut -c1-12
+}
+
+build_standin() {  # $1: tag; the stand-in's name is $STANDIN
+  local tag=$1 stage=$work/$STANDIN t0=$SECONDS
+  mkdir -p "$stage/ctx"
+  stage_site "$ROOTFS_PYVER" "$stage/wheels" -r "$here/docker/standins/$STANDIN-requirements.txt"
+  mv "$stage/site" "$stage/ctx/site"
+  log "  $STANDIN: $(ls "$stage/wheels" | wc -l) wheels staged in $((SECONDS - t0))s"
+  t0=$SECONDS
+  case $STANDIN in
+    moto) cp "$here/docker/standins/moto_entry.py" "$stage/ctx/" ;;
+    log-recorder) cp "$here/docker/standins/log_recorder.py" "$stage/ctx/" ;;
+  esac
+  legacy_build "$tag" "$stage/ctx" -f "$here/docker/standins/$STANDIN.Dockerfile" \
+    --build-arg "ROOTFS_IMAGE=$ROOTFS" --label "edgelambda.recipe=${tag##*:}"
+  log "  $STANDIN: docker build in $((SECONDS - t0))s"
+}
+
+main() {
+  local started=$SECONDS name
+  ensure_rootfs
+  for name in $IMAGES; do
+    case $name in
+      gateway)
+        if [ "$GATEWAY_BASE" = "$ROOTFS" ]; then
+          GATEWAY_PYVER=$ROOTFS_PYVER
+        else
+          GATEWAY_PYVER=$(python_version_of "$GATEWAY_BASE")
+        fi
+        build_once build_gateway \
+          "edgelambda/gateway:${GATEWAY_PYVER}-$(gateway_hash "$GATEWAY_PYVER")" \
+          edgelambda/gateway:local ;;
+      moto | log-recorder)
+        STANDIN=$name build_once build_standin \
+          "edgelambda/$name:$(standin_hash "$name")" "edgelambda/$name:local" ;;
+      *) log "unknown image '$name' (gateway, moto, log-recorder)"; exit 2 ;;
+    esac
+  done
+  log "done in $((SECONDS - started))s"
+}
+
+main "$@"
