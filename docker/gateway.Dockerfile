@@ -27,20 +27,20 @@ ENV LANG=C.UTF-8 \
     ROUTING_CONFIG_PATH=/srv/routing.yaml \
     EDGELAMBDA_DATA_DIR=/data
 
-# `site.tar*` matches nothing when building from the repository root; the other sources
-# always exist, so the COPY succeeds with the legacy builder and BuildKit alike.
-COPY pyproject.toml README.md site.tar* /tmp/edgelambda-build/
+# ADD unpacks site.tar (the prepared site-packages) straight into place. From the repository
+# root `site.tar*` matches nothing; pyproject.toml always exists, so the ADD succeeds with the
+# legacy builder and BuildKit alike (the stray copy is removed below).
+ADD pyproject.toml site.tar* /opt/edgelambda/site/
+COPY pyproject.toml README.md /tmp/edgelambda-build/
 COPY src/ /tmp/edgelambda-build/src/
 RUN set -eu; \
-    build=/tmp/edgelambda-build; \
-    mkdir -p /opt/edgelambda/site /srv /data; \
-    if [ -f "$build/site.tar" ]; then \
-      tar -xf "$build/site.tar" -C /opt/edgelambda/site; \
-    else \
-      python3 -m pip install --no-cache-dir --disable-pip-version-check \
-        --target /opt/edgelambda/site "$build"; \
+    site=/opt/edgelambda/site; build=/tmp/edgelambda-build; \
+    rm -f "$site/pyproject.toml"; \
+    if [ ! -d "$site/edgelambda" ]; then \
+      python3 -m pip install --no-cache-dir --disable-pip-version-check --target "$site" "$build"; \
     fi; \
     rm -rf "$build"; \
+    mkdir -p /srv /data; \
     python3 -c "import edgelambda.cli"
 
 WORKDIR /srv

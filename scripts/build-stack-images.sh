@@ -107,7 +107,7 @@ for dep in tomllib.load(open(sys.argv[1], "rb"))["project"].get("dependencies", 
 
 build_gateway() {  # $1: tag
   local tag=$1 stage=$work/gateway t0=$SECONDS deps=()
-  mkdir -p "$stage/proj" "$stage/wheels" "$stage/ctx/src"
+  mkdir -p "$stage/proj" "$stage/wheels" "$stage/ctx/src"  # src/ stays empty: site.tar has it
   # Build the wheel from a copy, so that nothing (build/, *.egg-info) lands in the repo.
   cp "$here/pyproject.toml" "$here/README.md" "$stage/proj/"
   project_files | tar -C "$here" -cf - -T - | tar -C "$stage/proj" -xf -

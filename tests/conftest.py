@@ -18,10 +18,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, unused_port
 
-from edgelambda.app import create_app
+from edgelambda.app import GATEWAY_KEY, create_app
 from edgelambda.config import Settings
 from edgelambda.containers import LABEL_STACK
 from edgelambda.docker_backend import DockerBackend
+from edgelambda.logs import RecordingSink
 from edgelambda.routing import parse_routing
 
 TEST_FUNCTIONS = Path(__file__).parent / "functions"
@@ -105,8 +106,10 @@ async def gateway(
         settings = Settings(**{**fields, **overrides})  # type: ignore[arg-type]
         backend = await DockerBackend.connect()
         backends.append(backend)
+        # Function logs are kept in memory, unless the test ships them to a log store.
+        sink = None if settings.victorialogs_url else RecordingSink()
         client = await aiohttp_client(
-            create_app(settings, table, backend), server_kwargs=server_kwargs
+            create_app(settings, table, backend, sink), server_kwargs=server_kwargs
         )
         clients.append(client)
         return client
@@ -198,3 +201,10 @@ async def wait_healthy(server: Server, timeout_s: float = 20) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError(f"gateway not healthy within {timeout_s} s")
+
+
+def ran_echo(client: TestClient) -> bool:
+    """Whether the in-process gateway's function log shows the `echo` test handler ran."""
+    sink = client.app[GATEWAY_KEY].sink
+    assert isinstance(sink, RecordingSink)
+    return any(record.message.startswith("echo handling ") for record in sink.records)

@@ -13,7 +13,7 @@ import pytest
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
 from edgelambda.errors import RouteNotFound, TooManyRequests
-from edgelambda.logs import LogRecord, OutputLine
+from edgelambda.logs import OutputLine, RecordingSink
 from edgelambda.pool import InvalidRequestId, Pool, SandboxRetired
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import (
@@ -104,14 +104,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now_s
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.records: list[LogRecord] = []
-
-    def emit(self, record: LogRecord) -> None:
-        self.records.append(record)
 
 
 def make_pool(

@@ -56,7 +56,13 @@ class Gateway:
     """Owns what the HTTP front needs: the routing table, the pool and the Runtime API
     server. ``start()`` and ``close()`` run in the application's cleanup context."""
 
-    def __init__(self, settings: Settings, table: RoutingTable, backend: ContainerBackend) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        table: RoutingTable,
+        backend: ContainerBackend,
+        sink: LogSink | None = None,
+    ) -> None:
         self.settings = settings
         self.table = table
         self._backend = backend
@@ -68,8 +74,8 @@ class Gateway:
         self._scheduler: Scheduler | None = None
         self._shipper: VictoriaLogsSink | None = None
         self.metrics = Metrics()
-        self.sink: LogSink = StdoutSink()
-        if settings.victorialogs_url:
+        self.sink: LogSink = sink or StdoutSink()
+        if settings.victorialogs_url and sink is None:
             self._shipper = VictoriaLogsSink(
                 ShipperSettings(
                     url=settings.victorialogs_url,
@@ -239,11 +245,16 @@ GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
 def create_app(
-    settings: Settings, table: RoutingTable, backend: ContainerBackend
+    settings: Settings,
+    table: RoutingTable,
+    backend: ContainerBackend,
+    sink: LogSink | None = None,
 ) -> web.Application:
-    """The gateway application: routed functions, ``/health``, and the lifecycle."""
+    """The gateway application: routed functions, the Invoke API, ``/health``, ``/metrics``,
+    and the lifecycle. ``sink`` overrides where function logs go (by default VictoriaLogs
+    when configured, else stdout)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BODY_BYTES)
-    app[GATEWAY_KEY] = Gateway(settings, table, backend)
+    app[GATEWAY_KEY] = Gateway(settings, table, backend, sink)
     app.cleanup_ctx.append(_gateway_lifecycle)
     app.on_response_prepare.append(_identify_response)
     app.router.add_get("/health", health)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
-
-import structlog
+from typing import Protocol, TextIO
 
 TAIL_BYTES = 4096  # what X-Amz-Log-Type: Tail returns, as on AWS
 
@@ -53,8 +52,6 @@ _LEVEL_WORD = re.compile(
 )
 _JSON_LEVEL_KEYS = ("level", "levelname", "log_level", "severity")
 _LEVEL_ALIASES = {"warning": "warn", "critical": "fatal", "notice": "info"}
-_STRUCTLOG_METHODS = {"trace": "debug", "debug": "debug", "warn": "warning", "error": "error",
-                      "fatal": "critical"}  # fmt: skip
 
 
 def parse_level(message: str) -> str:
@@ -116,18 +113,24 @@ class LogSink(Protocol):
 
 
 class StdoutSink:
-    """Records as structured events of the gateway's own log (no log store configured)."""
+    """Records as JSON lines on the gateway's stdout (no log store configured): the same
+    shape VictoriaLogs would get, written directly, since a line per record is hot-path work."""
 
-    def __init__(self) -> None:
-        self._log = structlog.get_logger("edgelambda.function")
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
 
     def emit(self, record: LogRecord) -> None:
-        line = jsonline(record)
-        message, level = line.pop("_msg"), line.pop("level")
-        line.pop("_time")
-        # The logger's own level field carries the record's level.
-        method = _STRUCTLOG_METHODS.get(str(level), "info")
-        getattr(self._log, method)(message, **line)
+        self._stream.write(json.dumps(jsonline(record), default=str) + "\n")
+
+
+class RecordingSink:
+    """Keeps records in memory (tests, and anything that wants to look at recent records)."""
+
+    def __init__(self) -> None:
+        self.records: list[LogRecord] = []
+
+    def emit(self, record: LogRecord) -> None:
+        self.records.append(record)
 
 
 def parse_docker_line(line: str) -> tuple[float, str]:

@@ -27,12 +27,16 @@ def use_dynamodb():
     dynamodb.put_item(TableName=table, Item={**key, "total": {"N": "5"}})
     got = dynamodb.get_item(TableName=table, Key=key)["Item"]["total"]["N"]
     dynamodb.update_item(
-        TableName=table, Key=key, UpdateExpression="SET #t = :t",
-        ExpressionAttributeNames={"#t": "total"}, ExpressionAttributeValues={":t": {"N": "7"}},
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET #t = :t",
+        ExpressionAttributeNames={"#t": "total"},
+        ExpressionAttributeValues={":t": {"N": "7"}},
     )
     updated = dynamodb.get_item(TableName=table, Key=key)["Item"]["total"]["N"]
     queried = dynamodb.query(
-        TableName=table, KeyConditionExpression="id = :id",
+        TableName=table,
+        KeyConditionExpression="id = :id",
         ExpressionAttributeValues={":id": {"S": "o-1"}},
     )["Count"]
     dynamodb.delete_item(TableName=table, Key=key)
