@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed
 BASE_IMAGE := edgelambda/runtime-python:local
 export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
 
-.PHONY: help install engine base-images run up down test check lint types unit bench clean
+.PHONY: help install engine base-images stack-images run up down test check lint types unit bench clean
 
 help:
 	@echo "make run          run the gateway on :8000 with the local runtime base"
-	@echo "make up           for now the same as make run (the compose stack comes later)"
+	@echo "make up / down    the compose stack (EDGELAMBDA_STANDINS=1: local stand-ins)"
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
 	@echo "make bench        gateway vs raw engine costs, one JSON report"
@@ -34,11 +34,21 @@ base-images: engine
 run: install base-images
 	$(BIN)/edgelambda serve
 
-# Until the compose stack lands, `make up` runs the gateway on the host in the foreground.
-up: run
+# The compose stack. EDGELAMBDA_STANDINS=1 swaps RustFS, ScyllaDB and VictoriaLogs for
+# locally built stand-ins (machines that cannot pull images).
+COMPOSE_FILES := -f compose/docker-compose.yml $(if $(EDGELAMBDA_STANDINS),-f compose/docker-compose.standins.yml)
+compose = $$(bash scripts/ensure-compose.sh) $(COMPOSE_FILES)
+
+stack-images: base-images
+	@start=$$SECONDS; bash scripts/build-stack-images.sh >/dev/null; \
+	  echo "make: stack images ready in $$((SECONDS - start))s"
+
+up: stack-images
+	$(compose) up -d
+	@bash scripts/wait-healthy.sh "http://127.0.0.1:$${EDGELAMBDA_HTTP_PORT:-8000}/health" 180
 
 down:
-	@echo "make down: nothing to stop (make up runs in the foreground; Ctrl-C stops it)"
+	$(compose) down
 
 lint: install
 	$(BIN)/ruff format --check src tests bench
@@ -51,7 +61,7 @@ unit: install
 	$(BIN)/pytest -m "not docker"
 
 # The engine belongs to this run, so the engine-restart test may restart it.
-test: install base-images
+test: install base-images stack-images
 	@start=$$SECONDS; EDGELAMBDA_TEST_ENGINE_RESTART=1 $(BIN)/pytest; rc=$$?; \
 	  echo "make test: pytest took $$((SECONDS - start))s"; exit $$rc
 

@@ -7,8 +7,9 @@
 # build-base-image.sh, which also imports the Debian rootfs every image here starts FROM).
 #
 # Python packages come from wheels downloaded (or, for edgelambda itself, built) on the host
-# and installed with `pip install --no-deps --no-index --target` into a site-packages tree
-# that the image COPYs: a `docker build` here has no network. Each image is tagged
+# and installed with `pip install --no-deps --no-index --target` into a site-packages tree,
+# packed as site.tar in a small build context that the Dockerfile ADDs (unpacks): a
+# `docker build` here has no network, so nothing is installed inside the build. Each image is tagged
 # <name>:<hash of its recipe> and aliased <name>:local; an existing hash tag is reused.
 # Prints the alias tags on stdout; progress and timings go to stderr.
 #
@@ -26,6 +27,7 @@ ROOTFS="edgelambda/debian-rootfs:${SUITE}-python${ROOTFS_PYVER}"
 GATEWAY_BASE="${EDGELAMBDA_GATEWAY_BASE_IMAGE:-$ROOTFS}"
 IMAGES="${EDGELAMBDA_STACK_IMAGES:-gateway moto log-recorder}"
 PIP=(python3 -m pip --disable-pip-version-check --quiet)
+export PIP_ROOT_USER_ACTION=ignore  # pip installs into a staging dir, never the system
 
 log() { echo "build-stack-images: $*" >&2; }
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -127,9 +129,13 @@ build_gateway() {  # $1: tag
 
 # ---- stand-ins --------------------------------------------------------------------------
 
+# Bump when the way stand-ins are built below changes (their hash leaves out this script, so
+# that gateway-only edits here do not rebuild the slow moto image).
+STANDIN_RECIPE=2
+
 standin_hash() {  # $1: stand-in name (moto | log-recorder); hashes its files in docker/standins
-  (cd "$here" && sha256sum docker/standins/"$1".Dockerfile docker/standins/"$1"-requirements.txt \
-     scripts/build-stack-images.sh
+  (cd "$here" && sha256sum docker/standins/"$1".Dockerfile docker/standins/"$1"-requirements.txt
+   echo "recipe $STANDIN_RECIPE"
    case $1 in
      moto) sha256sum docker/standins/moto_entry.py ;;
      log-recorder) sha256sum docker/standins/log_recorder.py ;;
@@ -141,7 +147,7 @@ build_standin() {  # $1: tag; the stand-in's name is $STANDIN
   local tag=$1 stage=$work/$STANDIN t0=$SECONDS
   mkdir -p "$stage/ctx"
   stage_site "$ROOTFS_PYVER" "$stage/wheels" -r "$here/docker/standins/$STANDIN-requirements.txt"
-  mv "$stage/site" "$stage/ctx/site"
+  tar -C "$stage/site" -cf "$stage/ctx/site.tar" .
   log "  $STANDIN: $(ls "$stage/wheels" | wc -l) wheels staged in $((SECONDS - t0))s"
   t0=$SECONDS
   case $STANDIN in

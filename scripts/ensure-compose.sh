@@ -23,7 +23,7 @@ if ! command -v docker-compose >/dev/null 2>&1 || ! docker-compose version >/dev
   export DEBIAN_FRONTEND=noninteractive
   started=$SECONDS
   apt-get update -qq >&2
-  apt-get install -y -qq docker-compose >/dev/null
+  apt-get install -y -qq docker-compose </dev/null >/dev/null
   log "installed in $((SECONDS - started))s"
   docker-compose version >/dev/null 2>&1 || { log "docker-compose does not run after install"; exit 1; }
 fi

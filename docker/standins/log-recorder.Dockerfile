@@ -2,7 +2,8 @@
 # of VictoriaLogs' HTTP API edgelambda uses (/insert/jsonline, /select/logsql/query and
 # /tail, /health), keeps lines in memory and appends them to /data/lines.jsonl. Built offline
 # by scripts/build-stack-images.sh (edgelambda/log-recorder:local) FROM the imported Debian
-# rootfs, with aiohttp installed on the host from wheels into site/ of the build context.
+# rootfs, with aiohttp installed on the host from wheels, packed as site.tar in the build
+# context (ADD unpacks it).
 ARG ROOTFS_IMAGE=edgelambda/debian-rootfs:bookworm-python3.11
 FROM ${ROOTFS_IMAGE}
 
@@ -13,7 +14,7 @@ ENV LANG=C.UTF-8 \
     RECORDER_PORT=9428 \
     RECORDER_DATA_DIR=/data
 
-COPY site/ /opt/log-recorder/site/
+ADD site.tar /opt/log-recorder/site/
 COPY log_recorder.py /opt/log-recorder/log_recorder.py
 RUN mkdir -p /data
 

@@ -17,7 +17,9 @@ It speaks the part of VictoriaLogs' HTTP API that edgelambda uses:
   one JSON array, ``DELETE /recorder/lines`` forgets them.
 
 Environment: ``RECORDER_HOST`` (0.0.0.0), ``RECORDER_PORT`` (9428), ``RECORDER_DATA_DIR``
-(/data; unwritable means memory only), ``RECORDER_MAX_LINES`` (100000).
+(/data; unwritable means memory only), ``RECORDER_MAX_LINES`` (100000). VictoriaLogs'
+``-httpListenAddr=[host]:port`` and ``-storageDataPath=DIR`` flags override them, so the
+recorder can take the real service's command line; other flags are ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import re
 import shlex
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -240,17 +243,34 @@ def make_app(data_dir: Path | None, max_lines: int) -> web.Application:
     return app
 
 
+def _flags(argv: list[str]) -> dict[str, str]:
+    """VictoriaLogs-style ``-name=value`` (or ``--name=value``) flags."""
+    flags = {}
+    for arg in argv:
+        name, sep, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and sep:
+            flags[name] = value
+    return flags
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="log-recorder: %(message)s")
-    data = os.environ.get("RECORDER_DATA_DIR", "/data")
+    flags = _flags(sys.argv[1:])
+    host = os.environ.get("RECORDER_HOST", "0.0.0.0")
+    port = os.environ.get("RECORDER_PORT", "9428")
+    if "httpListenAddr" in flags:
+        listen_host, _, port = flags["httpListenAddr"].rpartition(":")
+        host = listen_host or host
+    data = flags.get("storageDataPath", os.environ.get("RECORDER_DATA_DIR", "/data"))
     app = make_app(
         Path(data) if data else None, int(os.environ.get("RECORDER_MAX_LINES", "100000"))
     )
+    log.info("listening on %s:%s, data in %s", host, port, data or "memory only")
     # run_app stops on SIGTERM and SIGINT, so `docker stop` is prompt even as PID 1.
     web.run_app(
         app,
-        host=os.environ.get("RECORDER_HOST", "0.0.0.0"),
-        port=int(os.environ.get("RECORDER_PORT", "9428")),
+        host=host,
+        port=int(port),
         shutdown_timeout=1.0,
         print=None,
         access_log=None,

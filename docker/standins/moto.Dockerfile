@@ -1,8 +1,8 @@
 # Stand-in for RustFS (S3) and ScyllaDB Alternator (DynamoDB) where their images cannot be
 # pulled: moto's server, which answers S3 and DynamoDB on one port. Built offline by
 # scripts/build-stack-images.sh (edgelambda/moto:local) FROM the imported Debian rootfs, with
-# moto[server] installed on the host from wheels (docker/standins/moto-requirements.txt) into
-# site/ of the build context. Not for production: state lives in memory.
+# moto[server] installed on the host from wheels (docker/standins/moto-requirements.txt), packed
+# as site.tar in the build context (ADD unpacks it). Not for production: state lives in memory.
 ARG ROOTFS_IMAGE=edgelambda/debian-rootfs:bookworm-python3.11
 FROM ${ROOTFS_IMAGE}
 
@@ -12,7 +12,7 @@ ENV LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/moto/site/bin:/usr/local/bin:/usr/bin:/bin
 
-COPY site/ /opt/moto/site/
+ADD site.tar /opt/moto/site/
 COPY moto_entry.py /opt/moto/moto_entry.py
 
 EXPOSE 5000
