@@ -13,7 +13,8 @@ if docker compose version >/dev/null 2>&1; then
   exit 0
 fi
 
-if ! command -v docker-compose >/dev/null 2>&1 || ! docker-compose version >/dev/null 2>&1; then
+version=$(docker-compose version --short 2>/dev/null || true)
+if [ -z "$version" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "neither 'docker compose' nor 'docker-compose' works and this is not root:"
     log "install Compose v2 or Debian's docker-compose package yourself"
@@ -25,8 +26,9 @@ if ! command -v docker-compose >/dev/null 2>&1 || ! docker-compose version >/dev
   apt-get update -qq >&2
   apt-get install -y -qq docker-compose </dev/null >/dev/null
   log "installed in $((SECONDS - started))s"
-  docker-compose version >/dev/null 2>&1 || { log "docker-compose does not run after install"; exit 1; }
+  version=$(docker-compose version --short 2>/dev/null || true)
+  [ -n "$version" ] || { log "docker-compose does not run after install"; exit 1; }
 fi
 
-log "using docker-compose ($(docker-compose version --short 2>/dev/null || echo '?'))"
+log "using docker-compose $version"
 echo "docker-compose"

@@ -121,6 +121,8 @@ async def test_function_lines_reach_the_log_store_attributed(
                        if str(line["_msg"]).startswith("REPORT"))  # fmt: skip
     assert "Init Duration" in cold_report
     assert "Init Duration" not in warm_report
+    assert all(line["cold_start"] is True for line in lines)
+    assert all(line["cold_start"] is False for line in recorder.of(warm_id))
     assert "Max Memory Used: " in cold_report
     access = [line for line in recorder.lines if line.get("stream") == "access"]
     assert any(line["status"] == 200 and line["method"] == "POST" for line in access)

@@ -136,7 +136,8 @@ class Journal:
             stream=stream,
             request_id=invocation.request_id if invocation else None,
             trace_id=invocation.trace_id if invocation else None,
-            is_cold_start=sandbox.is_cold,
+            # Only the invocation that paid for the cold start is a cold one.
+            is_cold_start=invocation.init_ms is not None if invocation else sandbox.is_cold,
         )
 
     @staticmethod
