@@ -6,6 +6,7 @@ set -euo pipefail
 WAIT_S="${EDGELAMBDA_ENGINE_WAIT_S:-60}"
 LOG=/var/log/dockerd.log
 PIDFILE=/var/run/docker.pid
+NETWORK_DB=/var/lib/docker/network/files/local-kv.db
 
 log() { echo "ensure-engine: $*" >&2; }
 
@@ -40,18 +41,38 @@ if [ -f "$PIDFILE" ]; then
   fi
 fi
 
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+start_dockerd() {
   log "starting dockerd (log: $LOG)"
   setsid dockerd >"$LOG" 2>&1 < /dev/null &
-fi
+}
 
-for _ in $(seq 1 "$((WAIT_S * 2))"); do
-  if engine_answers; then
-    log "engine ready"
-    exit 0
-  fi
-  sleep 0.5
-done
+wait_for_engine() {  # 0 when it answers; 1 when dockerd died; 2 on time-out
+  for _ in $(seq 1 "$((WAIT_S * 2))"); do
+    engine_answers && return 0
+    pgrep -x dockerd >/dev/null 2>&1 || { sleep 0.5; engine_answers && return 0; return 1; }
+    sleep 0.5
+  done
+  return 2
+}
+
+pgrep -x dockerd >/dev/null 2>&1 || start_dockerd
+status=0
+wait_for_engine || status=$?
+# A daemon killed in the middle of a network change can leave libnetwork's store unreadable,
+# and every later dockerd panics at start (seen with 20.10). Set the store aside once: only
+# user-defined networks are lost, and the tools here recreate theirs.
+if [ "$status" -eq 1 ] && grep -q "libnetwork" "$LOG" && [ -f "$NETWORK_DB" ]; then
+  log "dockerd panicked reading its network store; moving $NETWORK_DB aside and retrying"
+  mv "$NETWORK_DB" "$NETWORK_DB.broken-$(date +%s)"
+  rm -f "$PIDFILE"
+  start_dockerd
+  status=0
+  wait_for_engine || status=$?
+fi
+if [ "$status" -eq 0 ]; then
+  log "engine ready"
+  exit 0
+fi
 log "engine did not answer within ${WAIT_S}s; last lines of $LOG:"
 tail -n 20 "$LOG" >&2 || true
 exit 1

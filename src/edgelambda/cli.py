@@ -22,11 +22,12 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from edgelambda.app import EVENTS_FILE, create_app
+from edgelambda.app import create_app
 from edgelambda.config import Settings
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.event_queue import EventQueue
+from edgelambda.gateway import EVENTS_FILE
 from edgelambda.routing import RoutingTable, load_routing
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
