@@ -18,6 +18,7 @@ import signal
 import socket
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -164,6 +165,11 @@ async def raw_costs(network: str, stack: str) -> dict[str, Any]:
 # -- the gateway, as a separate process ----------------------------------------------------
 
 
+def gateway_log(stack: str) -> Path:
+    # Outside the watched routing directory, so the gateway's own writes do not wake it.
+    return Path(tempfile.gettempdir()) / f"edgelambda-{stack}-gateway.log"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,7 +197,7 @@ async def gateway_process(
         "EDGELAMBDA_INIT_TIMEOUT_S": "60",
         "EDGELAMBDA_LOG_FORMAT": "json",
     }
-    log_path = HERE / f".gateway-{stack}.log"
+    log_path = gateway_log(stack)
     with log_path.open("a") as log_file:  # kept on failure, for the post-mortem
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edgelambda", "serve",
@@ -380,7 +386,7 @@ async def main() -> None:
     finally:
         routing.unlink()
         await cleanup(network, stack)
-    (HERE / f".gateway-{stack}.log").unlink()  # kept only when the run failed
+    gateway_log(stack).unlink()  # kept only when the run failed
     raw_ready = raw["create_start_ready_ms"]["median"]
     raw_rtt = raw["runtime_round_trip_ms"]["p50"]
     report = {

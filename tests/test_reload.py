@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from edgelambda.reload import classify, watched_paths
+from edgelambda.reload import classify, is_relevant, watched_paths
 from edgelambda.routing import FunctionSpec
 from tests.test_pool import function_spec
 
@@ -48,3 +48,16 @@ def test_watched_paths_are_the_routing_directory_and_code_directories(tmp_path: 
     paths = watched_paths(tmp_path / "routing.yaml", functions)
 
     assert paths == sorted([tmp_path, tmp_path / "functions" / "a", tmp_path / "functions" / "b"])
+
+
+def test_busy_files_beside_the_routing_file_are_not_relevant(tmp_path: Path) -> None:
+    functions = _functions(tmp_path)
+    routing = tmp_path / "routing.yaml"
+
+    def relevant(path: Path) -> bool:
+        return is_relevant(str(path), routing_path=routing, functions=functions)
+
+    assert relevant(routing)
+    assert relevant(tmp_path / "functions" / "a" / "app.py")
+    assert not relevant(tmp_path / "data" / "events.sqlite3-wal")
+    assert not relevant(tmp_path / "gateway.log")

@@ -21,7 +21,7 @@ from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
 from edgelambda.pool import Pool
-from edgelambda.reload import Watcher, classify, watched_paths
+from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
 from edgelambda.resources import Endpoints, ensure_resources
 from edgelambda.routing import RoutingTable, load_routing
 from edgelambda.runtime_api import create_runtime_app
@@ -175,6 +175,9 @@ class Gateway:
         if settings.is_reload_enabled:
             self._watcher = Watcher(
                 paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
+                is_relevant=lambda path: is_relevant(
+                    path, routing_path=settings.routing_config_path, functions=self.table.functions
+                ),
                 on_change=self._files_changed,
                 debounce_ms=settings.reload_debounce_ms,
             )

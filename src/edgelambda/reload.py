@@ -16,6 +16,8 @@ from edgelambda.routing import FunctionSpec
 
 log = structlog.get_logger(__name__)
 
+_DEFAULT_FILTER = watchfiles.DefaultFilter()  # editors' swap files, caches, VCS directories
+
 
 @dataclass(frozen=True)
 class ChangeSet:
@@ -43,6 +45,14 @@ def classify(
     return ChangeSet(is_routing_changed, frozenset(touched))
 
 
+def is_relevant(path: str, *, routing_path: Path, functions: Mapping[str, FunctionSpec]) -> bool:
+    """Whether a changed path is the routing file or inside a code directory. The routing
+    file's directory is watched whole, and may hold busy files (a data directory, logs)
+    whose changes must not wake the gateway."""
+    change = classify([path], routing_path=routing_path, functions=functions)
+    return change.is_routing_changed or bool(change.functions)
+
+
 def watched_paths(routing_path: Path, functions: Mapping[str, FunctionSpec]) -> list[Path]:
     """The routing file's directory (editors replace files by renaming, so watch the
     directory, not the file) and every existing code directory."""
@@ -62,10 +72,12 @@ class Watcher:
         self,
         *,
         paths: Callable[[], list[Path]],
+        is_relevant: Callable[[str], bool],
         on_change: Callable[[set[str]], Awaitable[None]],
         debounce_ms: int,
     ) -> None:
         self._paths = paths
+        self._is_relevant = is_relevant
         self._on_change = on_change
         self._debounce_ms = debounce_ms
         self._is_closing = False
@@ -87,11 +99,17 @@ class Watcher:
             self._round_stop = asyncio.Event()
             paths = self._paths()
             async for changes in watchfiles.awatch(
-                *paths, debounce=self._debounce_ms, stop_event=self._round_stop
+                *paths,
+                watch_filter=self._filter,
+                debounce=self._debounce_ms,
+                stop_event=self._round_stop,
             ):
                 await self._handle({path for _, path in changes})
                 if self._paths() != paths:
                     self._round_stop.set()  # watch the new set of directories
+
+    def _filter(self, change: watchfiles.Change, path: str) -> bool:
+        return _DEFAULT_FILTER(change, path) and self._is_relevant(path)
 
     async def _handle(self, changed: set[str]) -> None:
         try:
