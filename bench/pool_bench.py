@@ -240,14 +240,14 @@ async def throughput(
     session: aiohttp.ClientSession, url: str, clients: int, count_containers: Counter
 ) -> float:
     """Requests per second with ``clients`` concurrent clients for THROUGHPUT_S, after a
-    warm-up that lasts until the pool stops scaling out (bounded)."""
-    before = -1
+    warm-up that lasts until the pool has a container per client or has stopped growing
+    for two rounds (bounded): cold starts under load take longer than one round."""
+    history: list[int] = []
     for _ in range(WARM_UP_ROUNDS):
         await _load(session, url, clients, duration_s=1.0)
-        now = await count_containers()
-        if now == before:
+        history.append(await count_containers())
+        if history[-1] >= clients or history[-3:] == [history[-1]] * 3:
             break
-        before = now
     started = time.perf_counter()
     count = await _load(session, url, clients, duration_s=THROUGHPUT_S)
     return round(count / (time.perf_counter() - started), 1)

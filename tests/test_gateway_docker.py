@@ -101,3 +101,16 @@ async def test_shutdown_removes_every_container(
     await client.close()
 
     assert await stack_containers(docker, stack) == []
+
+
+async def test_a_missing_base_image_is_a_clear_503(gateway: GatewayFactory) -> None:
+    client = await gateway(HELLO, runtime_images={"python3.12": "edgelambda/does-not-exist:1"})
+
+    with capture_logs() as logs:
+        response = await client.get("/hello/world")
+
+    assert response.status == 503
+    assert await response.json() == {"message": "Service Unavailable"}
+    failures = [e for e in logs if e["event"] == "cold start failed"]
+    assert "edgelambda/does-not-exist:1" in failures[0]["error"]
+    assert "make base-images" in failures[0]["error"]

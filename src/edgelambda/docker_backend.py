@@ -93,8 +93,7 @@ class DockerBackend:
         return str(gateways[0])
 
     async def function_image(self, function: FunctionSpec, base_image: str) -> str:
-        async with engine_errors(f"image for {function.name}"):
-            base = await self._docker.images.inspect(base_image)
+        base = await self._base_image(base_image)
         digest = await asyncio.to_thread(images.code_digest, function.code_dir, base["Id"])
         tag = images.image_tag(function.name, digest)
         # Concurrent cold starts of one function share a single build.
@@ -107,6 +106,28 @@ class DockerBackend:
         except EngineUnavailable:
             self._image_builds.pop(tag, None)
             raise
+
+    async def _base_image(self, name: str) -> dict[str, Any]:
+        """The runtime base image, pulled once if this engine does not have it yet."""
+        async with engine_errors(f"base image {name}"):
+            try:
+                info: dict[str, Any] = await self._docker.images.inspect(name)
+                return info
+            except aiodocker.DockerError as exc:
+                if exc.status != NOT_FOUND:
+                    raise
+        log.info("pulling base image", image=name)
+        try:
+            await self._docker.images.pull(name)
+        except (aiodocker.DockerError, aiohttp.ClientError) as exc:
+            raise EngineUnavailable(
+                f"base image {name} is not on this engine and cannot be pulled ({exc}); "
+                "build a local one with `make base-images` and map the runtime to it with "
+                "EDGELAMBDA_RUNTIME_IMAGES"
+            ) from exc
+        async with engine_errors(f"base image {name}"):
+            pulled: dict[str, Any] = await self._docker.images.inspect(name)
+            return pulled
 
     async def _ensure_image(self, tag: str, function: FunctionSpec, base_image: str) -> str:
         async with engine_errors(f"build {tag}"):
