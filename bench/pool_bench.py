@@ -429,9 +429,21 @@ async def cleanup(network: str, stack: str) -> None:
         for container in await docker.containers.list(all=True, filters=filters):
             await container.delete(force=True)
         for net in await docker.networks.list(filters={"name": network}):
-            await (await docker.networks.get(net["Id"])).delete()
+            await _delete_network(docker, net["Id"])
     finally:
         await docker.close()
+
+
+async def _delete_network(docker: aiodocker.Docker, network_id: str) -> None:
+    # The engine releases the endpoints of just-removed containers a moment later.
+    for attempt in range(20):
+        try:
+            await (await docker.networks.get(network_id)).delete()
+            return
+        except aiodocker.DockerError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.5)
 
 
 if __name__ == "__main__":
