@@ -37,6 +37,13 @@ def routing_text(functions: dict[str, dict[str, object]], routes: list[dict[str,
     return json.dumps({"functions": functions, "routes": routes}, indent=2)
 
 
+def one_function(code: Path | str, *, path: str = "/fn", **function: object) -> str:
+    """A routing.yaml with one function `fn` (handler app.handler) on a public GET route."""
+    spec = {"handler": "app.handler", "code": str(code), **function}
+    route = {"path": path, "method": "GET", "function": "fn", "auth": "none"}
+    return routing_text({"fn": spec}, [route])
+
+
 @pytest.fixture
 async def docker() -> AsyncIterator[aiodocker.Docker]:
     client = aiodocker.Docker()

@@ -17,8 +17,7 @@ import aiohttp
 import pytest
 
 from edgelambda.app import GATEWAY_KEY
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, ran_echo, routing_text
-from tests.test_serve_docker import Server, Starter
+from tests.conftest import TEST_FUNCTIONS, GatewayFactory, Server, Starter, ran_echo, routing_text
 
 pytestmark = pytest.mark.docker
 

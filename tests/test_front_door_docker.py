@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from edgelambda.app import GATEWAY_KEY
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text
+from tests.conftest import TEST_FUNCTIONS, GatewayFactory, one_function, routing_text
 
 pytestmark = pytest.mark.docker
 
@@ -292,10 +292,7 @@ async def test_code_edits_are_picked_up_by_the_next_request(
 ) -> None:
     code = tmp_path / "code"
     shutil.copytree(TEST_FUNCTIONS / "responses", code)
-    route = {"path": "/r", "method": "GET", "function": "fn", "auth": "none"}
-    client = await gateway(
-        routing_text({"fn": {"handler": "app.handler", "code": str(code)}}, [route])
-    )
+    client = await gateway(one_function(code, path="/r"))
     assert await (await client.get("/r?shape=text")).text() == '"quoted" text'
 
     source = (code / "app.py").read_text().replace("'\"quoted\" text'", "'edited text'")

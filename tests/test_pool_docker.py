@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from edgelambda.app import GATEWAY_KEY
 from edgelambda.containers import LABEL_STACK
-from tests.conftest import BASE_IMAGE, TEST_FUNCTIONS, GatewayFactory, routing_text
+from tests.conftest import BASE_IMAGE, TEST_FUNCTIONS, GatewayFactory, one_function
 
 pytestmark = pytest.mark.docker
 
@@ -25,9 +25,7 @@ LIFECYCLE = str(TEST_FUNCTIONS / "lifecycle")
 
 
 def lifecycle_routing(**function: object) -> str:
-    spec = {"handler": "app.handler", "code": LIFECYCLE, **function}
-    route = {"path": "/fn", "method": "GET", "function": "fn", "auth": "none"}
-    return routing_text({"fn": spec}, [route])
+    return one_function(LIFECYCLE, **function)
 
 
 async def containers(docker: aiodocker.Docker, client: TestClient, *, running: bool) -> list[str]:
@@ -207,10 +205,7 @@ async def test_an_init_error_is_502_naming_its_type(
 ) -> None:
     code = tmp_path / "broken"
     shutil.copytree(TEST_FUNCTIONS / "broken", code)
-    route = {"path": "/fn", "method": "GET", "function": "fn", "auth": "none"}
-    client = await gateway(
-        routing_text({"fn": {"handler": "app.handler", "code": str(code)}}, [route])
-    )
+    client = await gateway(one_function(code))
 
     response = await client.get("/fn")
 
@@ -287,10 +282,7 @@ async def test_requirements_are_installed_into_the_image(
     code = tmp_path / "withdeps"
     shutil.copytree(TEST_FUNCTIONS / "withdeps", code)
     write_wheel(code / "wheels")  # vendored, as an air-gapped box does
-    route = {"path": "/fn", "method": "GET", "function": "fn", "auth": "none"}
-    client = await gateway(
-        routing_text({"fn": {"handler": "app.handler", "code": str(code)}}, [route])
-    )
+    client = await gateway(one_function(code))
 
     response = await client.get("/fn")
 

@@ -249,7 +249,6 @@ def _preflight_response(request: web.Request, table: RoutingTable) -> web.Respon
         policy,
         origin=request.headers.get("Origin"),
         allowed_methods=methods,
-        requested_headers=request.headers.get("Access-Control-Request-Headers"),
     )
     return web.Response(status=204, headers=CIMultiDict(headers))
 

@@ -26,8 +26,7 @@ from edgelambda.app import create_app
 from edgelambda.config import Settings
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
-from edgelambda.event_queue import EventQueue
-from edgelambda.gateway import EVENTS_FILE
+from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.routing import RoutingTable, load_routing
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
@@ -178,7 +177,7 @@ def _print_log_line(raw: bytes) -> None:
 
 async def dead_letters(settings: Settings, *, replay: str | None) -> int:
     """List the dead-letter store, or move dead letters back to the queue."""
-    queue = await EventQueue.open(settings.data_dir / EVENTS_FILE)
+    queue = await EventQueue.open(settings.data_dir / QUEUE_FILE)
     try:
         if replay is not None:
             moved = await queue.replay(None if replay == ALL else replay, now_s=time.time())

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from edgelambda.images import TASK_ROOT
 from edgelambda.logs import OutputLine
 from edgelambda.routing import FunctionSpec
 
@@ -20,7 +21,6 @@ TMP_SIZE_MB = 512  # Lambda's default ephemeral storage
 PIDS_LIMIT = 1024  # Lambda's process/thread limit
 MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB
 CUSTOM_RUNTIME_PREFIX = "provided"  # provided, provided.al2, provided.al2023
-TASK_ROOT = "/var/task"
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "edgelambda",
     "AWS_SECRET_ACCESS_KEY": "edgelambda",
@@ -161,7 +161,7 @@ def function_env(
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "_HANDLER": function.handler,
-        "LAMBDA_TASK_ROOT": "/var/task",
+        "LAMBDA_TASK_ROOT": TASK_ROOT,
         "LAMBDA_RUNTIME_DIR": "/var/runtime",
         "TZ": ":UTC",
     }

@@ -93,13 +93,11 @@ def preflight_headers(
     *,
     origin: str | None,
     allowed_methods: frozenset[str],
-    requested_headers: str | None,
 ) -> tuple[tuple[str, str], ...]:
     """Headers of the 204 answer to a preflight; empty when ``origin`` is not allowed.
 
     ``allowed_methods`` usually comes from :meth:`RoutingTable.preflight`; OPTIONS is added.
-    ``requested_headers`` (the ``Access-Control-Request-Headers`` value) is accepted so the
-    caller can pass the request through, but the answer always lists the policy's headers:
+    Whatever ``Access-Control-Request-Headers`` asked, the answer lists the policy's headers:
     that keeps it cacheable for ``max_age_s`` and lets the browser name a refused header.
     """
     allow_origin = allowed_origin(policy, origin)

@@ -15,7 +15,13 @@ from edgelambda import tracing
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
-from edgelambda.event_queue import EventQueue, EventWorker, QueuedEvent, RetryPolicy
+from edgelambda.event_queue import (
+    QUEUE_FILE,
+    EventQueue,
+    EventWorker,
+    QueuedEvent,
+    RetryPolicy,
+)
 from edgelambda.invoke_api import InvokeApi
 from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink
@@ -29,8 +35,6 @@ from edgelambda.sandbox import Invocation
 from edgelambda.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
-
-EVENTS_FILE = "events.sqlite3"
 
 
 class Gateway:
@@ -81,12 +85,8 @@ class Gateway:
             raise RuntimeError("the gateway has not been started")
         return self._scheduler
 
-    @property
-    def event_queue(self) -> Gateway:
-        """Event invocations are stored durably, then the worker is woken."""
-        return self
-
     async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str:
+        """Store an Event invocation durably, then wake the worker."""
         if self._events is None or self._worker is None:
             raise RuntimeError("the gateway has not been started")
         event_id = await self._events.enqueue(
@@ -110,7 +110,7 @@ class Gateway:
     async def _start_events(self) -> None:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self._events = await EventQueue.open(settings.data_dir / EVENTS_FILE)
+        self._events = await EventQueue.open(settings.data_dir / QUEUE_FILE)
         recovered = await self._events.recover(time.time())
         if recovered:
             log.info("events recovered from the previous run", count=recovered)

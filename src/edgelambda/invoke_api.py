@@ -50,12 +50,6 @@ class InvocationType(Enum):
     DRY_RUN = "DryRun"
 
 
-class EventQueue(Protocol):
-    """Where Event invocations are stored durably before they are acknowledged."""
-
-    async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str: ...
-
-
 class Backend(Protocol):
     """What the Invoke API needs of the gateway (its current table, pool and queue)."""
 
@@ -67,8 +61,9 @@ class Backend(Protocol):
     @property
     def pool(self) -> Pool: ...
 
-    @property
-    def event_queue(self) -> EventQueue: ...
+    async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str:
+        """Store an Event invocation durably; return once it is committed."""
+        ...
 
 
 # -- pure parts ---------------------------------------------------------------------------
@@ -176,7 +171,7 @@ class InvokeApi:
         if kind is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"X-Amz-Executed-Version": LATEST})
         if kind is InvocationType.EVENT:
-            await self._backend.event_queue.enqueue(name, payload, trace_id=trace_id)
+            await self._backend.enqueue(name, payload, trace_id=trace_id)
             return web.Response(status=202, headers={"X-Amz-Executed-Version": LATEST})
         invocation = Invocation(
             payload=payload,

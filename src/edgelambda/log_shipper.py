@@ -49,7 +49,6 @@ class VictoriaLogsSink:
         self._session: aiohttp.ClientSession | None = None
         self._failures = 0
         self.dropped = 0  # records lost to a full buffer
-        self.shipped = 0
 
     @property
     def buffered(self) -> int:
@@ -98,7 +97,6 @@ class VictoriaLogsSink:
             if not await self._send(b"\n".join(batch) + b"\n"):
                 self._put_back(batch)
                 return
-            self.shipped += count
 
     def _put_back(self, batch: list[bytes]) -> None:
         """Return an unsent batch to the front; what no longer fits (the oldest) is dropped."""

@@ -10,12 +10,13 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol, TextIO
 
 TAIL_BYTES = 4096  # what X-Amz-Log-Type: Tail returns, as on AWS
 
 
-class OutputStream:
+class OutputStream(StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
     PLATFORM = "platform"  # lines the gateway writes: START, END, REPORT

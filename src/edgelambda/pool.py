@@ -154,9 +154,7 @@ class Pool:
             self._start_sandbox(pool)
 
     def _assign(self, sandbox: Sandbox, invocation: Invocation) -> None:
-        if invocation.expiry is not None:
-            invocation.expiry.cancel()
-            invocation.expiry = None
+        invocation.stop_waiting()
         timeout_s = sandbox.function.timeout_s
         invocation.deadline_ms = int((time.time() + timeout_s) * 1000)
         sandbox.state = SandboxState.BUSY

@@ -140,11 +140,15 @@ class Invocation:
         if len(self.log) > MAX_LOG_LINES:
             del self.log[: len(self.log) - MAX_LOG_LINES]
 
-    def settle(self, outcome: InvocationResult | BaseException) -> None:
-        """Complete the invocation once; later outcomes are ignored (never answered twice)."""
+    def stop_waiting(self) -> None:
+        """It left the queue: its queue-wait limit no longer applies."""
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
+
+    def settle(self, outcome: InvocationResult | BaseException) -> None:
+        """Complete the invocation once; later outcomes are ignored (never answered twice)."""
+        self.stop_waiting()
         if self.result.done():
             return
         if isinstance(outcome, BaseException):
