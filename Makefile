@@ -7,11 +7,14 @@ STAMP := $(VENV)/.installed
 BASE_IMAGE := edgelambda/runtime-python:local
 export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
 
-.PHONY: help install engine base-images stack-images run up down test check lint types unit bench clean
+.PHONY: help install engine base-images stack-images dind-image run up down dind dind-down \
+	test check lint types unit bench clean
 
 help:
 	@echo "make run          run the gateway on :8000 with the local runtime base"
 	@echo "make up / down    the compose stack (EDGELAMBDA_STANDINS=1: local stand-ins)"
+	@echo "make dind / dind-down  the same stack inside one parent container, onpre-app-root"
+	@echo "                  (EDGELAMBDA_OFFLINE=1: bake every image it needs into the parent)"
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
 	@echo "make bench        gateway vs raw engine costs, one JSON report"
@@ -37,7 +40,14 @@ run: install base-images
 # The compose stack. EDGELAMBDA_STANDINS=1 swaps RustFS, ScyllaDB and VictoriaLogs for
 # locally built stand-ins (machines that cannot pull images).
 COMPOSE_FILES := -f compose/docker-compose.yml $(if $(EDGELAMBDA_STANDINS),-f compose/docker-compose.standins.yml)
-compose = $$(bash scripts/ensure-compose.sh) $(COMPOSE_FILES)
+compose = $$(bash scripts/ensure-compose.sh) -p $${COMPOSE_PROJECT_NAME:-edgelambda} $(COMPOSE_FILES)
+
+# The Docker-in-Docker box. Privileged containers cannot start where the capability bounding
+# set lacks CAP_SYS_RESOURCE (bit 24); there the caps override replaces `privileged`.
+# EDGELAMBDA_DIND_PRIVILEGED=1 or 0 decides instead of that check.
+DIND_PRIVILEGED ?= $(or $(EDGELAMBDA_DIND_PRIVILEGED),$(shell bash -c 'echo $$(( 0x$$(grep -m1 CapBnd /proc/self/status | cut -f2) >> 24 & 1 ))'))
+DIND_FILES := -f compose/docker-compose.dind.yml $(if $(filter 1,$(DIND_PRIVILEGED)),,-f compose/docker-compose.dind-caps.yml)
+dind_compose = $$(bash scripts/ensure-compose.sh) -p $${COMPOSE_PROJECT_NAME:-edgelambda-box} $(DIND_FILES)
 
 stack-images: base-images
 	@start=$$SECONDS; bash scripts/build-stack-images.sh >/dev/null; \
@@ -49,6 +59,17 @@ up: stack-images
 
 down:
 	$(compose) down
+
+dind-image: stack-images
+	@start=$$SECONDS; bash scripts/build-dind-image.sh $(if $(EDGELAMBDA_OFFLINE),--offline) >/dev/null; \
+	  echo "make: parent image ready in $$((SECONDS - start))s"
+
+dind: dind-image
+	$(dind_compose) up -d
+	@bash scripts/wait-healthy.sh "http://127.0.0.1:$${EDGELAMBDA_HTTP_PORT:-8000}/health" 300
+
+dind-down:
+	$(dind_compose) down
 
 lint: install
 	$(BIN)/ruff format --check src tests bench

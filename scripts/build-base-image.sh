@@ -12,28 +12,13 @@ SUITE=bookworm
 PYVER=3.11
 
 log() { echo "build-base-image: $*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$here/scripts/lib.sh"
 
 recipe_hash() {
   (cd "$recipe" && sha256sum Dockerfile bootstrap lambda-entrypoint.sh requirements.txt
-   echo "$SUITE $PYVER"; sha256sum "$here/scripts/build-base-image.sh" | cut -d' ' -f1) \
+   echo "$SUITE $PYVER"; cat "$here/scripts/build-base-image.sh" "$here/scripts/lib.sh" | sha256sum) \
     | sha256sum | cut -c1-12
-}
-
-image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
-
-ensure_mmdebstrap() {
-  command -v mmdebstrap >/dev/null 2>&1 && return
-  log "installing mmdebstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
-}
-
-build_rootfs() {  # $1: rootfs image tag
-  ensure_mmdebstrap
-  log "building the $SUITE rootfs with mmdebstrap"
-  mmdebstrap --quiet --variant=minbase --include=python3,ca-certificates \
-    --format=tar "$SUITE" "$work/rootfs.tar" </dev/null
-  docker import "$work/rootfs.tar" "$1" >/dev/null
 }
 
 stage_runtime() {  # installs the pinned wheels into $work/ctx/runtime
@@ -57,13 +42,13 @@ main() {
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     rootfs="edgelambda/debian-rootfs:${SUITE}-python${PYVER}"
-    image_exists "$rootfs" || build_rootfs "$rootfs"
+    image_exists "$rootfs" || import_rootfs "$SUITE" python3,ca-certificates "$rootfs" "$work"
     mkdir -p "$work/ctx"
     stage_runtime
     cp "$recipe"/{Dockerfile,bootstrap,lambda-entrypoint.sh} "$work/ctx/"
     log "building $tag"
-    DOCKER_BUILDKIT=0 docker build --quiet --build-arg "ROOTFS_IMAGE=$rootfs" \
-      --label "edgelambda.recipe=$hash" -t "$tag" "$work/ctx" >/dev/null
+    legacy_build "$tag" "$work/ctx" --build-arg "ROOTFS_IMAGE=$rootfs" \
+      --label "edgelambda.recipe=$hash"
     log "built $tag in $((SECONDS - started))s"
   fi
   docker tag "$tag" "$ALIAS"

@@ -30,8 +30,8 @@ PIP=(python3 -m pip --disable-pip-version-check --quiet)
 export PIP_ROOT_USER_ACTION=ignore  # pip installs into a staging dir, never the system
 
 log() { echo "build-stack-images: $*" >&2; }
-image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
-image_id() { docker image inspect --format '{{.Id}}' "$1"; }
+# shellcheck source=scripts/lib.sh
+source "$here/scripts/lib.sh"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -80,12 +80,6 @@ build_once() {  # $1: builder function, $2: hash tag, $3: alias tag
   fi
   docker tag "$tag" "$alias"
   echo "$alias"
-}
-
-legacy_build() {  # $1: tag, $2: context, rest: extra docker build arguments
-  local tag=$1 ctx=$2
-  shift 2
-  DOCKER_BUILDKIT=0 docker build --quiet "$@" -t "$tag" "$ctx" >/dev/null
 }
 
 # ---- gateway ----------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Entry point of the Docker-in-Docker parent (container onpre-app-root), run under tini:
+#   1. start the inner dockerd (log: /var/log/dockerd.log) and wait for it, at most
+#      EDGELAMBDA_ENGINE_WAIT_S seconds (default 60);
+#   2. load the images baked into /opt/edgelambda/images that the inner engine lacks;
+#   3. bring up the compose stack as `make up` does (EDGELAMBDA_STANDINS=1: the stand-ins);
+#   4. follow the gateway's log on stdout, so `docker logs -f onpre-app-root` shows it;
+#   5. on SIGTERM or SIGINT: `docker-compose down` (the gateway drains its in-flight
+#      invocations and removes its function containers; data volumes stay), stop the inner
+#      dockerd, exit 0.
+# A signal that arrives during step 1-3 takes effect when the running step ends.
+set -euo pipefail
+
+COMPOSE_DIR=/opt/edgelambda/compose
+IMAGES_DIR=/opt/edgelambda/images
+PROJECT=edgelambda
+ENGINE_PIDFILE=/var/run/docker.pid
+ENGINE_STOP_S=30
+export EDGELAMBDA_ROUTING=/srv/edgelambda/routing.yaml
+export EDGELAMBDA_FUNCTIONS=/srv/edgelambda/functions
+
+log() { echo "edgelambda-dind: $*"; }
+
+compose() {
+  local files=(-f "$COMPOSE_DIR/docker-compose.yml")
+  [ -z "${EDGELAMBDA_STANDINS:-}" ] || files+=(-f "$COMPOSE_DIR/docker-compose.standins.yml")
+  docker-compose --ansi never -p "$PROJECT" "${files[@]}" "$@"
+}
+
+# With cgroup v2 and a private cgroup namespace (privileged on a v2 host), move this
+# container's processes into a leaf so that the inner engine may enable controllers for its
+# children (the "no internal processes" rule). Nothing to do on cgroup v1, nor when the
+# mounted hierarchy's root is not this container's own cgroup (this shell not listed in it).
+nest_cgroup_v2() {
+  [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qx "$$" /sys/fs/cgroup/cgroup.procs ||
+    return 0
+  mkdir -p /sys/fs/cgroup/init
+  xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || true
+  sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers \
+    >/sys/fs/cgroup/cgroup.subtree_control
+}
+
+start_engine() {
+  local started=$SECONDS
+  nest_cgroup_v2
+  bash /opt/edgelambda/ensure-engine.sh
+  log "inner engine ready in $((SECONDS - started))s"
+}
+
+load_images() {  # images.txt: "name id" per baked image; loads when one is missing or stale
+  local name id stale=0 started=$SECONDS
+  [ -f "$IMAGES_DIR/images.txt" ] || return 0
+  while read -r name id; do
+    [ "$(docker image inspect --format '{{.Id}}' "$name" 2>/dev/null)" = "$id" ] || stale=1
+  done <"$IMAGES_DIR/images.txt"
+  if [ "$stale" = 0 ]; then
+    log "baked images already loaded"
+    return
+  fi
+  docker load -q -i "$IMAGES_DIR/images.tar"
+  log "loaded the baked images in $((SECONDS - started))s"
+}
+
+check_mounts() {
+  if [ ! -f "$EDGELAMBDA_ROUTING" ]; then
+    log "no routing file at $EDGELAMBDA_ROUTING: mount your routing.yaml there"
+    log "(compose/docker-compose.dind.yml mounts the project's routing.yaml and functions/)"
+    exit 1
+  fi
+}
+
+follow_gateway_log() {  # follows again, from where it left, when the gateway is recreated
+  local since=0 id
+  while :; do
+    id=$(compose ps -q gateway 2>/dev/null || true)
+    [ -z "$id" ] || docker logs -f --since "$since" "$id" 2>&1 || true
+    since=$(date +%s)
+    sleep 1
+  done
+}
+
+stop_engine() {
+  local pid
+  pid=$(cat "$ENGINE_PIDFILE" 2>/dev/null || true)
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 $((ENGINE_STOP_S * 2))); do
+    kill -0 "$pid" 2>/dev/null || { log "inner engine stopped"; return 0; }
+    sleep 0.5
+  done
+  log "inner engine still running after ${ENGINE_STOP_S}s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+follower=
+stop() {  # $1: exit status (default: that of `docker-compose down`)
+  trap '' TERM INT
+  local started=$SECONDS status=${1:-0}
+  log "stopping the stack"
+  compose down || status=$?
+  if [ -n "$follower" ]; then
+    pkill -P "$follower" 2>/dev/null || true
+    kill "$follower" 2>/dev/null || true
+  fi
+  stop_engine
+  log "stopped in $((SECONDS - started))s"
+  exit "$status"
+}
+
+main() {
+  check_mounts
+  trap stop TERM INT
+  start_engine
+  load_images
+  log "starting the stack${EDGELAMBDA_STANDINS:+ (stand-ins)}"
+  if ! compose up -d --no-build; then
+    log "the stack did not come up; its state and recent logs:"
+    compose ps || true
+    compose logs --tail 30 || true
+    stop 1
+  fi
+  log "stack up: gateway on port 8000; following its log"
+  follow_gateway_log &
+  follower=$!
+  while :; do wait "$follower" || true; done
+}
+
+main "$@"

@@ -1,0 +1,32 @@
+# Helpers shared by the image build scripts; sourced, never run. The sourcing script defines
+# log() (progress on stderr, with its own prefix).
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+image_id() { docker image inspect --format '{{.Id}}' "$1"; }
+
+ensure_mmdebstrap() {
+  command -v mmdebstrap >/dev/null 2>&1 && return
+  log "installing mmdebstrap"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+}
+
+# Build a minimal Debian root filesystem holding PACKAGES with mmdebstrap, from the machine's
+# own apt sources (no container registry), and import it as an image.
+import_rootfs() {  # $1: suite, $2: comma-separated packages, $3: image tag, $4: scratch dir
+  local suite=$1 packages=$2 tag=$3 scratch=$4 started=$SECONDS
+  ensure_mmdebstrap
+  log "building the $suite rootfs ($packages) with mmdebstrap"
+  mmdebstrap --quiet --variant=minbase --include="$packages" --format=tar \
+    "$suite" "$scratch/rootfs.tar" </dev/null
+  docker import "$scratch/rootfs.tar" "$tag" >/dev/null
+  rm -f "$scratch/rootfs.tar"
+  log "imported $tag in $((SECONDS - started))s"
+}
+
+# `docker build` with the legacy builder (BuildKit is not installed with Debian's docker.io).
+legacy_build() {  # $1: tag, $2: context, rest: extra docker build arguments
+  local tag=$1 ctx=$2
+  shift 2
+  DOCKER_BUILDKIT=0 docker build --quiet "$@" -t "$tag" "$ctx" >/dev/null
+}
