@@ -1,0 +1,127 @@
+"""The Docker-in-Docker box (`make dind`): the parent image builds offline from local images,
+starts with the capability list instead of `privileged` on this machine, its inner stack comes
+up, a routed request through the parent's port 8000 runs a function in a nested container, and
+stopping the parent stops everything inside it within its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+import pytest
+import yaml
+
+from tests.compose_stack import (
+    STACK_RESULT,
+    STACK_ROUTING,
+    compose_command,
+    compose_env,
+    declared_resources,
+    project_dir,
+    run_command,
+)
+
+pytestmark = pytest.mark.docker
+
+PARENT = "onpre-app-root"
+DIND_FILES = ["-f", "compose/docker-compose.dind.yml", "-f", "compose/docker-compose.dind-caps.yml"]
+
+
+def routing() -> str:
+    """The stack test's routing plus `who`, which reports the container that served it."""
+    spec = yaml.safe_load(STACK_ROUTING)
+    spec["functions"]["who"] = {"handler": "app.handler", "code": "functions/lifecycle"}
+    spec["routes"].append({"path": "/who", "method": "GET", "function": "who", "auth": "none"})
+    return yaml.safe_dump(spec)
+
+
+async def parent_or_none(docker: aiodocker.Docker) -> aiodocker.containers.DockerContainer | None:
+    try:
+        return await docker.containers.get(PARENT)
+    except aiodocker.DockerError:
+        return None
+
+
+@pytest.fixture
+async def box_env(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[dict[str, str]]:
+    """Environment for `make dind` (offline build, stand-ins) with ports of its own."""
+    left = await parent_or_none(docker)
+    if left is not None:
+        project = left["Config"]["Labels"].get("com.docker.compose.project", "")
+        assert project.startswith("eltest"), f"a {PARENT} not made by these tests is running"
+        await left.delete(force=True)
+    project = f"eltest{uuid.uuid4().hex[:8]}"
+    env = compose_env(project, *project_dir(tmp_path, routing(), ["stack", "lifecycle"]))
+    env |= {"EDGELAMBDA_OFFLINE": "1", "EDGELAMBDA_DIND_PRIVILEGED": "0"}
+    try:
+        yield env
+    finally:
+        await run_command(
+            *await compose_command(env), "-p", project, *DIND_FILES, "down", "-v", env=env
+        )
+
+
+async def get_json(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        body = await response.text()
+    assert response.status == 200, body
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+async def parent_log(parent: aiodocker.containers.DockerContainer) -> str:
+    lines = await parent.log(stdout=True, stderr=True)
+    return "".join(lines)
+
+
+async def test_the_box_runs_functions_in_nested_containers_and_stops_cleanly(
+    box_env: dict[str, str], docker: aiodocker.Docker
+) -> None:
+    await run_command("make", "dind", env=box_env, timeout_s=900)
+    parent = await docker.containers.get(PARENT)
+    host_config = parent["HostConfig"]
+    assert host_config["Privileged"] is False
+    assert "SYS_ADMIN" in host_config["CapAdd"]
+    assert "SYS_RESOURCE" not in host_config["CapAdd"]
+    gateway = f"http://127.0.0.1:{box_env['EDGELAMBDA_HTTP_PORT']}"
+
+    served_by = (await get_json(f"{gateway}/who"))["container"]
+
+    nested = await run_command(
+        "docker", "exec", PARENT, "docker", "ps", "--no-trunc", "--quiet",
+        "--filter", "label=edgelambda.function=who", env=box_env,
+    )  # fmt: skip
+    assert any(line.startswith(served_by) for line in nested.split()), nested
+    on_host = await docker.containers.list(all=True)
+    assert not any(container.id.startswith(served_by) for container in on_host)
+
+    assert await get_json(f"{gateway}/stack") == STACK_RESULT
+    buckets, tables = await asyncio.to_thread(declared_resources, box_env)
+    assert "uploads" in buckets
+    assert "orders" in tables
+
+    log = await parent_log(parent)
+    assert '"event": "gateway listening"' in log
+    assert '"function": "who"' in log  # the gateway's own log lines about the nested start
+
+    grace_s = parent["Config"]["StopTimeout"]
+    assert grace_s == 90
+    started = time.monotonic()
+    await parent.stop(t=grace_s)
+    stopped_in = time.monotonic() - started
+
+    state = (await docker.containers.get(PARENT))["State"]
+    assert state["Running"] is False
+    assert state["ExitCode"] == 0, await parent_log(parent)  # not killed at the grace's end
+    assert stopped_in < grace_s
+    log = await parent_log(parent)
+    assert '"event": "shutting down"' in log
+    assert '"reason": "shutdown"' in log  # the gateway retired its function containers
+    assert "edgelambda-dind: inner engine stopped" in log
