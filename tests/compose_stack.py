@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import boto3
+import yaml
 from aiohttp.test_utils import unused_port
 
 from tests.conftest import REPO_ROOT, TEST_FUNCTIONS
@@ -94,3 +99,26 @@ def declared_resources(env: dict[str, str]) -> tuple[list[str], list[str]]:
     )
     buckets = [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
     return buckets, dynamodb.list_tables()["TableNames"]
+
+
+def add_route_in_place(routing: Path, route: dict[str, str]) -> None:
+    """Add a route by rewriting routing.yaml in place (the same inode), the edit a file
+    bind-mounted into the gateway's container shows."""
+    spec = yaml.safe_load(routing.read_text())
+    spec["routes"].append(route)
+    routing.write_text(yaml.safe_dump(spec))
+
+
+async def get_json(url: str, *, within_s: float = 0) -> Any:
+    """GET a 200 JSON answer, retrying for up to `within_s` seconds (e.g. while a reload
+    lands)."""
+    deadline = time.monotonic() + within_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(url) as response:
+                body = await response.text()
+            if response.status == 200 or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+    assert response.status == 200, body
+    return json.loads(body)

@@ -6,24 +6,23 @@ stopping the parent stops everything inside it within its grace period."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiodocker
-import aiohttp
 import pytest
 import yaml
 
 from tests.compose_stack import (
     STACK_RESULT,
     STACK_ROUTING,
+    add_route_in_place,
     compose_command,
     compose_env,
     declared_resources,
+    get_json,
     project_dir,
     run_command,
 )
@@ -68,14 +67,6 @@ async def box_env(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[dic
         )
 
 
-async def get_json(url: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        body = await response.text()
-    assert response.status == 200, body
-    result: dict[str, Any] = json.loads(body)
-    return result
-
-
 async def parent_log(parent: aiodocker.containers.DockerContainer) -> str:
     lines = await parent.log(stdout=True, stderr=True)
     return "".join(lines)
@@ -103,6 +94,10 @@ async def test_the_box_runs_functions_in_nested_containers_and_stops_cleanly(
     assert not any(container.id.startswith(served_by) for container in on_host)
 
     assert await get_json(f"{gateway}/stack") == STACK_RESULT
+    # routing.yaml reaches the inner gateway through two file mounts; an edit still reloads.
+    again = {"path": "/again", "method": "GET", "function": "who", "auth": "none"}
+    add_route_in_place(Path(box_env["EDGELAMBDA_ROUTING"]), again)
+    assert (await get_json(f"{gateway}/again", within_s=15))["container"] == served_by
     buckets, tables = await asyncio.to_thread(declared_resources, box_env)
     assert "uploads" in buckets
     assert "orders" in tables

@@ -50,6 +50,16 @@ def test_watched_paths_are_the_routing_directory_and_code_directories(tmp_path: 
     assert paths == sorted([tmp_path, tmp_path / "functions" / "a", tmp_path / "functions" / "b"])
 
 
+def test_an_existing_routing_file_is_watched_itself_too(tmp_path: Path) -> None:
+    functions = _functions(tmp_path)
+    (tmp_path / "routing.yaml").write_text("functions: {}\n")
+
+    paths = watched_paths(tmp_path / "routing.yaml", functions)
+
+    assert paths[-1] == tmp_path / "routing.yaml"
+    assert tmp_path in paths
+
+
 def test_busy_files_beside_the_routing_file_are_not_relevant(tmp_path: Path) -> None:
     functions = _functions(tmp_path)
     routing = tmp_path / "routing.yaml"

@@ -54,12 +54,14 @@ def is_relevant(path: str, *, routing_path: Path, functions: Mapping[str, Functi
 
 
 def watched_paths(routing_path: Path, functions: Mapping[str, FunctionSpec]) -> list[Path]:
-    """The routing file's directory (editors replace files by renaming, so watch the
-    directory, not the file) and every existing code directory."""
-    candidates = {routing_path.absolute().parent} | {
-        spec.code_dir for spec in functions.values() if spec.image is None
-    }
-    return sorted(path for path in candidates if path.is_dir())
+    """The routing file's directory, the routing file itself, and every existing code
+    directory. Editors replace files by renaming, which only a watch on the directory sees;
+    a file bind-mounted into a container (the compose stack's routing.yaml) is written from
+    outside, which only a watch on the file itself sees."""
+    routing = routing_path.absolute()
+    code_dirs = {spec.code_dir for spec in functions.values() if spec.image is None}
+    directories = sorted(path for path in {routing.parent} | code_dirs if path.is_dir())
+    return directories + ([routing] if routing.is_file() else [])
 
 
 class Watcher:
