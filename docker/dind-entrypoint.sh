@@ -43,6 +43,10 @@ nest_cgroup_v2() {
 start_engine() {
   local started=$SECONDS
   nest_cgroup_v2
+  # Nothing runs yet in this container, but a parent that was killed keeps the runtime state
+  # of its last engine in /var/run; its pid files may name processes of this start (pids
+  # restart at 1), and dockerd would then wait forever for a containerd that is not there.
+  rm -rf /var/run/docker.pid /var/run/docker
   bash /opt/edgelambda/ensure-engine.sh
   log "inner engine ready in $((SECONDS - started))s"
 }

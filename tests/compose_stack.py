@@ -110,15 +110,18 @@ def add_route_in_place(routing: Path, route: dict[str, str]) -> None:
 
 
 async def get_json(url: str, *, within_s: float = 0) -> Any:
-    """GET a 200 JSON answer, retrying for up to `within_s` seconds (e.g. while a reload
-    lands)."""
+    """GET a 200 JSON answer, retrying other answers and refused or dropped connections for
+    up to `within_s` seconds (while a reload lands, while a stack starts)."""
     deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as session:
         while True:
-            async with session.get(url) as response:
-                body = await response.text()
-            if response.status == 200 or time.monotonic() >= deadline:
+            try:
+                async with session.get(url) as response:
+                    status, body = response.status, await response.text()
+            except aiohttp.ClientError as exc:
+                status, body = 0, repr(exc)
+            if status == 200 or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.5)
-    assert response.status == 200, body
+    assert status == 200, body
     return json.loads(body)

@@ -106,6 +106,11 @@ async def test_the_box_runs_functions_in_nested_containers_and_stops_cleanly(
     assert '"event": "gateway listening"' in log
     assert '"function": "who"' in log  # the gateway's own log lines about the nested start
 
+    # A parent killed outright (no clean-up inside) starts again and serves.
+    await parent.kill()
+    await parent.start()
+    assert (await get_json(f"{gateway}/who", within_s=60))["invocations"] == 1  # a new container
+
     grace_s = parent["Config"]["StopTimeout"]
     assert grace_s == 90
     started = time.monotonic()
