@@ -227,11 +227,18 @@ async def test_metrics_count_invocations_cold_starts_and_containers(
     client = await gateway(chatty_table())
     await call(client, {})
     await call(client, {})
+    ready = 'edgelambda_containers{function="chatty",state="ready"} 1.0'
 
-    text = await (await client.get("/metrics")).text()
+    # The container is busy until its runtime polls for the next invocation, just after the
+    # response went out.
+    deadline = time.monotonic() + 5
+    while ready not in (text := await (await client.get("/metrics")).text()):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
 
+    assert ready in text
     assert 'edgelambda_invocations_total{function="chatty",outcome="success"} 2.0' in text
     assert 'edgelambda_cold_starts_total{function="chatty"} 1.0' in text
-    assert 'edgelambda_containers{function="chatty",state="ready"} 1.0' in text
     assert 'edgelambda_queue_depth{function="chatty"} 0.0' in text
     assert 'edgelambda_invocation_duration_seconds_count{function="chatty"} 2.0' in text
