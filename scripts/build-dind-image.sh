@@ -4,16 +4,16 @@
 # imported, so no registry is needed), the stack's compose files, and image tarballs that the
 # inner engine loads at its first start.
 #
-#   bash scripts/build-dind-image.sh            # connected box: bakes the gateway image only;
-#                                               # the inner engine pulls RustFS, ScyllaDB,
-#                                               # VictoriaLogs and AWS's runtime images
-#   bash scripts/build-dind-image.sh --offline  # air-gapped box: also bakes every image the
-#                                               # inner stack names, which must be present here
+#   bash scripts/build-dind-image.sh            # connected box: the inner engine pulls
+#                                               # RustFS, ScyllaDB and VictoriaLogs
+#   bash scripts/build-dind-image.sh --offline  # air-gapped box: their images are baked too
 #
+# Always baked: the gateway image, and the runtime images that EDGELAMBDA_RUNTIME_IMAGES
+# (runtime=image,...) names; `make` sets it to the local runtime base. When it is unset, the
+# inner gateway uses AWS's public images, which a connected box pulls; --offline then refuses.
 # With EDGELAMBDA_STANDINS=1 the inner stack uses the locally built stand-ins (moto, log
-# recorder) and the local runtime base, and --offline bakes those. Offline runtime images are
-# the values of EDGELAMBDA_RUNTIME_IMAGES (runtime=image,...). The stack images themselves
-# come from scripts/build-stack-images.sh (run it first, or use `make dind`).
+# recorder) and the local runtime base, and --offline bakes those. Every baked image must be
+# present here; the stack's own come from scripts/build-stack-images.sh (or `make dind`).
 #
 # The tag carries a hash of the recipe and of the baked images' ids, so an unchanged image is
 # reused; older edgelambda/dind tags are removed (each holds a copy of the baked images).
@@ -60,7 +60,7 @@ runtime_images() {
   if [ -z "$spec" ] && [ -n "${EDGELAMBDA_STANDINS:-}" ]; then
     spec=python3.12=edgelambda/runtime-python:local
   fi
-  if [ -z "$spec" ]; then
+  if [ -z "$spec" ] && [ "$offline" = 1 ]; then
     log "--offline needs EDGELAMBDA_RUNTIME_IMAGES (runtime=image,...) naming the runtime"
     log "images to bake, e.g. python3.12=public.ecr.aws/lambda/python:3.12 once pulled here"
     exit 2
@@ -71,10 +71,8 @@ runtime_images() {
 baked_images() {  # one per line, sorted, without duplicates
   {
     echo "$GATEWAY_IMAGE"
-    if [ "$offline" = 1 ]; then
-      service_images
-      runtime_images
-    fi
+    runtime_images
+    [ "$offline" = 0 ] || service_images
   } | LC_ALL=C sort -u
 }
 
@@ -82,7 +80,11 @@ check_present() {  # every baked image must exist on this engine
   local image missing=0
   for image in "$@"; do
     image_exists "$image" && continue
-    log "missing image $image: build it (make stack-images) or, on a connected box, pull it"
+    case $image in
+      edgelambda/*) log "missing image $image: build it (make stack-images, make base-images)" ;;
+      *) log "missing image $image: pull it here first (or, with no registry at all, use" \
+           "EDGELAMBDA_STANDINS=1 for the local stand-ins)" ;;
+    esac
     missing=1
   done
   [ "$missing" = 0 ] || exit 1
@@ -126,7 +128,9 @@ main() {
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   image_exists "$ROOTFS" || import_rootfs "$SUITE" "$PACKAGES" "$ROOTFS" "$work"
-  mapfile -t images < <(baked_images)
+  local listed
+  listed=$(baked_images)  # a failure here stops the build (a process substitution would not)
+  mapfile -t images <<<"$listed"
   check_present "${images[@]}"
   tag="$NAME:$(recipe_hash "${images[@]}")"
   if image_exists "$tag"; then
