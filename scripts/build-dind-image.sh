@@ -116,13 +116,6 @@ build() {  # $1: tag, rest: the baked images
   log "  docker build in $((SECONDS - t0))s"
 }
 
-remove_older_tags() {  # $1: the tag to keep
-  local old
-  for old in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$NAME"); do
-    case $old in "$1" | "$ALIAS") ;; *) docker image rm "$old" >/dev/null 2>&1 || true ;; esac
-  done
-}
-
 main() {
   local started=$SECONDS images tag
   work=$(mktemp -d)
@@ -141,7 +134,7 @@ main() {
     log "built $tag in $((SECONDS - started))s"
   fi
   docker tag "$tag" "$ALIAS"
-  remove_older_tags "$tag"
+  remove_older_tags "$tag" "$ALIAS"
   echo "$ALIAS"
 }
 

@@ -79,6 +79,7 @@ build_once() {  # $1: builder function, $2: hash tag, $3: alias tag
     log "built $tag in $((SECONDS - started))s"
   fi
   docker tag "$tag" "$alias"
+  remove_older_tags "$tag" "$alias"
   echo "$alias"
 }
 
@@ -90,7 +91,8 @@ project_files() {  # what the gateway image is built from, relative to the repo 
 }
 
 gateway_hash() {  # $1: python version of the base
-  (cd "$here" && sha256sum docker/gateway.Dockerfile pyproject.toml scripts/build-stack-images.sh
+  (cd "$here" && sha256sum docker/gateway.Dockerfile pyproject.toml scripts/build-stack-images.sh \
+     scripts/lib.sh
    project_files | tr '\n' '\0' | xargs -0 sha256sum
    echo "$GATEWAY_BASE $(image_id "$GATEWAY_BASE") $1") | sha256sum | cut -c1-12
 }

@@ -30,3 +30,12 @@ legacy_build() {  # $1: tag, $2: context, rest: extra docker build arguments
   shift 2
   DOCKER_BUILDKIT=0 docker build --quiet "$@" -t "$tag" "$ctx" >/dev/null
 }
+
+# Untag the other tags of a recipe-hashed image's repository: rebuilt images leave their
+# predecessors behind otherwise. An image still used by a container keeps its layers.
+remove_older_tags() {  # $1: the tag to keep, $2: its alias
+  local old
+  for old in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "${1%:*}"); do
+    case $old in "$1" | "$2") ;; *) docker image rm "$old" >/dev/null 2>&1 || true ;; esac
+  done
+}
