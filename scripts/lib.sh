@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the image build scripts; sourced, never run. The sourcing script defines
 # log() (progress on stderr, with its own prefix).
 
