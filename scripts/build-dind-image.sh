@@ -41,16 +41,12 @@ case "${1:-}" in
   *) usage ;;
 esac
 
-compose_files() {
-  echo "-f $here/compose/docker-compose.yml"
-  [ -z "${EDGELAMBDA_STANDINS:-}" ] || echo "-f $here/compose/docker-compose.standins.yml"
-}
-
 # The service images of the inner stack, as its compose files (and overrides) resolve them.
 service_images() {
-  local compose files
+  local compose files=(-f "$here/compose/docker-compose.yml")
+  [ -z "${EDGELAMBDA_STANDINS:-}" ] || files+=(-f "$here/compose/docker-compose.standins.yml")
   compose=$(bash "$here/scripts/ensure-compose.sh")
-  read -r -a files <<<"$(compose_files | tr '\n' ' ')"
+  # $compose is `docker compose` or `docker-compose`: split on purpose.
   # shellcheck disable=SC2086
   $compose "${files[@]}" config | awk '$1 == "image:" { print $2 }' | grep -vxF "$GATEWAY_IMAGE"
 }
