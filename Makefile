@@ -66,7 +66,8 @@ dind-image: stack-images
 
 dind: dind-image
 	$(dind_compose) up -d
-	@bash scripts/wait-healthy.sh "http://127.0.0.1:$${EDGELAMBDA_HTTP_PORT:-8000}/health" 300
+	@bash scripts/wait-healthy.sh "http://127.0.0.1:$${EDGELAMBDA_HTTP_PORT:-8000}/health" 300 \
+	  "docker logs onpre-app-root; inside it: /var/log/dockerd.log"
 
 dind-down:
 	$(dind_compose) down
