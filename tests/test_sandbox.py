@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edgelambda.sandbox import (
+    FunctionPool,
+    Invocation,
+    InvocationResult,
     Sandbox,
     SandboxState,
     idle_to_stop,
@@ -73,3 +76,16 @@ def test_warm_needed_counts_only_running_sandboxes() -> None:
 
     assert warm_needed(sandboxes, min_warm=3) == 2
     assert warm_needed(sandboxes, min_warm=1) == 0
+
+
+async def test_a_sandbox_still_streaming_is_not_about_to_be_free() -> None:
+    pool = FunctionPool(function_spec(), queue_size=10)
+    answered = sandbox(SandboxState.BUSY)
+    answered.current = Invocation(payload=b"{}")
+    answered.current.result.set_result(InvocationResult(payload=b"{}"))
+    pool.sandboxes.add(answered)
+    assert pool.coming == 1  # a plain answer: it polls again in a moment
+
+    answered.is_streaming = True
+
+    assert pool.coming == 0  # queued work must start another sandbox meanwhile

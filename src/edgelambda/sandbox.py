@@ -184,11 +184,14 @@ class Sandbox:
 
     @property
     def is_finishing(self) -> bool:
-        """Answered its invocation, not yet polling again: free in a fraction of a ms."""
+        """Answered its invocation, not yet polling again: free in a fraction of a ms. A
+        streamed answer settles the invocation when the stream starts; that sandbox stays
+        busy until the stream ends."""
         return (
             self.state is SandboxState.BUSY
             and self.current is not None
             and self.current.result.done()
+            and not self.is_streaming
         )
 
     def disarm(self) -> None:
