@@ -247,6 +247,20 @@ async def test_an_invocation_lost_in_delivery_goes_to_the_next_sandbox() -> None
     await pool.close()
 
 
+async def test_an_invocation_put_back_in_line_keeps_its_queue_wait_limit() -> None:
+    pool = make_pool(FakeBackend(), function_spec(max_concurrency=1), queue_wait_s=0.2)
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
+    first = await pool.sandbox_at("10.0.0.2")
+    assert first is not None
+
+    pool.undeliverable(first, await pool.next_invocation(first))  # no runtime polls again
+
+    with pytest.raises(TooManyRequests, match="no sandbox within"):
+        await asyncio.wait_for(call, timeout=5)
+    await pool.close()
+
+
 async def test_answers_for_another_invocation_are_refused() -> None:
     pool = make_pool(FakeBackend(), function_spec())
     call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))

@@ -111,9 +111,7 @@ class Pool:
         if self._is_closing:
             raise EngineUnavailable("the gateway is shutting down")
         pool.enqueue(invocation)
-        invocation.expiry = asyncio.get_running_loop().call_later(
-            self._settings.queue_wait_s, self._expire, pool, invocation
-        )
+        self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)
         try:
             return await asyncio.shield(invocation.result)
@@ -128,6 +126,12 @@ class Pool:
         if pool is None or pool.is_removed:
             raise RouteNotFound(f"function {function_name!r} is not defined")
         return pool
+
+    def _arm_queue_wait(self, pool: FunctionPool, invocation: Invocation) -> None:
+        """Answer 429 if ``invocation`` is still queued after the queue-wait limit."""
+        invocation.expiry = asyncio.get_running_loop().call_later(
+            self._settings.queue_wait_s, self._expire, pool, invocation
+        )
 
     def _expire(self, pool: FunctionPool, invocation: Invocation) -> None:
         invocation.expiry = None
@@ -308,9 +312,10 @@ class Pool:
         """The running sandbox whose container has ``address``. A runtime can poll before
         its start has been recorded, so wait briefly while any sandbox is starting."""
         sandbox = self._by_address.get(address)
-        is_starting = any(p.count(SandboxState.STARTING) for p in self._pools.values())
-        if sandbox is not None or not is_starting:
+        if sandbox is not None:
             return sandbox
+        if not any(p.count(SandboxState.STARTING) for p in self._pools.values()):
+            return None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s), self._registered:
                 await self._registered.wait_for(lambda: address in self._by_address)
@@ -369,7 +374,9 @@ class Pool:
             sandbox.disarm()
             sandbox.current = None
             if not invocation.result.done():
-                self._pools[sandbox.function.name].queue.appendleft(invocation)
+                pool = self._pools[sandbox.function.name]
+                pool.queue.appendleft(invocation)
+                self._arm_queue_wait(pool, invocation)
         self._retire(sandbox, reason="runtime disconnected")
 
     def respond(self, sandbox: Sandbox, request_id: str, payload: bytes) -> None:
