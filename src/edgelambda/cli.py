@@ -27,6 +27,7 @@ from edgelambda.config import Settings
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
+from edgelambda.invoke_api import INVOKE_PATH
 from edgelambda.routing import RoutingTable, load_routing
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
@@ -97,7 +98,7 @@ async def invoke(settings: Settings, args: argparse.Namespace) -> int:
         "X-Amz-Invocation-Type": "Event" if args.is_async else "RequestResponse",
         "X-Amz-Log-Type": "Tail" if args.log else "None",
     }
-    url = f"{settings.gateway_url}/2015-03-31/functions/{args.function}/invocations"
+    url = settings.gateway_url + INVOKE_PATH.format(function=args.function)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=INVOKE_TIMEOUT_S)) as session,

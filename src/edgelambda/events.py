@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
+from edgelambda.containers import ACCOUNT_ID
 from edgelambda.errors import FunctionError
 from edgelambda.routing import ANY_METHOD, PayloadVersion, RouteMatch
 
@@ -42,7 +44,6 @@ __all__ = [
     "parse_v2_result",
 ]
 
-ACCOUNT_ID = "123456789012"
 API_ID = "edgelambda"  # ten lower-case characters, the shape of a real API id
 V1_STAGE = "prod"
 V2_STAGE = "$default"
@@ -356,8 +357,9 @@ def _domain(host: str) -> tuple[str, str]:
     return name, name.split(".", 1)[0]
 
 
+@functools.cache
 def _resource_id(route_path: str) -> str:
-    # Stable per route, six characters like API Gateway's resource ids.
+    # Stable per route, six characters like API Gateway's resource ids; computed once.
     return hashlib.sha256(route_path.encode()).hexdigest()[:6]
 
 

@@ -109,7 +109,6 @@ class Gateway:
 
     async def _start_events(self) -> None:
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._events = await EventQueue.open(settings.data_dir / QUEUE_FILE)
         recovered = await self._events.recover(time.time())
         if recovered:
