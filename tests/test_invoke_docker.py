@@ -80,13 +80,13 @@ async def test_tail_returns_the_invocations_log(gateway: GatewayFactory) -> None
     log = base64.b64decode(response["LogResult"]).decode()
     request_id = response["ResponseMetadata"]["RequestId"]
     lines = log.splitlines()
-    assert lines[0].startswith("START RequestId: ")
+    assert request_id  # botocore read x-amzn-RequestId
+    assert lines[0].startswith(f"START RequestId: {request_id} ")  # one id, as on AWS
     assert any(line.startswith("echo handling ") for line in lines)
-    assert any(line.startswith("END RequestId: ") for line in lines)
-    report = next(line for line in lines if line.startswith("REPORT RequestId: "))
+    assert f"END RequestId: {request_id}" in lines
+    report = next(line for line in lines if line.startswith(f"REPORT RequestId: {request_id}"))
     assert "Duration: " in report
     assert "Init Duration: " in report  # the first call was a cold start
-    assert request_id  # botocore read x-amzn-RequestId
 
 
 async def test_unknown_functions_raise_resource_not_found(gateway: GatewayFactory) -> None:

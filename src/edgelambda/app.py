@@ -159,7 +159,9 @@ async def login(request: web.Request) -> web.Response:
 
 async def invoke(request: web.Request) -> web.Response:
     """The AWS Lambda Invoke API."""
-    return await request.app[GATEWAY_KEY].invoke_api.handle(request, trace_id=request[TRACE_KEY])
+    return await request.app[GATEWAY_KEY].invoke_api.handle(
+        request, request_id=request[REQUEST_ID_KEY], trace_id=request[TRACE_KEY]
+    )
 
 
 async def routed(request: web.Request) -> web.StreamResponse:

@@ -158,7 +158,9 @@ class InvokeApi:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
-    async def handle(self, request: web.Request, *, trace_id: str) -> web.Response:
+    async def handle(self, request: web.Request, *, request_id: str, trace_id: str) -> web.Response:
+        """Answer one Invoke call; a synchronous one runs as ``request_id``, the id its
+        response's ``x-amzn-RequestId`` header carries, as on AWS."""
         settings = self._backend.settings
         await self._authorise(request, settings)
         name = function_name(
@@ -175,6 +177,7 @@ class InvokeApi:
             return web.Response(status=202, headers={"X-Amz-Executed-Version": LATEST})
         invocation = Invocation(
             payload=payload,
+            request_id=request_id,
             trace_id=trace_id,
             client_context=client_context(request.headers.get("X-Amz-Client-Context")),
         )
