@@ -131,14 +131,9 @@ def test_issued_token_carries_every_claim() -> None:
     token = issue_token(USER, secret=SECRET, now_s=NOW + 0.75, expires_s=EXPIRES_S, token_id="t1")
 
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
-    assert dict(verify_token(token, secret=SECRET, now_s=NOW)) == {
-        "sub": USER,
-        "iat": NOW,
-        "exp": NOW + EXPIRES_S,
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "jti": "t1",
-    }
+    assert dict(verify_token(token, secret=SECRET, now_s=NOW)) == _claims(
+        iat=NOW, exp=NOW + EXPIRES_S, jti="t1"
+    )
 
 
 def test_valid_token_gives_its_claims() -> None:
@@ -300,14 +295,9 @@ def test_login_returns_a_token_that_verifies() -> None:
     token = auth_result.pop("IdToken")
     assert auth_result == {"ExpiresIn": EXPIRES_S, "TokenType": "Bearer"}
     assert isinstance(token, str)
-    assert dict(verify_token(token, secret=SECRET, now_s=NOW)) == {
-        "sub": USER,
-        "iat": NOW,
-        "exp": NOW + EXPIRES_S,
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "jti": TOKEN_ID,
-    }
+    assert dict(verify_token(token, secret=SECRET, now_s=NOW)) == _claims(
+        iat=NOW, exp=NOW + EXPIRES_S
+    )
 
 
 @pytest.mark.parametrize(

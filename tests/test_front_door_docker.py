@@ -153,13 +153,10 @@ async def test_a_streamed_response_reaches_the_client_chunk_by_chunk(
     function = {
         "runtime": "provided.al2023",
         "code": str(TEST_FUNCTIONS / "streaming"),
-        "image_handler_unused": None,
+        "handler": "bootstrap.none",
     }
-    function.pop("image_handler_unused")
     route = {"path": "/stream", "method": "GET", "function": "stream", "auth": "none"}
-    client = await gateway(
-        routing_text({"stream": {**function, "handler": "bootstrap.none"}}, [route])
-    )
+    client = await gateway(routing_text({"stream": function}, [route]))
 
     response = await client.get("/stream")
     first_arrived_at = None

@@ -185,10 +185,6 @@ async def test_an_unreachable_log_store_slows_nothing_and_loses_only_the_overflo
     assert f"edgelambda_log_records_dropped_total {float(shipper.dropped)}" in metrics
 
 
-CHAIN_ROUTE = {"path": "/chain", "method": "GET", "function": "chain_a", "auth": "none",
-               "payload": "2.0"}  # fmt: skip
-
-
 # 2.0: a plain JSON result is a 200 body
 CHAIN_ROUTE = {
     "path": "/chain",
