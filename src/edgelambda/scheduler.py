@@ -152,5 +152,8 @@ class Scheduler:
         while True:
             await self.tick()
             self._changed.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that comes
+            # with the wake-up, and close() would wait on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=self.seconds_to_next())
+                async with asyncio.timeout(self.seconds_to_next()):
+                    await self._changed.wait()
