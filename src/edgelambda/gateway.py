@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -165,12 +166,13 @@ class Gateway:
         await web.SockSite(runner, sock).start()
         self._runtime_runner = runner
         log.info("runtime api listening", address=self.runtime_api)
-        await self._start_events()
+        # Buckets and tables first: recovered and scheduled events may run at once.
         await ensure_resources(
             self.table.resources,
             Endpoints(settings.s3_endpoint_url, settings.dynamodb_endpoint_url, settings.region),
             wait_s=settings.resources_wait_s,
         )
+        await self._start_events()
         if settings.is_reload_enabled:
             self._watcher = Watcher(
                 paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
@@ -185,20 +187,25 @@ class Gateway:
     async def close(self) -> None:
         """Stop in order: watching and scheduling, then the event worker (its in-flight events
         finish or stay stored for the next start), the pool, the Runtime API, the store."""
-        if self._watcher is not None:
-            await self._watcher.close()
-        if self._scheduler is not None:
-            await self._scheduler.close()
-        if self._worker is not None:
-            await self._worker.close()
-        if self._pool is not None:
-            await self._pool.close()
-        if self._runtime_runner is not None:
-            await self._runtime_runner.cleanup()
-        if self._events is not None:
-            await self._events.close()
-        if self._shipper is not None:
-            await self._shipper.close()
+        parts: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("watcher", self._watcher.close if self._watcher is not None else None),
+            ("scheduler", self._scheduler.close if self._scheduler is not None else None),
+            ("event worker", self._worker.close if self._worker is not None else None),
+            ("pool", self._pool.close if self._pool is not None else None),
+            (
+                "runtime api",
+                self._runtime_runner.cleanup if self._runtime_runner is not None else None,
+            ),
+            ("event store", self._events.close if self._events is not None else None),
+            ("log shipper", self._shipper.close if self._shipper is not None else None),
+        ]
+        for part, close in parts:
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:  # one part failing must not leave the others running
+                log.exception("close failed", part=part)
 
     async def _files_changed(self, paths: set[str]) -> None:
         change = classify(
