@@ -41,6 +41,7 @@ import aiosqlite
 import structlog
 
 from edgelambda.errors import EdgeLambdaError
+from edgelambda.tasks import start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -416,12 +417,6 @@ class EventQueue:
 RunEvent = Callable[[QueuedEvent], Awaitable[str | None]]
 
 
-def _report_loop_exit(task: asyncio.Task[None]) -> None:
-    """The loop only ends by cancellation; anything else stops async invocations, so say so."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("event worker stopped", error=f"{type(exc).__name__}: {exc}")
-
-
 class EventWorker:
     """One background loop that claims due events and runs up to ``concurrency`` at a time.
 
@@ -460,8 +455,7 @@ class EventWorker:
     def start(self) -> None:
         """Start the loop."""
         if self._loop_task is None:
-            self._loop_task = asyncio.create_task(self._loop())
-            self._loop_task.add_done_callback(_report_loop_exit)
+            self._loop_task = start_loop(self._loop(), "event worker")
 
     def notify(self) -> None:
         """Look for due events now (call after an enqueue)."""

@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 
 from edgelambda.logs import LogRecord, jsonline
+from edgelambda.tasks import start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +65,7 @@ class VictoriaLogsSink:
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT)
-        self._task = asyncio.create_task(self._run())
+        self._task = start_loop(self._run(), "log shipper")
 
     async def close(self) -> None:
         """Stop the loop, try once more (bounded) to ship what is left, close the session."""

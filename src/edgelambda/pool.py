@@ -47,6 +47,7 @@ from edgelambda.sandbox import (
     timeout_result,
     warm_needed,
 )
+from edgelambda.tasks import start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -605,8 +606,8 @@ class Pool:
         if removed:
             log.info("removed leftover containers", count=removed, stack=self._settings.stack)
         self._loops = [
-            asyncio.create_task(self._reap_forever()),
-            asyncio.create_task(self._watch_exits()),
+            start_loop(self._reap_forever(), "idle reaper"),
+            start_loop(self._watch_exits(), "exit watcher"),
         ]
         self.reap(self._clock())
 

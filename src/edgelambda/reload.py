@@ -13,6 +13,7 @@ import structlog
 import watchfiles
 
 from edgelambda.routing import FunctionSpec
+from edgelambda.tasks import start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +89,7 @@ class Watcher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = start_loop(self._run(), "reload watcher")
 
     async def close(self) -> None:
         self._is_closing = True

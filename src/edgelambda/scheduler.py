@@ -17,6 +17,7 @@ import structlog
 from edgelambda.containers import ACCOUNT_ID
 from edgelambda.routing import FunctionSpec
 from edgelambda.schedule import Schedule, parse_schedule
+from edgelambda.tasks import start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +110,7 @@ class Scheduler:
         self._changed.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = start_loop(self._run(), "scheduler")
 
     async def close(self) -> None:
         if self._task is not None:
