@@ -50,7 +50,7 @@ DIND_FILES := -f compose/docker-compose.dind.yml $(if $(filter 1,$(DIND_PRIVILEG
 dind_compose = $$(bash scripts/ensure-compose.sh) -p $${COMPOSE_PROJECT_NAME:-edgelambda-box} $(DIND_FILES)
 
 stack-images: base-images
-	@start=$$SECONDS; bash scripts/build-stack-images.sh >/dev/null; \
+	@start=$$SECONDS; EDGELAMBDA_SKIP_BASE_IMAGE=1 bash scripts/build-stack-images.sh >/dev/null; \
 	  echo "make: stack images ready in $$((SECONDS - start))s"
 
 up: stack-images

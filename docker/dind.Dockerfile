@@ -10,7 +10,8 @@
 # Runtime: privileged (or the capability list of compose/docker-compose.dind-caps.yml), a
 # volume at /var/lib/docker for the inner engine's images, containers and data volumes, and
 # routing.yaml and functions/ mounted under /srv/edgelambda.
-ARG ROOTFS_IMAGE=edgelambda/dind-rootfs:bookworm
+# Set by scripts/build-dind-image.sh (edgelambda/dind-rootfs:<suite>-<hash of its packages>).
+ARG ROOTFS_IMAGE
 FROM ${ROOTFS_IMAGE}
 
 ENV LANG=C.UTF-8 \

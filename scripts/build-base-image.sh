@@ -8,12 +8,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 recipe="$here/docker/runtime-python"
 ALIAS="${EDGELAMBDA_BASE_IMAGE_ALIAS:-edgelambda/runtime-python:local}"
-SUITE=bookworm
-PYVER=3.11
 
 log() { echo "build-base-image: $*" >&2; }
 # shellcheck source=scripts/lib.sh
 source "$here/scripts/lib.sh"
+SUITE=$ROOTFS_SUITE
+PYVER=$ROOTFS_PYVER
 
 recipe_hash() {
   (cd "$recipe" && sha256sum Dockerfile bootstrap lambda-entrypoint.sh requirements.txt
@@ -41,7 +41,7 @@ main() {
     local started=$SECONDS
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    rootfs="edgelambda/debian-rootfs:${SUITE}-python${PYVER}"
+    rootfs=$ROOTFS_IMAGE
     image_exists "$rootfs" || import_rootfs "$SUITE" python3,ca-certificates "$rootfs" "$work"
     mkdir -p "$work/ctx"
     stage_runtime
@@ -52,6 +52,7 @@ main() {
     log "built $tag in $((SECONDS - started))s"
   fi
   docker tag "$tag" "$ALIAS"
+  remove_older_tags "$tag" "$ALIAS"
   echo "$tag"
 }
 

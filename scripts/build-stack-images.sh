@@ -21,10 +21,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-SUITE=bookworm
-ROOTFS_PYVER=3.11
-ROOTFS="edgelambda/debian-rootfs:${SUITE}-python${ROOTFS_PYVER}"
-GATEWAY_BASE="${EDGELAMBDA_GATEWAY_BASE_IMAGE:-$ROOTFS}"
 IMAGES="${EDGELAMBDA_STACK_IMAGES:-gateway moto log-recorder}"
 PIP=(python3 -m pip --disable-pip-version-check --quiet)
 export PIP_ROOT_USER_ACTION=ignore  # pip installs into a staging dir, never the system
@@ -32,6 +28,8 @@ export PIP_ROOT_USER_ACTION=ignore  # pip installs into a staging dir, never the
 log() { echo "build-stack-images: $*" >&2; }
 # shellcheck source=scripts/lib.sh
 source "$here/scripts/lib.sh"
+ROOTFS=$ROOTFS_IMAGE
+GATEWAY_BASE="${EDGELAMBDA_GATEWAY_BASE_IMAGE:-$ROOTFS}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

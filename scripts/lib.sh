@@ -1,6 +1,12 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # its variables are used by the scripts sourcing it
 # Helpers shared by the image build scripts; sourced, never run. The sourcing script defines
 # log() (progress on stderr, with its own prefix).
+
+# The Debian rootfs with Python that the runtime base, the gateway and the stand-ins start
+# FROM (built by scripts/build-base-image.sh).
+ROOTFS_SUITE=bookworm
+ROOTFS_PYVER=3.11
+ROOTFS_IMAGE="edgelambda/debian-rootfs:${ROOTFS_SUITE}-python${ROOTFS_PYVER}"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_id() { docker image inspect --format '{{.Id}}' "$1"; }
