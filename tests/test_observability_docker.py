@@ -93,6 +93,10 @@ async def call(client: TestClient, payload: dict[str, object], trace: str | None
     return result
 
 
+def function_lines(recorder: Recorder, request_id: str) -> list[Line]:
+    return [line for line in recorder.of(request_id) if line.get("stream") != "access"]
+
+
 async def test_function_lines_reach_the_log_store_attributed(
     gateway: GatewayFactory, recorder: Recorder
 ) -> None:
@@ -106,7 +110,9 @@ async def test_function_lines_reach_the_log_store_attributed(
         lambda: any(str(line["_msg"]).startswith("REPORT") for line in recorder.of(warm_id))
     )
 
-    lines = recorder.of(cold_id)
+    # The Invoke API's own access record carries the invocation's id too; these are the
+    # function's lines.
+    lines = function_lines(recorder, cold_id)
     messages = [str(line["_msg"]) for line in lines]
     assert f"first line of {cold_id}" in messages
     assert f"last line of {cold_id}" in messages
@@ -117,15 +123,16 @@ async def test_function_lines_reach_the_log_store_attributed(
     assert messages[0].startswith(f"START RequestId: {cold_id}")
     assert any(m == f"END RequestId: {cold_id}" for m in messages)
     cold_report = next(m for m in messages if m.startswith("REPORT"))
-    warm_report = next(str(line["_msg"]) for line in recorder.of(warm_id)
+    warm_report = next(str(line["_msg"]) for line in function_lines(recorder, warm_id)
                        if str(line["_msg"]).startswith("REPORT"))  # fmt: skip
     assert "Init Duration" in cold_report
     assert "Init Duration" not in warm_report
     assert all(line["cold_start"] is True for line in lines)
-    assert all(line["cold_start"] is False for line in recorder.of(warm_id))
+    assert all(line["cold_start"] is False for line in function_lines(recorder, warm_id))
     assert "Max Memory Used: " in cold_report
     access = [line for line in recorder.lines if line.get("stream") == "access"]
     assert any(line["status"] == 200 and line["method"] == "POST" for line in access)
+    assert any(line["aws_request_id"] == cold_id for line in access)  # one id per Invoke call
 
 
 async def test_two_concurrent_invocations_never_mix_their_lines(
