@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import sys
@@ -87,6 +88,20 @@ async def test_tail_returns_the_invocations_log(gateway: GatewayFactory) -> None
     report = next(line for line in lines if line.startswith(f"REPORT RequestId: {request_id}"))
     assert "Duration: " in report
     assert "Init Duration: " in report  # the first call was a cold start
+
+
+async def test_payloads_over_6_mb_are_refused_as_aws_does(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(FUNCTIONS, []))
+
+    response = await client.post(
+        "/2015-03-31/functions/echo/invocations",
+        data=io.BytesIO(b"x" * (6 * 1024 * 1024 + 1)),
+        headers={"x-api-key": "dev-api-key-change-in-production"},
+    )
+
+    assert response.status == 413
+    assert response.headers["x-amzn-ErrorType"] == "RequestTooLargeException"
+    assert (await response.json())["message"].startswith("Request must be smaller than 6291456")
 
 
 async def test_unknown_functions_raise_resource_not_found(gateway: GatewayFactory) -> None:

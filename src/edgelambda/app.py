@@ -23,7 +23,7 @@ from edgelambda.errors import (
     PayloadTooLarge,
 )
 from edgelambda.gateway import Gateway
-from edgelambda.invoke_api import INVOKE_PATH
+from edgelambda.invoke_api import INVOKE_PATH, MAX_SYNC_PAYLOAD_BYTES, read_body
 from edgelambda.logs import LogRecord, LogSink
 from edgelambda.metrics import CONTENT_TYPE
 from edgelambda.routing import AuthMode, Route, RoutingTable
@@ -37,7 +37,6 @@ from edgelambda.sandbox import (
 
 log = structlog.get_logger(__name__)
 
-MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload limit
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 TRACE_KEY = web.RequestKey("trace", str)
 
@@ -56,7 +55,7 @@ def create_app(
     """The gateway application: routed functions, the Invoke API, ``/health``, ``/metrics``,
     and the lifecycle. ``sink`` overrides where function logs go (by default VictoriaLogs
     when configured, else stdout)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_SYNC_PAYLOAD_BYTES)
     app[GATEWAY_KEY] = Gateway(settings, table, backend, sink)
     app.cleanup_ctx.append(_gateway_lifecycle)
     app.on_response_prepare.append(_identify_response)
@@ -146,7 +145,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """The original system's token endpoint: API key plus user name and password in,
     ``{"AuthenticationResult": {"IdToken": <jwt>}}`` out."""
-    body = await _read_body(request)
+    body = await read_body(request, PayloadTooLarge)
     result = auth.login(
         body,
         api_key=request.headers.get("x-api-key"),
@@ -272,18 +271,8 @@ def _claims(
     return auth.claims_for(authorization, secret=settings.jwt_secret, now_s=now_s)
 
 
-async def _read_body(request: web.Request) -> bytes:
-    """The request body, refused with 413 beyond the 6 MB payload limit."""
-    if (request.content_length or 0) > MAX_REQUEST_BODY_BYTES:
-        raise PayloadTooLarge(f"body of {request.content_length} bytes")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge("body over the limit") from None
-
-
 async def _http_request(request: web.Request) -> events.HttpRequest:
-    body = await _read_body(request)
+    body = await read_body(request, PayloadTooLarge)
     return events.HttpRequest(
         method=request.method,
         path=request.path,

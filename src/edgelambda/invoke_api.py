@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from edgelambda.config import Settings
 from edgelambda.containers import function_arn
 from edgelambda.errors import (
     AccessDenied,
+    EdgeLambdaError,
     EngineUnavailable,
     InvalidParameterValue,
     InvalidRequestContent,
@@ -37,7 +39,7 @@ log = structlog.get_logger(__name__)
 
 INVOKE_PATH = "/2015-03-31/functions/{function}/invocations"
 LATEST = "$LATEST"
-MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload limit
 MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024  # Lambda's limit for Event invocations
 MAX_CLIENT_CONTEXT_BYTES = 3583
 LOG_SETTLE_S = 0.5  # how long a Tail waits for the invocation's last output lines
@@ -169,7 +171,7 @@ class InvokeApi:
         if name not in self._backend.table.functions:
             raise ResourceNotFound(f"Function not found: {function_arn(name, settings.region)}")
         kind = invocation_type(request.headers.get("X-Amz-Invocation-Type"))
-        payload = checked_payload(await _read(request), kind)
+        payload = checked_payload(await read_body(request, _request_too_large), kind)
         if kind is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"X-Amz-Executed-Version": LATEST})
         if kind is InvocationType.EVENT:
@@ -221,13 +223,22 @@ def _wants_tail(request: web.Request) -> bool:
     return request.headers.get("X-Amz-Log-Type", "None") == "Tail"
 
 
-async def _read(request: web.Request) -> bytes:
-    if (request.content_length or 0) > MAX_SYNC_PAYLOAD_BYTES:
-        raise RequestTooLarge("Request must be smaller than 6291456 bytes for the operation")
+async def read_body(request: web.Request, too_large: Callable[[str], EdgeLambdaError]) -> bytes:
+    """The request body, refused with ``too_large`` beyond the 6 MB payload limit that API
+    Gateway and Lambda share."""
+    limit = MAX_SYNC_PAYLOAD_BYTES
+    if (request.content_length or 0) > limit:
+        raise too_large(f"body of {request.content_length} bytes; the limit is {limit}")
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLarge("Request must be smaller than 6291456 bytes") from None
+        raise too_large(f"body over the limit of {limit} bytes") from None
+
+
+def _request_too_large(detail: str) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"Request must be smaller than {MAX_SYNC_PAYLOAD_BYTES} bytes for the operation ({detail})"
+    )
 
 
 async def _collect(stream: ResponseStream) -> bytes:

@@ -179,9 +179,7 @@ class Pool:
             aws_request_id=invocation.request_id,
             timeout_s=sandbox.function.timeout_s,
         )
-        invocation.settle(timeout_result(sandbox.function.timeout_s))
-        self.journal.conclude(sandbox, invocation)
-        self._retire(sandbox, reason="timeout")
+        self._retire(sandbox, reason="timeout", result=timeout_result(sandbox.function.timeout_s))
 
     # -- starting sandboxes -------------------------------------------------------------
 
@@ -451,10 +449,7 @@ class Pool:
         if sandbox.state is SandboxState.STARTING:
             self._fail_start(sandbox, result)
             return
-        if sandbox.current is not None:
-            sandbox.current.settle(result)
-            self.journal.conclude(sandbox, sandbox.current)
-        self._retire(sandbox, reason=result.error_type or "exited")
+        self._retire(sandbox, reason=result.error_type or "exited", result=result)
 
     async def _watch_exits(self) -> None:
         """Follow container exits; after the engine's stream ends (engine restart), reconnect
@@ -563,7 +558,9 @@ class Pool:
             del self._by_address[sandbox.address]
         sandbox.address = None
 
-    def _retire(self, sandbox: Sandbox, *, reason: str) -> None:
+    def _retire(
+        self, sandbox: Sandbox, *, reason: str, result: InvocationResult | None = None
+    ) -> None:
         """Take a sandbox out of service for good and remove its container."""
         if sandbox.state is SandboxState.DEAD:
             return
@@ -574,8 +571,8 @@ class Pool:
         if sandbox in pool.idle:
             pool.idle.remove(sandbox)
         self._forget_address(sandbox)
-        if sandbox.current is not None:
-            sandbox.current.settle(exit_result(-1, is_oom=False))
+        if sandbox.current is not None:  # its caller gets `result`, or "the runtime exited"
+            sandbox.current.settle(result or exit_result(-1, is_oom=False))
             self.journal.conclude(sandbox, sandbox.current)
         if sandbox.poll is not None and not sandbox.poll.done():
             sandbox.poll.set_exception(SandboxRetired(reason))
