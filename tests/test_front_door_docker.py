@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from edgelambda.app import GATEWAY_KEY
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, one_function, routing_text
@@ -279,8 +280,14 @@ async def test_routing_edits_reload_and_broken_edits_are_rejected(
     routing.write_text(routing_text({"fn": function}, [route, {**route, "path": "/added"}]))
     await _eventually_status(client, "/added?shape=text", 200)
 
-    routing.write_text("functions:\n  fn:\n    handler: [not, a, string]\n")
-    await asyncio.sleep(1.0)  # well past the debounce: the broken edit has been read
+    with capture_logs() as logs:
+        routing.write_text("functions:\n  fn:\n    handler: [not, a, string]\n")
+        for _ in range(100):  # the broken edit has been read, and rejected
+            if any(e["event"].startswith("routing reload rejected") for e in logs):
+                break
+            await asyncio.sleep(0.1)
+    rejected = next(e for e in logs if e["event"].startswith("routing reload rejected"))
+    assert "functions.fn.handler" in rejected["error"]
     assert (await client.get("/added?shape=text")).status == 200  # the old table serves on
 
 
