@@ -4,11 +4,13 @@
 #      EDGELAMBDA_ENGINE_WAIT_S seconds (default 60);
 #   2. load the images baked into /opt/edgelambda/images that the inner engine lacks;
 #   3. bring up the compose stack as `make up` does (EDGELAMBDA_STANDINS=1: the stand-ins);
-#   4. follow the gateway's log on stdout, so `docker logs -f onpre-app-root` shows it;
+#   4. from before step 3 on, follow the gateway's log on stdout, so `docker logs -f
+#      onpre-app-root` shows it whenever it runs;
 #   5. on SIGTERM or SIGINT: `docker-compose down` (the gateway drains its in-flight
 #      invocations and removes its function containers; data volumes stay), stop the inner
 #      dockerd, exit 0.
-# A signal that arrives during step 1-3 takes effect when the running step ends.
+# A signal that arrives during step 1-2 takes effect when the running step ends; during
+# step 3 at once.
 set -euo pipefail
 
 COMPOSE_DIR=/opt/edgelambda/compose
@@ -16,6 +18,7 @@ IMAGES_DIR=/opt/edgelambda/images
 PROJECT=edgelambda
 ENGINE_PIDFILE=/var/run/docker.pid
 ENGINE_STOP_S=30
+FOLLOW_STOP=/run/edgelambda-follow.stop
 export EDGELAMBDA_ROUTING=/srv/edgelambda/routing.yaml
 export EDGELAMBDA_FUNCTIONS=/srv/edgelambda/functions
 
@@ -73,13 +76,20 @@ check_mounts() {
   fi
 }
 
-follow_gateway_log() {  # follows again, from where it left, when the gateway is recreated
-  local since=0 id
-  while :; do
-    id=$(compose ps -q gateway 2>/dev/null || true)
-    [ -z "$id" ] || docker logs -f --since "$since" "$id" 2>&1 || true
-    since=$(date +%s)
-    sleep 1
+# Follow the gateway's log from the moment this entrypoint started, whatever compose is doing
+# (`compose up` may still wait on health conditions while the gateway, restarted by the
+# inner engine, already serves), and again from where it left off when the gateway is
+# restarted or recreated. Ends once stop() has raised $FOLLOW_STOP and the gateway is gone.
+follow_gateway_log() {  # $1: unix time (fractional) to follow from
+  local since=$1 id
+  while [ ! -e "$FOLLOW_STOP" ]; do
+    id=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+           --filter label=com.docker.compose.service=gateway 2>/dev/null | head -n1 || true)
+    if [ -n "$id" ]; then
+      docker logs -f --since "$since" "$id" 2>&1 || true
+      since=$(date +%s.%N)
+    fi
+    sleep 0.5
   done
 }
 
@@ -96,36 +106,54 @@ stop_engine() {
 }
 
 follower=
+up=
 stop() {  # $1: exit status (default: that of `docker-compose down`)
   trap '' TERM INT
   local started=$SECONDS status=${1:-0}
   log "stopping the stack"
+  [ -z "$up" ] || kill "$up" 2>/dev/null || true  # a `compose up` still waiting on health
+  touch "$FOLLOW_STOP"
   compose down || status=$?
-  if [ -n "$follower" ]; then
-    pkill -P "$follower" 2>/dev/null || true
-    kill "$follower" 2>/dev/null || true
-  fi
+  stop_follower
   stop_engine
   log "stopped in $((SECONDS - started))s"
   exit "$status"
 }
 
+stop_follower() {  # its `docker logs -f` ends with the gateway; the last lines come first
+  [ -n "$follower" ] || return 0
+  for _ in $(seq 1 20); do
+    kill -0 "$follower" 2>/dev/null || return 0
+    sleep 0.25
+  done
+  pkill -P "$follower" 2>/dev/null || true
+  kill "$follower" 2>/dev/null || true
+}
+
 main() {
+  local began
+  began=$(date +%s.%N)
   check_mounts
+  rm -f "$FOLLOW_STOP"
   trap stop TERM INT
   start_engine
   load_images
-  log "starting the stack${EDGELAMBDA_STANDINS:+ (stand-ins)}"
-  if ! compose up -d --no-build; then
+  follow_gateway_log "$began" &
+  follower=$!
+  log "starting the stack${EDGELAMBDA_STANDINS:+ (stand-ins)}; following the gateway's log"
+  # In the background, so that a signal stops it at once instead of when it returns.
+  compose up -d --no-build &
+  up=$!
+  if ! wait "$up"; then
+    up=
     log "the stack did not come up; its state and recent logs:"
     compose ps || true
     compose logs --tail 30 || true
     stop 1
   fi
-  log "stack up: gateway on port 8000; following its log"
-  follow_gateway_log &
-  follower=$!
-  while :; do wait "$follower" || true; done
+  up=
+  log "stack up: gateway on port 8000"
+  while :; do wait "$follower" || true; sleep 1; done  # the follower ends only in stop()
 }
 
 main "$@"

@@ -53,16 +53,59 @@ def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
-def test_production_refuses_the_default_secrets() -> None:
-    with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
+PRODUCTION_SECRETS = {
+    "JWT_SECRET_KEY": "s" * 32,
+    "X_API_KEY": "k",
+    "AUTH_PASS": "a-password",
+    "EDGELAMBDA_AWS_ACCESS_KEY_ID": "box-key",
+    "EDGELAMBDA_AWS_SECRET_ACCESS_KEY": "box-secret-key",
+}
+
+
+def test_production_refuses_the_default_secrets_naming_each() -> None:
+    with pytest.raises(ConfigError) as refused:
         Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "X_API_KEY": "k"})
-    secret = "s" * 32
-    with pytest.raises(ConfigError, match="X_API_KEY"):
-        Settings.from_env({"EDGELAMBDA_PRODUCTION": "true", "JWT_SECRET_KEY": secret})
-    settings = Settings.from_env(
-        {"EDGELAMBDA_PRODUCTION": "1", "JWT_SECRET_KEY": secret, "X_API_KEY": "k"}
-    )
+    message = str(refused.value)
+    for name in set(PRODUCTION_SECRETS) - {"X_API_KEY"}:
+        assert name in message
+    assert "X_API_KEY" not in message
+
+    for name in PRODUCTION_SECRETS:  # any one default left is refused, by name
+        env = {**PRODUCTION_SECRETS, "EDGELAMBDA_PRODUCTION": "true"}
+        del env[name]
+        with pytest.raises(ConfigError, match=f"^{name}: the development default is refused"):
+            Settings.from_env(env)
+
+    settings = Settings.from_env({**PRODUCTION_SECRETS, "EDGELAMBDA_PRODUCTION": "1"})
     assert settings.is_production
+    assert settings.aws_credentials == {
+        "AWS_ACCESS_KEY_ID": "box-key",
+        "AWS_SECRET_ACCESS_KEY": "box-secret-key",
+    }
+
+
+def test_development_mode_accepts_the_defaults_and_says_which() -> None:
+    settings = Settings.from_env({})
+
+    assert not settings.is_production
+    assert settings.default_secrets() == list(PRODUCTION_SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("EDGELAMBDA_AWS_ACCESS_KEY_ID", "ab"), ("EDGELAMBDA_AWS_SECRET_ACCESS_KEY", "short")],
+)
+def test_box_keys_rustfs_would_refuse_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}="):
+        Settings.from_env({name: value})
+
+
+def test_empty_values_mean_the_default() -> None:
+    # Compose passes every setting, unset ones as empty strings.
+    settings = Settings.from_env({"EDGELAMBDA_HOST": "", "ROUTING_CONFIG_PATH": ""})
+
+    assert settings.host == "0.0.0.0"
+    assert str(settings.routing_config_path) == "routing.yaml"
 
 
 def test_a_short_jwt_secret_is_refused() -> None:

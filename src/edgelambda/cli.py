@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "routes":
         print_routes(table)
         return 0
+    if args.command == "check":
+        mode = "production" if settings.is_production else "development"
+        print(f"edgelambda: settings ({mode} mode) and {settings.routing_config_path} are valid")
+        return 0
     try:
         asyncio.run(serve(settings, table))
     except (EdgeLambdaError, OSError) as exc:  # no engine, bad config, services never up
@@ -72,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the gateway (HTTP on EDGELAMBDA_PORT, default 8000)")
     commands.add_parser("routes", help="print the routing table read from ROUTING_CONFIG_PATH")
+    commands.add_parser(
+        "check", help="check the settings and the routing file as `serve` would, then exit"
+    )
     invoke_cmd = commands.add_parser("invoke", help="invoke a function on a running gateway")
     invoke_cmd.add_argument("function")
     invoke_cmd.add_argument("--payload", default="{}", help="JSON, or @file to read it from")
@@ -234,12 +241,23 @@ async def serve(settings: Settings, table: RoutingTable) -> None:
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
             log.info("gateway listening", host=settings.host, port=settings.port)
+            _warn_if_open(settings)
             await _until_signalled()
             log.info("shutting down")
         finally:
             await runner.cleanup()
     finally:
         await backend.close()
+
+
+def _warn_if_open(settings: Settings) -> None:
+    """Development mode says once that the box is open (EDGELAMBDA_PRODUCTION=true closes it)."""
+    if not settings.is_production:
+        log.warning(
+            "development mode: the box is open; any SigV4 signature passes the Invoke API and"
+            " development defaults are accepted (EDGELAMBDA_PRODUCTION=true refuses them)",
+            defaults_in_use=settings.default_secrets(),
+        )
 
 
 async def _until_signalled() -> None:

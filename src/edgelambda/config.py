@@ -17,6 +17,11 @@ from edgelambda.errors import ConfigError
 
 DEFAULT_JWT_SECRET = "dev-jwt-secret-change-in-production-please"  # >= 32 bytes for HS256
 DEFAULT_API_KEY = "dev-api-key-change-in-production"
+DEFAULT_AUTH_PASS = "onpremise-pass"
+# The box's AWS credentials: RustFS's root keys, the keys functions and the gateway sign S3
+# and DynamoDB calls with, and the keys a SigV4-signed Invoke call must verify against.
+DEFAULT_ACCESS_KEY_ID = "edgelambda"
+DEFAULT_SECRET_ACCESS_KEY = "edgelambda"
 MIN_SECRET_BYTES = 32
 
 # Runtime -> base image. AWS's public images by default; air-gapped boxes and the tests
@@ -47,11 +52,13 @@ class Settings:
     docker_network: str = "edgelambda_default"
     api_key: str = DEFAULT_API_KEY
     auth_user: str = "onpremise-user"
-    auth_pass: str = "onpremise-pass"
+    auth_pass: str = DEFAULT_AUTH_PASS
     jwt_secret: str = DEFAULT_JWT_SECRET
     jwt_expires_s: int = 3000
     auth_endpoint_path: str = "/user/auth/ver1.0"
     is_production: bool = False
+    aws_access_key_id: str = DEFAULT_ACCESS_KEY_ID
+    aws_secret_access_key: str = DEFAULT_SECRET_ACCESS_KEY
     # Address the Runtime API binds to and that containers are told to call; None means
     # the function network's gateway address (the gateway runs on the Docker host).
     runtime_api_host: str | None = None
@@ -90,9 +97,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read and validate every setting from ``env`` (normally ``os.environ``)."""
         settings = cls(
-            host=env.get("EDGELAMBDA_HOST", cls.host),
+            host=_read(env, "EDGELAMBDA_HOST", cls.host, _non_empty),
             port=_read(env, "EDGELAMBDA_PORT", cls.port, _port),
-            routing_config_path=Path(env.get("ROUTING_CONFIG_PATH", str(cls.routing_config_path))),
+            routing_config_path=_read(env, "ROUTING_CONFIG_PATH", cls.routing_config_path, Path),
             idle_timeout_s=_read(env, "IDLE_TIMEOUT_MINUTES", 5.0, _positive_float) * 60,
             docker_network=_read(env, "DOCKER_NETWORK", cls.docker_network, _non_empty),
             api_key=_read(env, "X_API_KEY", cls.api_key, _non_empty),
@@ -102,6 +109,12 @@ class Settings:
             jwt_expires_s=_read(env, "JWT_EXPIRES_DELTA", cls.jwt_expires_s, _positive_int),
             auth_endpoint_path=_read(env, "AUTH_ENDPOINT_PATH", cls.auth_endpoint_path, _url_path),
             is_production=_read(env, "EDGELAMBDA_PRODUCTION", False, _bool),
+            aws_access_key_id=_read(
+                env, "EDGELAMBDA_AWS_ACCESS_KEY_ID", cls.aws_access_key_id, _access_key_id
+            ),
+            aws_secret_access_key=_read(
+                env, "EDGELAMBDA_AWS_SECRET_ACCESS_KEY", cls.aws_secret_access_key, _secret_key
+            ),
             runtime_api_host=env.get("EDGELAMBDA_RUNTIME_API_HOST") or None,
             runtime_api_port=_read(env, "EDGELAMBDA_RUNTIME_API_PORT", 9001, _port),
             lambda_endpoint_url=env.get("EDGELAMBDA_LAMBDA_ENDPOINT_URL") or None,
@@ -144,13 +157,38 @@ class Settings:
         object.__setattr__(self, "runtime_images", MappingProxyType(merged))
 
     def check_production(self) -> None:
-        """Production mode refuses the development secrets."""
+        """Production mode refuses every development default that works as a secret."""
         if not self.is_production:
             return
-        if self.jwt_secret == DEFAULT_JWT_SECRET:
-            raise ConfigError("JWT_SECRET_KEY: the default secret is refused in production mode")
-        if self.api_key == DEFAULT_API_KEY:
-            raise ConfigError("X_API_KEY: the default API key is refused in production mode")
+        names = self.default_secrets()
+        if names:
+            raise ConfigError(
+                f"{', '.join(names)}: the development default is refused in production mode;"
+                " set each to a value of your own"
+            )
+
+    def default_secrets(self) -> list[str]:
+        """The variables whose development default is still in use, by name."""
+        defaults = (
+            ("JWT_SECRET_KEY", self.jwt_secret, DEFAULT_JWT_SECRET),
+            ("X_API_KEY", self.api_key, DEFAULT_API_KEY),
+            ("AUTH_PASS", self.auth_pass, DEFAULT_AUTH_PASS),
+            ("EDGELAMBDA_AWS_ACCESS_KEY_ID", self.aws_access_key_id, DEFAULT_ACCESS_KEY_ID),
+            (
+                "EDGELAMBDA_AWS_SECRET_ACCESS_KEY",
+                self.aws_secret_access_key,
+                DEFAULT_SECRET_ACCESS_KEY,
+            ),
+        )
+        return [name for name, value, default in defaults if value == default]
+
+    @property
+    def aws_credentials(self) -> dict[str, str]:
+        """The box's credentials as the AWS SDKs read them from the environment."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
+        }
 
     @property
     def gateway_url(self) -> str:
@@ -177,6 +215,20 @@ def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], 
 
 
 def _non_empty(raw: str) -> str:
+    return raw
+
+
+def _access_key_id(raw: str) -> str:
+    # RustFS (like MinIO) refuses root access keys under 3 characters.
+    if len(raw) < 3 or not raw.isascii() or any(c.isspace() or c in "/=," for c in raw):
+        raise ValueError("must be at least 3 characters, without spaces, '/', '=' or ','")
+    return raw
+
+
+def _secret_key(raw: str) -> str:
+    # RustFS (like MinIO) refuses root secret keys under 8 characters.
+    if len(raw) < 8 or not raw.isascii() or any(c.isspace() for c in raw):
+        raise ValueError("must be at least 8 characters, without spaces")
     return raw
 
 

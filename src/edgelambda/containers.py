@@ -21,11 +21,6 @@ TMP_SIZE_MB = 512  # Lambda's default ephemeral storage
 PIDS_LIMIT = 1024  # Lambda's process/thread limit
 MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB
 CUSTOM_RUNTIME_PREFIX = "provided"  # provided, provided.al2, provided.al2023
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "edgelambda",
-    "AWS_SECRET_ACCESS_KEY": "edgelambda",
-    "AWS_SESSION_TOKEN": "edgelambda",
-}
 
 
 @dataclass(frozen=True)
@@ -109,7 +104,7 @@ def container_spec(
     runtime_api: str,
     region: str,
     host_cpus: int,
-    endpoints: Mapping[str, str] | None = None,
+    aws_env: Mapping[str, str] | None = None,
 ) -> ContainerSpec:
     """The spec of one sandbox of ``function``: Lambda's environment, labels and limits."""
     is_custom_runtime = function.runtime.startswith(CUSTOM_RUNTIME_PREFIX)
@@ -124,7 +119,7 @@ def container_spec(
             instance=instance,
             runtime_api=runtime_api,
             region=region,
-            endpoints=endpoints or {},
+            aws_env=aws_env or {},
         ),
         labels={
             LABEL_FUNCTION: function.name,
@@ -145,11 +140,13 @@ def function_env(
     instance: str,
     runtime_api: str,
     region: str,
-    endpoints: Mapping[str, str],
+    aws_env: Mapping[str, str],
 ) -> dict[str, str]:
     """The user's variables overlaid with Lambda's reserved ones (which always win), and
-    the stack's service endpoints (``AWS_ENDPOINT_URL_LAMBDA`` ...) so unmodified SDK code
-    reaches them; a function may still point an endpoint elsewhere itself."""
+    the stack's AWS environment (the box's credentials and its service endpoints,
+    ``AWS_ENDPOINT_URL_S3`` ...) so unmodified SDK code reaches the stack; a function may
+    still point an endpoint elsewhere itself. No ``AWS_SESSION_TOKEN``: the box's keys are
+    static, and RustFS refuses a session token presented with them."""
     reserved = {
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
@@ -165,7 +162,7 @@ def function_env(
         "LAMBDA_RUNTIME_DIR": "/var/runtime",
         "TZ": ":UTC",
     }
-    return {**DUMMY_CREDENTIALS, **endpoints, **function.environment, **reserved}
+    return {**aws_env, **function.environment, **reserved}
 
 
 ACCOUNT_ID = "123456789012"  # the account id every edgelambda ARN and event carries

@@ -146,7 +146,7 @@ class Gateway:
             backend=self._backend,
             settings=settings,
             runtime_api=self.runtime_api,
-            endpoints=_function_endpoints(settings, lambda_url),
+            aws_env=_function_aws_env(settings, lambda_url),
             sink=self.sink,
             metrics=self.metrics,
         )
@@ -169,7 +169,12 @@ class Gateway:
         # Buckets and tables first: recovered and scheduled events may run at once.
         await ensure_resources(
             self.table.resources,
-            Endpoints(settings.s3_endpoint_url, settings.dynamodb_endpoint_url, settings.region),
+            Endpoints(
+                settings.s3_endpoint_url,
+                settings.dynamodb_endpoint_url,
+                settings.region,
+                settings.aws_credentials,
+            ),
             wait_s=settings.resources_wait_s,
         )
         await self._start_events()
@@ -241,9 +246,9 @@ def _address_of(host: str) -> str:
         ) from exc
 
 
-def _function_endpoints(settings: Settings, lambda_url: str) -> dict[str, str]:
-    """The stack's services as functions reach them, for unmodified SDK code."""
-    endpoints = {"AWS_ENDPOINT_URL_LAMBDA": lambda_url}
+def _function_aws_env(settings: Settings, lambda_url: str) -> dict[str, str]:
+    """The box's credentials and services as functions reach them, for unmodified SDK code."""
+    endpoints = {**settings.aws_credentials, "AWS_ENDPOINT_URL_LAMBDA": lambda_url}
     if settings.s3_endpoint_url:
         endpoints["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
     if settings.dynamodb_endpoint_url:

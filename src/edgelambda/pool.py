@@ -78,7 +78,7 @@ class Pool:
         backend: ContainerBackend,
         settings: Settings,
         runtime_api: str,
-        endpoints: Mapping[str, str] | None = None,
+        aws_env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sink: LogSink | None = None,
         metrics: Metrics | None = None,
@@ -86,7 +86,7 @@ class Pool:
         self._backend = backend
         self._settings = settings
         self._runtime_api = runtime_api
-        self._endpoints = dict(endpoints or {})
+        self._aws_env = dict(aws_env or {})
         self._clock = clock
         self._pools = {
             name: FunctionPool(spec, settings.queue_size) for name, spec in functions.items()
@@ -238,7 +238,7 @@ class Pool:
             runtime_api=self._runtime_api,
             region=self._settings.region,
             host_cpus=os.cpu_count() or 1,
-            endpoints=self._endpoints,
+            aws_env=self._aws_env,
         )
 
     async def _started(
