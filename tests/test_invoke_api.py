@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import time
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from edgelambda.config import Settings
 from edgelambda.errors import (
@@ -24,6 +29,7 @@ from edgelambda.invoke_api import (
     result_headers,
 )
 from edgelambda.sandbox import InvocationResult
+from edgelambda.sigv4 import SignedRequest
 
 REGION = "us-east-1"
 
@@ -86,13 +92,10 @@ def test_client_context_is_decoded() -> None:
         client_context("%%%not base64")
 
 
-def _authorised(settings: Settings, **headers: str | None) -> bool:
-    return is_authorised(
-        api_key=headers.get("api_key"),
-        authorization=headers.get("authorization"),
-        settings=settings,
-        now_s=1_800_000_000,
-    )
+def _authorised(settings: Settings, **headers: str) -> bool:
+    wire = {"x-api-key" if name == "api_key" else name: value for name, value in headers.items()}
+    request = SignedRequest("POST", "/2015-03-31/functions/f/invocations", "", wire, b"{}")
+    return is_authorised(request, settings=settings, now_s=1_800_000_000)
 
 
 def test_credentials_in_development_mode() -> None:
@@ -127,3 +130,23 @@ def test_result_headers() -> None:
     assert ok == {"X-Amz-Executed-Version": "$LATEST"}
     assert failed["X-Amz-Function-Error"] == "Unhandled"
     assert base64.b64decode(failed["X-Amz-Log-Result"]) == b"log\n"
+
+
+def test_production_mode_accepts_a_signature_made_with_the_box_keys() -> None:
+    settings = Settings(
+        is_production=True, aws_access_key_id="box-key", aws_secret_access_key="box-secret-key"
+    )
+    url = "http://127.0.0.1:8000/2015-03-31/functions/hello/invocations"
+
+    def signed(key: str, secret: str) -> SignedRequest:
+        request = AWSRequest(method="POST", url=url, data=b"{}")
+        SigV4Auth(Credentials(key, secret), "lambda", "us-east-1").add_auth(request)
+        headers = {name.lower(): str(value) for name, value in request.headers.items()}
+        return SignedRequest(
+            "POST", urlsplit(url).path, "", headers | {"host": "127.0.0.1:8000"}, b"{}"
+        )
+
+    now_s = time.time()
+    assert is_authorised(signed("box-key", "box-secret-key"), settings=settings, now_s=now_s)
+    assert not is_authorised(signed("box-key", "a-guess"), settings=settings, now_s=now_s)
+    assert not is_authorised(signed("edgelambda", "edgelambda"), settings=settings, now_s=now_s)

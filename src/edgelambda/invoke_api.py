@@ -14,7 +14,7 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from edgelambda import auth
+from edgelambda import auth, sigv4
 from edgelambda.config import Settings
 from edgelambda.containers import function_arn
 from edgelambda.errors import (
@@ -34,6 +34,7 @@ from edgelambda.logs import tail
 from edgelambda.pool import Pool
 from edgelambda.routing import RoutingTable
 from edgelambda.sandbox import Invocation, InvocationResult, ResponseStream, StreamBroken
+from edgelambda.sigv4 import SignedRequest
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +44,8 @@ MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload l
 MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024  # Lambda's limit for Event invocations
 MAX_CLIENT_CONTEXT_BYTES = 3583
 LOG_SETTLE_S = 0.5  # how long a Tail waits for the invocation's last output lines
-SIGV4_PREFIX = "AWS4-HMAC-SHA256"
+SIGV4_PREFIX = sigv4.ALGORITHM
+SIGV4_SERVICE = "lambda"  # the service name SDKs sign Invoke calls for
 
 
 class InvocationType(Enum):
@@ -124,17 +126,24 @@ def checked_payload(body: bytes, kind: InvocationType) -> bytes:
     return body
 
 
-def is_authorised(
-    *, api_key: str | None, authorization: str | None, settings: Settings, now_s: float
-) -> bool:
-    """The API key or a valid JWT; in development mode also any SigV4 signature, so a
-    stock SDK client with dummy credentials works. Never open in production mode."""
+def is_authorised(request: SignedRequest, *, settings: Settings, now_s: float) -> bool:
+    """The API key, a valid JWT, or a SigV4 signature: in production mode only a signature
+    that verifies against the box's keys; in development mode any, so a stock SDK client
+    with dummy credentials works. Never open in production mode."""
+    api_key = request.headers.get("x-api-key")
     if api_key is not None and auth.is_api_key_valid(api_key, settings.api_key):
         return True
+    authorization = request.headers.get("authorization", "")
+    if authorization.startswith(SIGV4_PREFIX):
+        return not settings.is_production or sigv4.verifies(
+            request,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+            service=SIGV4_SERVICE,
+            now_s=now_s,
+        )
     if not authorization:
         return False
-    if authorization.startswith(SIGV4_PREFIX):
-        return not settings.is_production
     try:
         auth.claims_for(authorization, secret=settings.jwt_secret, now_s=now_s)
     except Unauthorized:
@@ -164,14 +173,15 @@ class InvokeApi:
         """Answer one Invoke call; a synchronous one runs as ``request_id``, the id its
         response's ``x-amzn-RequestId`` header carries, as on AWS."""
         settings = self._backend.settings
-        await self._authorise(request, settings)
+        body = await read_body(request, _request_too_large)  # a signature covers it
+        self._authorise(request, body, settings)
         name = function_name(
             request.match_info["function"], request.query.get("Qualifier"), region=settings.region
         )
         if name not in self._backend.table.functions:
             raise ResourceNotFound(f"Function not found: {function_arn(name, settings.region)}")
         kind = invocation_type(request.headers.get("X-Amz-Invocation-Type"))
-        payload = checked_payload(await read_body(request, _request_too_large), kind)
+        payload = checked_payload(body, kind)
         if kind is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"X-Amz-Executed-Version": LATEST})
         if kind is InvocationType.EVENT:
@@ -185,17 +195,15 @@ class InvokeApi:
         )
         return await self._run(name, invocation, wants_tail=_wants_tail(request))
 
-    async def _authorise(self, request: web.Request, settings: Settings) -> None:
+    def _authorise(self, request: web.Request, body: bytes, settings: Settings) -> None:
         # A function in the stack calls through AWS_ENDPOINT_URL_LAMBDA: it is already ours.
         if self._backend.pool.has_sandbox_at(request.remote or ""):
             return
-        if not is_authorised(
-            api_key=request.headers.get("x-api-key"),
-            authorization=request.headers.get("Authorization"),
-            settings=settings,
-            now_s=time.time(),
-        ):
-            raise AccessDenied("Missing or invalid credentials (x-api-key or a JWT)")
+        if not is_authorised(signed_request(request, body), settings=settings, now_s=time.time()):
+            raise AccessDenied(
+                "Missing or invalid credentials (x-api-key, a JWT, or a SigV4 signature with"
+                " the box's keys)"
+            )
 
     async def _run(self, name: str, invocation: Invocation, *, wants_tail: bool) -> web.Response:
         try:
@@ -217,6 +225,17 @@ class InvokeApi:
             content_type="application/json",
             headers=result_headers(result, log_tail),
         )
+
+
+def signed_request(request: web.Request, body: bytes) -> SignedRequest:
+    """What a SigV4 signature of ``request`` covers, as it arrived."""
+    return SignedRequest(
+        method=request.method,
+        raw_path=request.raw_path.partition("?")[0],
+        raw_query=request.rel_url.raw_query_string,
+        headers=request.headers,
+        body=body,
+    )
 
 
 def _wants_tail(request: web.Request) -> bool:
