@@ -7,12 +7,14 @@ STAMP := $(VENV)/.installed
 BASE_IMAGE := edgelambda/runtime-python:local
 export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
 
-.PHONY: help install engine base-images stack-images dind-image run up down dind dind-down \
+.PHONY: help install engine base-images stack-images dind-image run check-settings up down \
+	dind dind-down \
 	test check lint types unit bench clean
 
 help:
 	@echo "make run          run the gateway on :8000 with the local runtime base"
-	@echo "make up / down    the compose stack (EDGELAMBDA_STANDINS=1: local stand-ins)"
+	@echo "make up / down    the compose stack (EDGELAMBDA_STANDINS=1: local stand-ins);"
+	@echo "                  settings from the environment and .env (see .env.example)"
 	@echo "make dind / dind-down  the same stack inside one parent container, onpre-app-root"
 	@echo "                  (EDGELAMBDA_OFFLINE=1: bake every image it needs into the parent)"
 	@echo "make test         ensure the engine and base image, run every test"
@@ -37,25 +39,47 @@ base-images: engine
 run: install base-images
 	$(BIN)/edgelambda serve
 
+# Settings reach compose from the environment and from $(ENV_FILE) (`.env`; `.env.example`
+# names every variable), the environment first, as compose reads them.
+ENV_FILE := $(or $(EDGELAMBDA_ENV_FILE),.env)
+env_value = $(or $($(1)),$(shell [ -f '$(ENV_FILE)' ] && sed -n 's/^[[:space:]]*$(1)=//p' '$(ENV_FILE)' | tail -n 1))
+IS_PRODUCTION := $(filter 1 true yes on,$(shell echo '$(call env_value,EDGELAMBDA_PRODUCTION)' | tr A-Z a-z))
+# Production mode publishes the data services (RustFS, Alternator, VictoriaLogs) on
+# 127.0.0.1 unless the operator names an address; development mode where the gateway is.
+export EDGELAMBDA_DATA_BIND_ADDRESS := $(or $(call env_value,EDGELAMBDA_DATA_BIND_ADDRESS),$(if $(IS_PRODUCTION),127.0.0.1,$(call env_value,EDGELAMBDA_BIND_ADDRESS)),0.0.0.0)
+ENV_FILE_ARG := $(if $(wildcard $(ENV_FILE)),--env-file $(abspath $(ENV_FILE)))
+# Where `make up` and `make dind` look for the gateway's /health.
+GATEWAY_HOST := $(or $(filter-out 0.0.0.0,$(call env_value,EDGELAMBDA_BIND_ADDRESS)),127.0.0.1)
+HEALTH_URL := http://$(GATEWAY_HOST):$(or $(call env_value,EDGELAMBDA_HTTP_PORT),8000)/health
+PROJECT = $${COMPOSE_PROJECT_NAME:-$(1)}
+
 # The compose stack. EDGELAMBDA_STANDINS=1 swaps RustFS, ScyllaDB and VictoriaLogs for
 # locally built stand-ins (machines that cannot pull images).
 COMPOSE_FILES := -f compose/docker-compose.yml $(if $(EDGELAMBDA_STANDINS),-f compose/docker-compose.standins.yml)
-compose = $$(bash scripts/ensure-compose.sh) -p $${COMPOSE_PROJECT_NAME:-edgelambda} $(COMPOSE_FILES)
+compose = $$(bash scripts/ensure-compose.sh) $(ENV_FILE_ARG) -p $(call PROJECT,edgelambda) $(COMPOSE_FILES)
+# The gateway checks its settings (production mode: no default secret) and the routing file
+# as the stack would start it, in a throwaway project, before anything starts.
+check_compose = EDGELAMBDA_NETWORK=$(call PROJECT,edgelambda)-check \
+  $$(bash scripts/ensure-compose.sh) $(ENV_FILE_ARG) -p $(call PROJECT,edgelambda)-check $(COMPOSE_FILES)
 
 # The Docker-in-Docker box. Privileged containers cannot start where the capability bounding
 # set lacks CAP_SYS_RESOURCE (bit 24); there the caps override replaces `privileged`.
 # EDGELAMBDA_DIND_PRIVILEGED=1 or 0 decides instead of that check.
 DIND_PRIVILEGED ?= $(or $(EDGELAMBDA_DIND_PRIVILEGED),$(shell bash -c 'echo $$(( 0x$$(grep -m1 CapBnd /proc/self/status | cut -f2) >> 24 & 1 ))'))
 DIND_FILES := -f compose/docker-compose.dind.yml $(if $(filter 1,$(DIND_PRIVILEGED)),,-f compose/docker-compose.dind-caps.yml)
-dind_compose = $$(bash scripts/ensure-compose.sh) -p $${COMPOSE_PROJECT_NAME:-edgelambda-box} $(DIND_FILES)
+dind_compose = $$(bash scripts/ensure-compose.sh) $(ENV_FILE_ARG) -p $(call PROJECT,edgelambda-box) $(DIND_FILES)
 
 stack-images: base-images
 	@start=$$SECONDS; EDGELAMBDA_SKIP_BASE_IMAGE=1 bash scripts/build-stack-images.sh >/dev/null; \
 	  echo "make: stack images ready in $$((SECONDS - start))s"
 
-up: stack-images
+check-settings: stack-images
+	@$(check_compose) run --rm --no-deps -T gateway check; rc=$$?; \
+	  $(check_compose) down -v >/dev/null 2>&1; exit $$rc
+
+up: check-settings
 	$(compose) up -d
-	@bash scripts/wait-healthy.sh "http://127.0.0.1:$${EDGELAMBDA_HTTP_PORT:-8000}/health" 180
+	@bash scripts/wait-healthy.sh "$(HEALTH_URL)" 180
 
 down:
 	$(compose) down
@@ -64,9 +88,9 @@ dind-image: stack-images
 	@start=$$SECONDS; bash scripts/build-dind-image.sh $(if $(EDGELAMBDA_OFFLINE),--offline) >/dev/null; \
 	  echo "make: parent image ready in $$((SECONDS - start))s"
 
-dind: dind-image
+dind: dind-image check-settings
 	$(dind_compose) up -d
-	@bash scripts/wait-healthy.sh "http://127.0.0.1:$${EDGELAMBDA_HTTP_PORT:-8000}/health" 300 \
+	@bash scripts/wait-healthy.sh "$(HEALTH_URL)" 300 \
 	  "docker logs onpre-app-root; inside it: /var/log/dockerd.log"
 
 dind-down:

@@ -60,6 +60,11 @@ ensure_rootfs() {
   image_exists "$ROOTFS" || { log "missing $ROOTFS (run scripts/build-base-image.sh)"; exit 1; }
 }
 
+ensure_standin_rootfs() {  # the stand-ins' rootfs: the runtime's plus curl and wget
+  image_exists "$STANDIN_ROOTFS_IMAGE" && return
+  import_rootfs "$ROOTFS_SUITE" "$STANDIN_ROOTFS_PACKAGES" "$STANDIN_ROOTFS_IMAGE" "$work"
+}
+
 # Python version (major.minor) of an image's python3, without pulling when it is local.
 python_version_of() {
   docker run --rm --entrypoint python3 "$1" -c \
@@ -125,7 +130,7 @@ build_gateway() {  # $1: tag
 
 # Bump when the way stand-ins are built below changes (their hash leaves out this script, so
 # that gateway-only edits here do not rebuild the slow moto image).
-STANDIN_RECIPE=2
+STANDIN_RECIPE=3
 
 standin_hash() {  # $1: stand-in name (moto | log-recorder); hashes its files in docker/standins
   (cd "$here" && sha256sum docker/standins/"$1".Dockerfile docker/standins/"$1"-requirements.txt
@@ -134,7 +139,8 @@ standin_hash() {  # $1: stand-in name (moto | log-recorder); hashes its files in
      moto) sha256sum docker/standins/moto_entry.py ;;
      log-recorder) sha256sum docker/standins/log_recorder.py ;;
    esac
-   echo "$ROOTFS $(image_id "$ROOTFS") $ROOTFS_PYVER") | sha256sum | cut -c1-12
+   echo "$STANDIN_ROOTFS_IMAGE $(image_id "$STANDIN_ROOTFS_IMAGE") $ROOTFS_PYVER") \
+    | sha256sum | cut -c1-12
 }
 
 build_standin() {  # $1: tag; the stand-in's name is $STANDIN
@@ -149,7 +155,7 @@ build_standin() {  # $1: tag; the stand-in's name is $STANDIN
     log-recorder) cp "$here/docker/standins/log_recorder.py" "$stage/ctx/" ;;
   esac
   legacy_build "$tag" "$stage/ctx" -f "$here/docker/standins/$STANDIN.Dockerfile" \
-    --build-arg "ROOTFS_IMAGE=$ROOTFS" --label "edgelambda.recipe=${tag##*:}"
+    --build-arg "ROOTFS_IMAGE=$STANDIN_ROOTFS_IMAGE" --label "edgelambda.recipe=${tag##*:}"
   log "  $STANDIN: docker build in $((SECONDS - t0))s"
 }
 
@@ -168,6 +174,7 @@ main() {
           "edgelambda/gateway:${GATEWAY_PYVER}-$(gateway_hash "$GATEWAY_PYVER")" \
           edgelambda/gateway:local ;;
       moto | log-recorder)
+        ensure_standin_rootfs
         STANDIN=$name build_once build_standin \
           "edgelambda/$name:$(standin_hash "$name")" "edgelambda/$name:local" ;;
       *) log "unknown image '$name' (gateway, moto, log-recorder)"; exit 2 ;;

@@ -7,6 +7,11 @@
 ROOTFS_SUITE=bookworm
 ROOTFS_PYVER=3.11
 ROOTFS_IMAGE="edgelambda/debian-rootfs:${ROOTFS_SUITE}-python${ROOTFS_PYVER}"
+# The stand-ins' rootfs adds the tools the real service images have, so that the stack's
+# healthchecks run unchanged in the stand-ins: curl (the RustFS and ScyllaDB images) and
+# wget (VictoriaLogs' Alpine image).
+STANDIN_ROOTFS_PACKAGES=python3,ca-certificates,curl,wget
+STANDIN_ROOTFS_IMAGE="edgelambda/standin-rootfs:${ROOTFS_SUITE}-$(sha256sum <<<"$STANDIN_ROOTFS_PACKAGES" | cut -c1-8)"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_id() { docker image inspect --format '{{.Id}}' "$1"; }

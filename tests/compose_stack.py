@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ import boto3
 import yaml
 from aiohttp.test_utils import unused_port
 
+from edgelambda.tracing import trace_root
 from tests.conftest import REPO_ROOT, TEST_FUNCTIONS
 
 # The `stack` test function does S3 put/get/list/delete and DynamoDB put/get/update/query/
-# delete with plain boto3 (no endpoint in its code) on the resources declared here.
+# delete with plain boto3 (no endpoint in its code) on the resources declared here, behind
+# the JWT of the original client's auth endpoint.
 STACK_ROUTING = """
 resources:
   buckets: [uploads]
@@ -33,12 +37,73 @@ functions:
     code: functions/stack
     timeout: 60
 routes:
-  - {path: /stack, method: GET, function: stack, auth: none}
+  - {path: /stack, method: GET, function: stack, auth: jwt}
 """
 STACK_RESULT = {
     "s3": {"body": "hello from a function", "listed": ["hello.txt"], "left": 0},
     "dynamodb": {"got": "5", "updated": "7", "queried": 1, "gone": True},
 }
+# The seed's development credentials of the auth endpoint.
+DEV_LOGIN = {"api_key": "dev-api-key-change-in-production", "user": "onpremise-user",
+             "password": "onpremise-pass"}  # fmt: skip
+
+
+def stack_result(body: dict[str, Any]) -> dict[str, Any]:
+    """What the stack function did with S3 and DynamoDB (without its per-call fields)."""
+    return {"s3": body["s3"], "dynamodb": body["dynamodb"]}
+
+
+async def login(
+    session: aiohttp.ClientSession, gateway: str, *, api_key: str, user: str, password: str
+) -> str:
+    """A token from the original client's endpoint, as its client asks for one."""
+    credentials = {"AuthParameters": {"USERNAME": user, "PASSWORD": password}}
+    async with session.post(
+        f"{gateway}/user/auth/ver1.0", headers={"x-api-key": api_key}, json=credentials
+    ) as response:
+        assert response.status == 200, await response.text()
+        token: str = (await response.json())["AuthenticationResult"]["IdToken"]
+    return token
+
+
+async def original_client_flow(gateway: str, logs_url: str, **login_as: str) -> None:
+    """The original client's flow with auth on: log in, call the JWT-protected route, whose
+    function puts and reads back an S3 object and a DynamoDB item and sees the user, then
+    find its log line by request id with `edgelambda logs`, attributed and traced."""
+    trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=1"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{gateway}/stack") as refused:
+            assert refused.status == 401
+        token = await login(session, gateway, **login_as)
+        headers = {"Authorization": f"Bearer {token}", "X-Amzn-Trace-Id": trace}
+        async with session.get(f"{gateway}/stack", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            body = await response.json()
+    assert stack_result(body) == STACK_RESULT
+    assert body["user"] == login_as["user"]  # requestContext.authorizer.claims, as ported
+    said = f"stack: s3 and dynamodb used by {body['request_id']}"
+    records = await logged(logs_url, "stack", body["request_id"], said)
+    line = next(record for record in records if said in record["_msg"])
+    assert line["function"] == "stack"
+    assert line["aws_request_id"] == body["request_id"]
+    assert trace_root(line["trace_id"]) == trace_root(trace)
+
+
+async def logged(
+    logs_url: str, function: str, request_id: str, text: str, within_s: float = 30
+) -> list[dict[str, Any]]:
+    """An invocation's records through `edgelambda logs --request-id --json`, once one of
+    them says ``text`` (shipping is batched) or the wait is over."""
+    env = {**os.environ, "EDGELAMBDA_VICTORIALOGS_URL": logs_url}
+    command = [sys.executable, "-m", "edgelambda", "logs", function, "--request-id", request_id]
+    deadline = time.monotonic() + within_s
+    while True:
+        output = await run_command(*command, "--json", env=env)
+        records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        if any(text in record.get("_msg", "") for record in records):
+            return records
+        assert time.monotonic() < deadline, f"no line saying {text!r} in {records}"
+        await asyncio.sleep(1)
 
 
 def project_dir(root: Path, routing: str, functions: list[str]) -> tuple[Path, Path]:

@@ -16,13 +16,14 @@ import pytest
 import yaml
 
 from tests.compose_stack import (
-    STACK_RESULT,
+    DEV_LOGIN,
     STACK_ROUTING,
     add_route_in_place,
     compose_command,
     compose_env,
     declared_resources,
     get_json,
+    original_client_flow,
     project_dir,
     run_command,
 )
@@ -93,7 +94,9 @@ async def test_the_box_runs_functions_in_nested_containers_and_stops_cleanly(
     on_host = await docker.containers.list(all=True)
     assert not any(container.id.startswith(served_by) for container in on_host)
 
-    assert await get_json(f"{gateway}/stack") == STACK_RESULT
+    await original_client_flow(
+        gateway, f"http://127.0.0.1:{box_env['EDGELAMBDA_VICTORIALOGS_PORT']}", **DEV_LOGIN
+    )
     # routing.yaml reaches the inner gateway through two file mounts; an edit still reloads.
     again = {"path": "/again", "method": "GET", "function": "who", "auth": "none"}
     add_route_in_place(Path(box_env["EDGELAMBDA_ROUTING"]), again)

@@ -173,12 +173,24 @@ def test_v1_empty_maps_are_null() -> None:
     assert event["isBase64Encoded"] is False
 
 
-def test_v1_claims_go_under_authorizer() -> None:
+def test_v1_claims_go_under_authorizer_as_strings_with_the_user_name() -> None:
     claims: dict[str, object] = {"sub": "onpremise-user", "exp": 1700000000}
 
     event = v1(RICH, claims)
 
-    assert context(event)["authorizer"] == {"claims": claims}
+    # REST API passes every claim as a string; ported handlers read cognito:username both
+    # from the claims and from the authorizer itself.
+    assert context(event)["authorizer"] == {
+        "claims": {
+            "sub": "onpremise-user",
+            "exp": "1700000000",
+            "cognito:username": "onpremise-user",
+            "username": "onpremise-user",
+        },
+        "cognito:username": "onpremise-user",
+        "username": "onpremise-user",
+    }
+    assert claims == {"sub": "onpremise-user", "exp": 1700000000}  # the caller's map untouched
 
 
 def test_v1_binary_upload_is_base64() -> None:
@@ -293,12 +305,18 @@ def test_v2_cookies_from_several_cookie_headers() -> None:
     assert "cookie" not in headers
 
 
-def test_v2_claims_go_under_jwt_authorizer() -> None:
-    claims: dict[str, object] = {"sub": "onpremise-user"}
+def test_v2_claims_go_under_jwt_authorizer_as_strings_with_the_user_name() -> None:
+    claims: dict[str, object] = {"sub": "onpremise-user", "iat": 1700000000}
 
     event = v2(RICH, claims)
 
-    assert context(event)["authorizer"] == {"jwt": {"claims": claims, "scopes": None}}
+    expected = {
+        "sub": "onpremise-user",
+        "iat": "1700000000",
+        "cognito:username": "onpremise-user",
+        "username": "onpremise-user",
+    }
+    assert context(event)["authorizer"] == {"jwt": {"claims": expected, "scopes": None}}
 
 
 def test_v2_binary_upload_is_base64() -> None:
@@ -550,12 +568,27 @@ def test_v1_malformed_result_is_a_function_error(raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"message": "hi",  "n": [1, 2.50]}', b'"just a string"', b"42", b"null", b"[true]"],
+    [b'{"message": "hi",  "n": [1, 2.50]}', b"42", b"null", b"[true]"],
 )
 def test_v2_plain_json_is_the_body(raw: bytes) -> None:
     response = parse_v2_result(raw)
 
     assert response == HttpResponse(200, (("Content-Type", "application/json"),), raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (b'"hello from lambda"', b"hello from lambda"),
+        (b'"caf\\u00e9 \\"quoted\\"\\n"', 'café "quoted"\n'.encode()),
+        (b'""', b""),
+    ],
+)
+def test_v2_a_json_string_result_is_its_value(raw: bytes, body: bytes) -> None:
+    response = parse_v2_result(raw)
+
+    # AWS's table: output "Hello from Lambda!" is served as the body Hello from Lambda!
+    assert response == HttpResponse(200, (("Content-Type", "application/json"),), body)
 
 
 def test_v2_structured_result_with_cookies() -> None:
@@ -599,6 +632,7 @@ def test_v2_structured_base64_and_text() -> None:
         pytest.param(result(statusCode=200, cookies="a=1"), id="cookies-string"),
         pytest.param(result(statusCode=200, cookies=[1]), id="cookies-numbers"),
         pytest.param(result(statusCode=200, cookies=["a=1\nb"]), id="cookie-newline"),
+        pytest.param(b'"\\ud800"', id="string-lone-surrogate"),
     ],
 )
 def test_v2_malformed_result_is_a_function_error(raw: bytes) -> None:

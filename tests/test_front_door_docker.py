@@ -93,7 +93,7 @@ async def test_v2_plain_json_result_is_200(gateway: GatewayFactory) -> None:
 
     assert response.status == 200
     assert response.headers["Content-Type"] == "application/json"
-    assert await response.read() == b'"not an API Gateway result"'
+    assert await response.read() == b"not an API Gateway result"  # a JSON string is its value
 
 
 async def test_the_event_carries_the_request(gateway: GatewayFactory) -> None:

@@ -3,6 +3,7 @@ running the real awslambdaric -> HTTP response."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import aiodocker
@@ -114,3 +115,34 @@ async def test_a_missing_base_image_is_a_clear_503(gateway: GatewayFactory) -> N
     failures = [e for e in logs if e["event"] == "cold start failed"]
     assert "edgelambda/does-not-exist:1" in failures[0]["error"]
     assert "make base-images" in failures[0]["error"]
+
+
+WHO_AM_I = routing_text(
+    {"me": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "responses")}},
+    [
+        {"path": "/me/v1", "method": "GET", "function": "me", "auth": "jwt"},
+        {"path": "/me/v2", "method": "GET", "function": "me", "auth": "jwt", "payload": "2.0"},
+    ],
+)
+
+
+async def test_a_jwt_routes_handler_sees_the_user_as_cognito_did(gateway: GatewayFactory) -> None:
+    client = await gateway(WHO_AM_I, auth_user="ada", auth_pass="analytical-engine")
+    login = await client.post(
+        "/user/auth/ver1.0",
+        json={"AuthParameters": {"USERNAME": "ada", "PASSWORD": "analytical-engine"}},
+        headers={"x-api-key": client.app[GATEWAY_KEY].settings.api_key},
+    )
+    token = (await login.json())["AuthenticationResult"]["IdToken"]
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    v1 = await client.get("/me/v1?shape=echo", headers=bearer)
+    v2 = await client.get("/me/v2?shape=echo", headers=bearer)
+
+    assert (v1.status, v2.status) == (200, 200), await v1.text()
+    authorizer = json.loads(await v1.text())["requestContext"]["authorizer"]
+    jwt_claims = json.loads(await v2.text())["requestContext"]["authorizer"]["jwt"]["claims"]
+    for claims in (authorizer["claims"], jwt_claims):
+        assert claims["cognito:username"] == claims["username"] == claims["sub"] == "ada"
+        assert all(isinstance(value, str) for value in claims.values())  # as API Gateway
+    assert authorizer["cognito:username"] == authorizer["username"] == "ada"

@@ -90,6 +90,58 @@ async def test_tail_returns_the_invocations_log(gateway: GatewayFactory) -> None
     assert "Init Duration: " in report  # the first call was a cold start
 
 
+CHATTER = {"chatter": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "chatter"),
+                       "max_concurrency": 4, "min_warm": 4}}  # fmt: skip
+
+
+async def test_every_tail_is_start_output_end_report_under_load(gateway: GatewayFactory) -> None:
+    client = await gateway(routing_text(CHATTER, []))
+    await _ready(client, "chatter", 4)
+
+    # Waves of four concurrent calls over the four warm containers. Each container's last
+    # line is printed right before it returns, so it reaches the gateway after the response.
+    tails = []
+    for wave in range(8):
+        tails += await asyncio.gather(
+            *(_tail_of_call(client, n) for n in range(4 * wave, 4 * wave + 4))
+        )
+
+    misshapen = [
+        (n, lines) for n, (request_id, lines) in enumerate(tails)
+        if not _is_start_output_end_report(lines, request_id, n)
+    ]  # fmt: skip
+    assert misshapen == []
+
+
+async def _ready(client: TestClient, function: str, count: int) -> None:
+    ready = f'edgelambda_containers{{function="{function}",state="ready"}} {float(count)}'
+    deadline = time.monotonic() + 30
+    while ready not in await (await client.get("/metrics")).text():
+        assert time.monotonic() < deadline, f"{count} warm containers never became ready"
+        await asyncio.sleep(0.1)
+
+
+async def _tail_of_call(client: TestClient, n: int) -> tuple[str, list[str]]:
+    response = await client.post(
+        "/2015-03-31/functions/chatter/invocations",
+        json={"n": n, "pause_s": 0.01 * (n % 3)},
+        headers={"x-api-key": "dev-api-key-change-in-production", "X-Amz-Log-Type": "Tail"},
+    )
+    assert response.status == 200, await response.text()
+    log = base64.b64decode(response.headers["X-Amz-Log-Result"]).decode()
+    return response.headers["x-amzn-RequestId"], log.splitlines()
+
+
+def _is_start_output_end_report(lines: list[str], request_id: str, n: int) -> bool:
+    output = [*(f"call {n} line {i}" for i in range(5)), f"call {n} done"]
+    return (
+        lines[:1] == [f"START RequestId: {request_id} Version: $LATEST"]
+        and lines[1:-2] == output
+        and lines[-2:-1] == [f"END RequestId: {request_id}"]
+        and lines[-1].startswith(f"REPORT RequestId: {request_id}\t")
+    )
+
+
 async def test_payloads_over_6_mb_are_refused_as_aws_does(gateway: GatewayFactory) -> None:
     client = await gateway(routing_text(FUNCTIONS, []))
 

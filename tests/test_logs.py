@@ -11,6 +11,7 @@ from edgelambda.logs import (
     parse_level,
     report_line,
     tail,
+    window_end,
 )
 
 
@@ -43,6 +44,16 @@ def test_owner_is_the_latest_started_invocation() -> None:
     assert owner(10.5, spans) == "a"
     assert owner(11.5, spans) == "a"  # after its response, before the next one
     assert owner(12.5, spans) == "b"
+
+
+def test_window_end_is_where_owner_moves_to_the_next_invocation() -> None:
+    spans = [Span("a", 10.0, 11.0), Span("b", 12.0, 12.5), Span("c", 13.0, None)]
+    starts = [span.start_s for span in spans]
+
+    assert window_end(10.0, starts) == 12.0  # not its response at 11.0: late output is its own
+    assert window_end(13.0, starts) is None  # nothing followed yet
+    assert owner(12.0 - 1e-6, spans) == "a"
+    assert owner(12.0, spans) == "b"
 
 
 def test_tail_keeps_the_last_4_kb() -> None:

@@ -448,7 +448,10 @@ async def test_each_invocation_gets_start_end_and_report_lines() -> None:
     await asyncio.gather(*calls)
     await asyncio.wait_for(second.log_done.wait(), timeout=1)
 
-    platform = [r.message for r in sink.records if r.stream == "platform"]
+    # END and REPORT are written once the output has caught up, timed before the next START:
+    # in time order each invocation's lines stay together.
+    records = sorted(sink.records, key=lambda record: record.time_s)
+    platform = [r.message for r in records if r.stream == "platform"]
     assert platform[0] == f"START RequestId: {first.request_id} Version: $LATEST"
     assert platform[1] == f"END RequestId: {first.request_id}"
     report = next(

@@ -1,10 +1,10 @@
 # Stand-in for VictoriaLogs where its image cannot be pulled: log_recorder.py speaks the part
 # of VictoriaLogs' HTTP API edgelambda uses (/insert/jsonline, /select/logsql/query and
 # /tail, /health), keeps lines in memory and appends them to /data/lines.jsonl. Built offline
-# by scripts/build-stack-images.sh (edgelambda/log-recorder:local) FROM the imported Debian
-# rootfs, with aiohttp installed on the host from wheels, packed as site.tar in the build
+# by scripts/build-stack-images.sh (edgelambda/log-recorder:local) FROM the stand-ins' Debian
+# rootfs (with wget, as VictoriaLogs' Alpine image has), with aiohttp installed on the host from wheels, packed as site.tar in the build
 # context (ADD unpacks it).
-ARG ROOTFS_IMAGE=edgelambda/debian-rootfs:bookworm-python3.11
+ARG ROOTFS_IMAGE
 FROM ${ROOTFS_IMAGE}
 
 ENV LANG=C.UTF-8 \

@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     logs_cmd.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs_cmd.add_argument("--since", default="10m", help="how far back, e.g. 30s, 10m, 2h, 1d")
     logs_cmd.add_argument("--request-id", help="only this invocation's lines")
+    logs_cmd.add_argument(
+        "--json", action="store_true", help="whole records (function, request and trace ids)"
+    )
     events_cmd = commands.add_parser("events", help="asynchronous invocations")
     events_sub = events_cmd.add_subparsers(dest="events_command", required=True)
     dlq = events_sub.add_parser("dlq", help="list dead-lettered events (or replay them)")
@@ -154,7 +157,7 @@ async def show_logs(settings: Settings, args: argparse.Namespace) -> int:
         ):
             response.raise_for_status()
             async for line in response.content:
-                _print_log_line(line)
+                _print_log_line(line, is_json=args.json)
     except aiohttp.ClientError as exc:
         print(f"edgelambda: cannot read logs from {url}: {exc}", file=sys.stderr)
         return 1
@@ -174,13 +177,15 @@ def logsql_query(
     return " ".join([f"_time:{since}", *filters]) + " | sort by (_time)"
 
 
-def _print_log_line(raw: bytes) -> None:
+def _print_log_line(raw: bytes, *, is_json: bool) -> None:
     try:
         record = json.loads(raw)
     except ValueError:
         return
-    if isinstance(record, dict):
-        print(f"{record.get('_time', '')} {record.get('_msg', '')}", flush=True)
+    if not isinstance(record, dict):
+        return
+    text = json.dumps(record) if is_json else f"{record.get('_time', '')} {record.get('_msg', '')}"
+    print(text, flush=True)
 
 
 async def dead_letters(settings: Settings, *, replay: str | None) -> int:

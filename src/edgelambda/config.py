@@ -219,14 +219,15 @@ def _non_empty(raw: str) -> str:
 
 
 def _access_key_id(raw: str) -> str:
-    # RustFS (like MinIO) refuses root access keys under 3 characters.
+    # RustFS's bounds for access keys (rustfs/rustfs crates/policy/src/auth/credentials.rs:
+    # ACCESS_KEY_MIN_LEN 3); '/', '=' and ',' would break a SigV4 Credential= field.
     if len(raw) < 3 or not raw.isascii() or any(c.isspace() or c in "/=," for c in raw):
         raise ValueError("must be at least 3 characters, without spaces, '/', '=' or ','")
     return raw
 
 
 def _secret_key(raw: str) -> str:
-    # RustFS (like MinIO) refuses root secret keys under 8 characters.
+    # RustFS's bound for secret keys (the same file: SECRET_KEY_MIN_LEN 8).
     if len(raw) < 8 or not raw.isascii() or any(c.isspace() for c in raw):
         raise ValueError("must be at least 8 characters, without spaces")
     return raw

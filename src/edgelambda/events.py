@@ -61,6 +61,7 @@ _DEFAULT_CONTENT_TYPE = "application/json"  # what API Gateway sends when the fu
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+_USER_NAME_CLAIMS = ("cognito:username", "username")  # what ported Cognito handlers read
 _V1_IDENTITY_NULLS = (
     "accessKey",
     "accountId",
@@ -215,7 +216,7 @@ def _v1_context(
         "domainName": domain_name,
         "domainPrefix": domain_prefix,
         "identity": identity,
-        "authorizer": {"claims": dict(claims)} if claims is not None else None,
+        "authorizer": _v1_authorizer(claims) if claims is not None else None,
     }
 
 
@@ -246,8 +247,27 @@ def _v2_context(
         "timeEpoch": now_ms,
     }
     if claims is not None:
-        context["authorizer"] = {"jwt": {"claims": dict(claims), "scopes": None}}
+        context["authorizer"] = {"jwt": {"claims": _authorizer_claims(claims), "scopes": None}}
     return context
+
+
+def _v1_authorizer(claims: Mapping[str, object]) -> dict[str, object]:
+    """The claims, and the user names beside them, where the original system put them."""
+    text_claims = _authorizer_claims(claims)
+    return {"claims": text_claims, **{name: text_claims[name] for name in _USER_NAME_CLAIMS}}
+
+
+def _authorizer_claims(claims: Mapping[str, object]) -> dict[str, str]:
+    """The token's claims as API Gateway hands them on (every value a string), plus the user
+    name the token was issued for (its ``sub``) under the names Cognito handlers read."""
+    text_claims = {name: _claim_text(value) for name, value in claims.items()}
+    user = text_claims.get("sub", "")
+    return {**text_claims, **dict.fromkeys(_USER_NAME_CLAIMS, user)}
+
+
+def _claim_text(value: object) -> str:
+    # Numbers and booleans as JSON spells them: "exp": "1700000000", as API Gateway sends it.
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _v1_headers(
@@ -397,12 +417,16 @@ def parse_v2_result(raw: bytes) -> HttpResponse:
 
     An object with ``statusCode`` is read like payload 1.0 plus ``cookies`` (one Set-Cookie
     each); API Gateway's 2.0 format has no ``multiValueHeaders``. Any other valid JSON is the
-    body itself: status 200, ``application/json``, the bytes exactly as returned.
+    body itself: status 200, ``application/json``; a JSON string is sent as its value, other
+    JSON as the bytes exactly as returned.
     """
     result = _load_json(raw)
     if isinstance(result, dict) and "statusCode" in result:
         return _structured_response(result, multi_value=False, cookies=True)
-    return HttpResponse(200, (("Content-Type", _DEFAULT_CONTENT_TYPE),), raw)
+    # AWS's "Lambda function response for format 2.0" table: the output "Hello from Lambda!"
+    # is served as the body Hello from Lambda!, an object as its JSON text.
+    body = _result_body(result, None) if isinstance(result, str) else raw
+    return HttpResponse(200, (("Content-Type", _DEFAULT_CONTENT_TYPE),), body)
 
 
 def _load_json(raw: bytes) -> object:

@@ -43,7 +43,7 @@ LATEST = "$LATEST"
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload limit
 MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024  # Lambda's limit for Event invocations
 MAX_CLIENT_CONTEXT_BYTES = 3583
-LOG_SETTLE_S = 0.5  # how long a Tail waits for the invocation's last output lines
+LOG_SETTLE_S = 2.0  # a backstop: the journal closes every log (output, END, REPORT) within 1 s
 SIGV4_PREFIX = sigv4.ALGORITHM
 SIGV4_SERVICE = "lambda"  # the service name SDKs sign Invoke calls for
 

@@ -22,6 +22,7 @@ from edgelambda.logs import (
     owner,
     report_line,
     start_line,
+    window_end,
 )
 from edgelambda.metrics import Metrics, outcome
 from edgelambda.sandbox import Invocation, Sandbox
@@ -29,6 +30,14 @@ from edgelambda.sandbox import Invocation, Sandbox
 # The peak memory of a container is asked of the engine at most this often: a stats call per
 # invocation would load the engine more than the invocations themselves.
 MEMORY_REFRESH_S = 5.0
+MEMORY_WAIT_S = 0.5  # a slower answer is not waited for: REPORT gives the last known peak
+# The engine stamps and sends a line milliseconds after the container wrote it (tens of ms
+# under load), so an invocation's last lines often arrive after its response. END waits for
+# them: until a line stamped after the next invocation began arrives, or the stream has been
+# quiet this long, ...
+OUTPUT_QUIET_S = 0.05
+OUTPUT_WAIT_S = 1.0  # ... but never longer than this
+_TICK_S = 1e-5  # apart in time, so sorting by time keeps END before REPORT
 
 
 class Journal:
@@ -53,22 +62,19 @@ class Journal:
         invocation.started_s = time.time()
         invocation.init_ms, sandbox.pending_init_ms = sandbox.pending_init_ms, None
         sandbox.recent.append(invocation)
-        self._platform(sandbox, invocation, start_line(invocation.request_id))
+        self._platform(sandbox, invocation, start_line(invocation.request_id), time.time())
         if self._metrics is not None and invocation.init_ms is not None:
             self._metrics.cold_starts.labels(sandbox.function.name).inc()
 
     def conclude(self, sandbox: Sandbox, invocation: Invocation) -> None:
-        """``invocation`` ended (answered, failed, timed out or crashed): write END, then
-        REPORT once the container's peak memory is known."""
+        """``invocation`` ended (answered, failed, timed out or crashed): write END and REPORT
+        once its output has arrived from the engine and the container's peak memory is known
+        (each wait bounded)."""
         if invocation.sandbox is not sandbox or invocation.ended_s is not None:
             return
         invocation.ended_s = time.time()
-        self._platform(sandbox, invocation, end_line(invocation.request_id))
         self._count(sandbox, invocation)
-        if time.monotonic() - sandbox.memory_checked_s < MEMORY_REFRESH_S:
-            self._write_report(sandbox, invocation)  # the engine was asked recently enough
-        else:
-            self._own(self._report(sandbox, invocation))
+        self._own(self._close(sandbox, invocation))
 
     def _count(self, sandbox: Sandbox, invocation: Invocation) -> None:
         if self._metrics is None or invocation.ended_s is None:
@@ -83,16 +89,33 @@ class Journal:
         self._metrics.invocations.labels(name, outcome(result)).inc()
         self._metrics.duration.labels(name).observe(invocation.ended_s - invocation.started_s)
 
-    async def _report(self, sandbox: Sandbox, invocation: Invocation) -> None:
-        """Ask the engine for the container's peak memory, then write REPORT."""
-        sandbox.memory_checked_s = time.monotonic()
-        if sandbox.container_id is not None:
-            peak_mb = await self._backend.memory_peak_mb(sandbox.container_id)
-            if peak_mb is not None:
-                sandbox.memory_peak_mb = peak_mb
-        self._write_report(sandbox, invocation)
+    async def _close(self, sandbox: Sandbox, invocation: Invocation) -> None:
+        """END after the invocation's last output, then REPORT; written even when cancelled
+        (shutdown), so no invocation's log is left open."""
+        assert invocation.ended_s is not None
+        try:
+            await asyncio.gather(
+                _output_caught_up(sandbox, invocation), self._refresh_memory(sandbox)
+            )
+        finally:
+            end_s = _log_end_s(sandbox, invocation)
+            self._platform(sandbox, invocation, end_line(invocation.request_id), end_s)
+            self._write_report(sandbox, invocation, end_s + _TICK_S)
 
-    def _write_report(self, sandbox: Sandbox, invocation: Invocation) -> None:
+    async def _refresh_memory(self, sandbox: Sandbox) -> None:
+        """Ask the engine for the container's peak memory, unless it was asked recently."""
+        if time.monotonic() - sandbox.memory_checked_s < MEMORY_REFRESH_S:
+            return
+        sandbox.memory_checked_s = time.monotonic()
+        if sandbox.container_id is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MEMORY_WAIT_S):
+                peak_mb = await self._backend.memory_peak_mb(sandbox.container_id)
+                if peak_mb is not None:
+                    sandbox.memory_peak_mb = peak_mb
+
+    def _write_report(self, sandbox: Sandbox, invocation: Invocation, time_s: float) -> None:
         assert invocation.ended_s is not None
         line = report_line(
             invocation.request_id,
@@ -101,7 +124,7 @@ class Journal:
             max_memory_used_mb=sandbox.memory_peak_mb,
             init_duration_ms=invocation.init_ms,
         )
-        self._platform(sandbox, invocation, line)
+        self._platform(sandbox, invocation, line, time_s)
         invocation.log_done.set()
 
     async def follow(self, sandbox: Sandbox, container_id: str, since_s: float) -> None:
@@ -113,15 +136,17 @@ class Journal:
         spans = [Span(i.request_id, i.started_s, i.ended_s) for i in sandbox.recent]
         request_id = owner(line.time_s, spans)
         invocation = next((i for i in sandbox.recent if i.request_id == request_id), None)
-        if invocation is not None:
+        # Once REPORT is written the invocation's own log is closed: REPORT stays its last
+        # line. Later output (a thread still printing) still reaches the sink, attributed.
+        if invocation is not None and not invocation.log_done.is_set():
             invocation.add_log(line.text)
         sandbox.output_seen_s = max(sandbox.output_seen_s, line.time_s)
         sandbox.output_arrived.set()
         self._sink.emit(self._record(sandbox, invocation, line.text, line.stream, line.time_s))
 
-    def _platform(self, sandbox: Sandbox, invocation: Invocation, text: str) -> None:
+    def _platform(self, sandbox: Sandbox, invocation: Invocation, text: str, time_s: float) -> None:
         invocation.add_log(text)
-        record = self._record(sandbox, invocation, text, OutputStream.PLATFORM, time.time())
+        record = self._record(sandbox, invocation, text, OutputStream.PLATFORM, time_s)
         self._sink.emit(record)
 
     @staticmethod
@@ -142,12 +167,37 @@ class Journal:
 
     @staticmethod
     async def settled(invocation: Invocation, timeout_s: float) -> None:
-        """Wait (bounded) until ``invocation``'s log is complete: REPORT written and the
-        container's output received up to the moment it ended."""
+        """Wait (bounded) until ``invocation``'s log is complete: its output, END and REPORT."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await invocation.log_done.wait()
-                sandbox, ended_s = invocation.sandbox, invocation.ended_s
-                while sandbox is not None and ended_s and sandbox.output_seen_s < ended_s:
-                    sandbox.output_arrived.clear()
+
+
+async def _output_caught_up(sandbox: Sandbox, invocation: Invocation) -> None:
+    """Wait until the engine has sent every line that belongs to ``invocation``: one stamped
+    after its attribution window has arrived, or nothing arrived for :data:`OUTPUT_QUIET_S`
+    (the quiet timeout ends the loop); at most :data:`OUTPUT_WAIT_S` in all."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(OUTPUT_WAIT_S):
+            while not _is_stream_past(sandbox, invocation):
+                sandbox.output_arrived.clear()
+                async with asyncio.timeout(OUTPUT_QUIET_S):
                     await sandbox.output_arrived.wait()
+
+
+def _log_end_s(sandbox: Sandbox, invocation: Invocation) -> float:
+    """The time END and REPORT carry: now, but before the sandbox's next START when that
+    invocation already began, so a log store sorted by time keeps each invocation whole."""
+    window_end_s = window_end(invocation.started_s, [i.started_s for i in sandbox.recent])
+    now_s = time.time()
+    return now_s if window_end_s is None else min(now_s, window_end_s - 2 * _TICK_S)
+
+
+def _is_stream_past(sandbox: Sandbox, invocation: Invocation) -> bool:
+    """Whether a line stamped after ``invocation``'s window (it ends when the sandbox's next
+    invocation starts) has arrived: the engine sends lines in order, so none of its own is
+    still to come."""
+    if invocation not in sandbox.recent:
+        return True  # too old for any line to be attributed to it
+    window_end_s = window_end(invocation.started_s, [i.started_s for i in sandbox.recent])
+    return window_end_s is not None and sandbox.output_seen_s >= window_end_s

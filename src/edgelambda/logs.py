@@ -195,6 +195,13 @@ def owner(time_s: float, spans: Sequence[Span]) -> str | None:
     return max(started, key=lambda span: span.start_s).request_id if started else None
 
 
+def window_end(start_s: float, starts_s: Iterable[float]) -> float | None:
+    """When the attribution window of the invocation that started at ``start_s`` ends: the
+    next start among ``starts_s`` (its sandbox's invocations), None while none followed.
+    The counterpart of :func:`owner`."""
+    return min((s for s in starts_s if s > start_s), default=None)
+
+
 def tail(lines: Iterable[str], limit_bytes: int = TAIL_BYTES) -> bytes:
     """The last ``limit_bytes`` of the lines, newline-terminated, as X-Amz-Log-Result has it."""
     text = "".join(f"{line}\n" for line in lines).encode()

@@ -1,5 +1,6 @@
 """Plain boto3 with no endpoint configuration: the stack's S3 and DynamoDB are reached
-through the AWS_ENDPOINT_URL_* variables the gateway sets."""
+through the AWS_ENDPOINT_URL_* variables the gateway sets. Reads the user as the original
+system's handlers do, and says in its log which invocation it was."""
 
 import json
 
@@ -7,7 +8,12 @@ import boto3
 
 
 def handler(event, context):
-    return {"statusCode": 200, "body": json.dumps({"s3": use_s3(), "dynamodb": use_dynamodb()})}
+    result = {"s3": use_s3(), "dynamodb": use_dynamodb()}
+    print(f"stack: s3 and dynamodb used by {context.aws_request_id}")
+    authorizer = event["requestContext"].get("authorizer") or {}
+    user = (authorizer.get("claims") or {}).get("cognito:username", "anonymous")
+    body = {**result, "user": user, "request_id": context.aws_request_id}
+    return {"statusCode": 200, "body": json.dumps(body)}
 
 
 def use_s3():
