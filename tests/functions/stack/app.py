@@ -10,7 +10,7 @@ import boto3
 def handler(event, context):
     result = {"s3": use_s3(), "dynamodb": use_dynamodb()}
     print(f"stack: s3 and dynamodb used by {context.aws_request_id}")
-    authorizer = event["requestContext"].get("authorizer") or {}
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}  # none: Invoke API
     user = (authorizer.get("claims") or {}).get("cognito:username", "anonymous")
     body = {**result, "user": user, "request_id": context.aws_request_id}
     return {"statusCode": 200, "body": json.dumps(body)}
