@@ -13,13 +13,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import aiohttp
 import boto3
 import yaml
 from aiohttp.test_utils import unused_port
 
 from edgelambda.tracing import trace_root
-from tests.conftest import REPO_ROOT, TEST_FUNCTIONS
+from tests.conftest import REPO_ROOT, TEST_FUNCTIONS, stack_containers
 
 # The `stack` test function does S3 put/get/list/delete and DynamoDB put/get/update/query/
 # delete with plain boto3 (no endpoint in its code) on the resources declared here, behind
@@ -133,6 +134,26 @@ def compose_env(project: str, routing: Path, functions: Path) -> dict[str, str]:
         "EDGELAMBDA_FUNCTIONS": str(functions),
         **{name: str(unused_port()) for name in PUBLISHED_PORTS},
     }
+
+
+def stack_project_env(root: Path) -> dict[str, str]:
+    """`make up` / `make down` with the stack function, and a project, network, stack label
+    and ports of its own."""
+    project = f"eltest{uuid.uuid4().hex[:8]}"
+    env = compose_env(project, *project_dir(root, STACK_ROUTING, ["stack"]))
+    return env | {"EDGELAMBDA_NETWORK": f"{project}_net", "EDGELAMBDA_STACK": project}
+
+
+async def remove_stack(env: dict[str, str], docker: aiodocker.Docker) -> None:
+    """Everything a stack test's project started: the stack, its volumes, its functions."""
+    project = env["COMPOSE_PROJECT_NAME"]
+    files = ["-f", "compose/docker-compose.yml", "-f", "compose/docker-compose.standins.yml"]
+    await run_command(
+        *await compose_command(env), "-p", project, *files,
+        "down", "-v", "--remove-orphans", env=env,
+    )  # fmt: skip
+    for container_id in await stack_containers(docker, project):
+        await docker.containers.container(container_id).delete(force=True)
 
 
 async def run_command(*command: str, env: dict[str, str], timeout_s: float = 600) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,12 @@ import pytest
 from tests.compose_stack import (
     DEV_LOGIN,
     STACK_RESULT,
-    STACK_ROUTING,
-    compose_command,
-    compose_env,
     login,
-    project_dir,
+    remove_stack,
     run_command,
+    stack_project_env,
     stack_result,
 )
-from tests.conftest import stack_containers
 
 pytestmark = pytest.mark.docker
 
@@ -53,26 +49,14 @@ GATEWAY_ADDRESS = "127.0.0.2"  # another loopback address: the data services mus
 async def production_env(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[dict[str, str]]:
     """`make up` in production mode with a project, network and ports of its own; the
     gateway published on 127.0.0.2, the data services left to production's default."""
-    project = f"eltest{uuid.uuid4().hex[:8]}"
-    env = compose_env(project, *project_dir(tmp_path, STACK_ROUTING, ["stack"]))
-    env |= {
-        "EDGELAMBDA_NETWORK": f"{project}_net",
-        "EDGELAMBDA_STACK": project,
-        "EDGELAMBDA_PRODUCTION": "true",
-        "EDGELAMBDA_BIND_ADDRESS": GATEWAY_ADDRESS,
-    }
+    env = stack_project_env(tmp_path)
+    env |= {"EDGELAMBDA_PRODUCTION": "true", "EDGELAMBDA_BIND_ADDRESS": GATEWAY_ADDRESS}
     for name in (*SECRETS, "EDGELAMBDA_DATA_BIND_ADDRESS", "EDGELAMBDA_ENV_FILE"):
         env.pop(name, None)
     try:
         yield env
     finally:
-        files = ["-f", "compose/docker-compose.yml", "-f", "compose/docker-compose.standins.yml"]
-        await run_command(
-            *await compose_command(env), "-p", project, *files,
-            "down", "-v", "--remove-orphans", env=env,
-        )  # fmt: skip
-        for container_id in await stack_containers(docker, project):
-            await docker.containers.container(container_id).delete(force=True)
+        await remove_stack(env, docker)
 
 
 async def make_up_fails(env: dict[str, str]) -> str:

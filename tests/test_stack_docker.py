@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,14 @@ import yaml
 from tests.compose_stack import (
     DEV_LOGIN,
     STACK_RESULT,
-    STACK_ROUTING,
     add_route_in_place,
     compose_command,
-    compose_env,
     declared_resources,
     get_json,
     original_client_flow,
-    project_dir,
+    remove_stack,
     run_command,
+    stack_project_env,
     stack_result,
 )
 from tests.conftest import REPO_ROOT, stack_containers
@@ -39,19 +37,11 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 async def stack_env(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[dict[str, str]]:
     """Environment for `make up` / `make down` with a project, network and ports of its own."""
-    project = f"eltest{uuid.uuid4().hex[:8]}"
-    env = compose_env(project, *project_dir(tmp_path, STACK_ROUTING, ["stack"]))
-    env |= {"EDGELAMBDA_NETWORK": f"{project}_net", "EDGELAMBDA_STACK": project}
+    env = stack_project_env(tmp_path)
     try:
         yield env
     finally:
-        files = ["-f", "compose/docker-compose.yml", "-f", "compose/docker-compose.standins.yml"]
-        await run_command(
-            *await compose_command(env), "-p", project, *files,
-            "down", "-v", "--remove-orphans", env=env,
-        )  # fmt: skip
-        for container_id in await stack_containers(docker, project):
-            await docker.containers.container(container_id).delete(force=True)
+        await remove_stack(env, docker)
 
 
 async def test_the_stack_serves_boto3_functions_on_s3_and_dynamodb(
