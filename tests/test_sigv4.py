@@ -77,10 +77,34 @@ def test_anything_else_is_refused() -> None:
     assert not check(replace(good, headers=garbage))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"authorization": "AWS4-HMAC-SHA256 Credential=é/20261201/us-east-1/lambda/aws4_request,"
+                          " SignedHeaders=host;x-amz-date, Signature=" + "0" * 64},
+        {"authorization": "AWS4-HMAC-SHA256 Credential=box-key/20261201/us-east-1/lambda/"
+                          "aws4_request, SignedHeaders=host;x-amz-date, Signature=é"},
+        {"authorization": "AWS4-HMAC-SHA256"},
+        {"authorization": "AWS4-HMAC-SHA256 ,,,=,=="},
+        {"x-amz-date": "2026é"},
+        {"x-amz-invocation-type": "Request\udcffResponse"},  # a raw byte, as aiohttp keeps it
+        {"x-amz-log-type": "None", "x-amz-client-context": "e30="},  # x-amz-* left unsigned
+    ],
+    ids=["key-not-ascii", "signature-not-hex", "no-fields", "junk", "date", "value-byte",
+         "unsigned-amz-header"],
+)  # fmt: skip
+def test_malformed_or_tampered_headers_are_refused_not_raised(change: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:8000{INVOKE.format('hello')}"
+    good = as_received(url, botocore_signed(url, b"{}"), b"{}")
+
+    assert not check(replace(good, headers={**good.headers, **change}))
+    assert not check(replace(good, raw_path="/2015-03-31/functions/h\udcffllo/invocations"))
+
+
 def test_authorization_header_parts() -> None:
     header = (
         "AWS4-HMAC-SHA256 Credential=AK/20261201/us-east-1/lambda/aws4_request, "
-        "SignedHeaders=host;x-amz-date, Signature=abc"
+        "SignedHeaders=host;x-amz-date, Signature=" + "ab" * 32
     )
     credential = parse_authorization(header)
 
@@ -88,6 +112,7 @@ def test_authorization_header_parts() -> None:
     assert credential.access_key_id == "AK"
     assert credential.scope == "20261201/us-east-1/lambda/aws4_request"
     assert credential.signed_headers == ("host", "x-amz-date")
+    assert credential.signature == "ab" * 32
     assert parse_authorization("Bearer x") is None
     assert parse_authorization("AWS4-HMAC-SHA256 Credential=AK/20261201") is None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from urllib.parse import quote
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_S = 15 * 60  # AWS refuses signatures dated more than 15 minutes from its clock
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ def parse_authorization(header: str) -> Credential | None:
     scope = fields.get("Credential", "").split("/")
     signed = tuple(fields.get("SignedHeaders", "").split(";"))
     signature = fields.get("Signature", "")
-    if len(scope) != 5 or scope[4] != "aws4_request" or not all(signed) or not signature:
+    if len(scope) != 5 or scope[4] != "aws4_request" or not all(signed):
+        return None
+    if not SIGNATURE.fullmatch(signature) or not rest.isascii():
         return None
     return Credential(scope[0], scope[1], scope[2], scope[3], signed, signature)
 
@@ -77,7 +81,7 @@ def verifies(
     amz_date = request.headers.get("x-amz-date", "")
     if credential is None or not _is_signable(credential, amz_date, service, now_s):
         return False
-    if not hmac.compare_digest(credential.access_key_id, access_key_id):
+    if not hmac.compare_digest(credential.access_key_id.encode(), access_key_id.encode()):
         return False
     canonical = canonical_request(request, credential.signed_headers)
     if canonical is None:
@@ -85,7 +89,7 @@ def verifies(
     to_sign = "\n".join([ALGORITHM, amz_date, credential.scope, _sha256(canonical.encode())])
     key = signing_key(secret_access_key, credential.date, credential.region, credential.service)
     expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, credential.signature)
+    return hmac.compare_digest(expected.encode(), credential.signature.encode())
 
 
 def _is_signable(credential: Credential, amz_date: str, service: str, now_s: float) -> bool:
@@ -103,15 +107,21 @@ def _is_signable(credential: Credential, amz_date: str, service: str, now_s: flo
 
 def canonical_request(request: SignedRequest, signed_headers: tuple[str, ...]) -> str | None:
     """The canonical request over ``signed_headers``; None when a signed header is absent
-    or the body does not match a hash the client declared."""
+    or not ASCII, an ``x-amz-*`` header is left unsigned (botocore signs every one, and an
+    unsigned ``X-Amz-Log-Type`` added to a replayed call would read its log), or the body
+    does not match a hash the client declared."""
     payload_hash = _sha256(request.body)
     declared = request.headers.get("x-amz-content-sha256")
     if declared is not None and declared != payload_hash:
         return None
+    if any(_is_amz(name) and name.lower() not in signed_headers for name in request.headers):
+        return None
+    if not (request.raw_path.isascii() and request.raw_query.isascii()):
+        return None  # a request target is ASCII on the wire
     lines = []
     for name in signed_headers:
         value = request.headers.get(name)
-        if value is None:
+        if value is None or not value.isascii():
             return None
         lines.append(f"{name}:{' '.join(value.split())}\n")
     return "\n".join(
@@ -124,6 +134,10 @@ def canonical_request(request: SignedRequest, signed_headers: tuple[str, ...]) -
             payload_hash,
         ]
     )
+
+
+def _is_amz(name: str) -> bool:
+    return name.lower().startswith("x-amz-") and name.lower() != "x-amz-content-sha256"
 
 
 def _canonical_query(raw_query: str) -> str:
