@@ -5,7 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE_IMAGE := edgelambda/runtime-python:local
-export EDGELAMBDA_RUNTIME_IMAGES ?= python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
+
+# Settings reach compose from the environment and from $(ENV_FILE) (`.env`; `.env.example`
+# names every variable), the environment first; Make reads the ones it decides on the same way.
+ENV_FILE := $(or $(EDGELAMBDA_ENV_FILE),.env)
+env_value = $(shell bash scripts/env-value.sh $(1) '$(ENV_FILE)')
+LOCAL_RUNTIME_IMAGES := python3.12=$(BASE_IMAGE),python3.11=$(BASE_IMAGE)
+export EDGELAMBDA_RUNTIME_IMAGES := $(or $(call env_value,EDGELAMBDA_RUNTIME_IMAGES),$(LOCAL_RUNTIME_IMAGES))
+export EDGELAMBDA_STANDINS := $(call env_value,EDGELAMBDA_STANDINS)
 
 .PHONY: help install engine base-images stack-images dind-image run check-settings up down \
 	dind dind-down \
@@ -39,18 +46,16 @@ base-images: engine
 run: install base-images
 	$(BIN)/edgelambda serve
 
-# Settings reach compose from the environment and from $(ENV_FILE) (`.env`; `.env.example`
-# names every variable), the environment first, as compose reads them.
-ENV_FILE := $(or $(EDGELAMBDA_ENV_FILE),.env)
-env_value = $(or $($(1)),$(shell [ -f '$(ENV_FILE)' ] && sed -n 's/^[[:space:]]*$(1)=//p' '$(ENV_FILE)' | tail -n 1))
 IS_PRODUCTION := $(filter 1 true yes on,$(shell echo '$(call env_value,EDGELAMBDA_PRODUCTION)' | tr A-Z a-z))
+BIND_ADDRESS := $(call env_value,EDGELAMBDA_BIND_ADDRESS)
 # Production mode publishes the data services (RustFS, Alternator, VictoriaLogs) on
 # 127.0.0.1 unless the operator names an address; development mode where the gateway is.
-export EDGELAMBDA_DATA_BIND_ADDRESS := $(or $(call env_value,EDGELAMBDA_DATA_BIND_ADDRESS),$(if $(IS_PRODUCTION),127.0.0.1,$(call env_value,EDGELAMBDA_BIND_ADDRESS)),0.0.0.0)
+# (The compose files' own default is 127.0.0.1: without make, nothing is opened by mistake.)
+export EDGELAMBDA_DATA_BIND_ADDRESS := $(or $(call env_value,EDGELAMBDA_DATA_BIND_ADDRESS),$(if $(IS_PRODUCTION),127.0.0.1,$(BIND_ADDRESS)),0.0.0.0)
 ENV_FILE_ARG := $(if $(wildcard $(ENV_FILE)),--env-file $(abspath $(ENV_FILE)))
-# Where `make up` and `make dind` look for the gateway's /health.
-GATEWAY_HOST := $(or $(filter-out 0.0.0.0,$(call env_value,EDGELAMBDA_BIND_ADDRESS)),127.0.0.1)
-HEALTH_URL := http://$(GATEWAY_HOST):$(or $(call env_value,EDGELAMBDA_HTTP_PORT),8000)/health
+# Where `make up` and `make dind` look for the gateway's /health (an IPv6 address bracketed).
+GATEWAY_HOST := $(or $(filter-out 0.0.0.0 ::,$(BIND_ADDRESS)),127.0.0.1)
+HEALTH_URL := http://$(if $(findstring :,$(GATEWAY_HOST)),[$(GATEWAY_HOST)],$(GATEWAY_HOST)):$(or $(call env_value,EDGELAMBDA_HTTP_PORT),8000)/health
 PROJECT = $${COMPOSE_PROJECT_NAME:-$(1)}
 
 # The compose stack. EDGELAMBDA_STANDINS=1 swaps RustFS, ScyllaDB and VictoriaLogs for

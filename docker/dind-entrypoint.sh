@@ -111,13 +111,20 @@ stop() {  # $1: exit status (default: that of `docker-compose down`)
   trap '' TERM INT
   local started=$SECONDS status=${1:-0}
   log "stopping the stack"
-  [ -z "$up" ] || kill "$up" 2>/dev/null || true  # a `compose up` still waiting on health
-  touch "$FOLLOW_STOP"
+  stop_up
   compose down || status=$?
+  touch "$FOLLOW_STOP"  # after the gateway's last lines: the follower saw them go by
   stop_follower
   stop_engine
   log "stopped in $((SECONDS - started))s"
   exit "$status"
+}
+
+stop_up() {  # a `compose up` still waiting on health; $up is the subshell running it
+  [ -n "$up" ] || return 0
+  pkill -TERM -P "$up" 2>/dev/null || true
+  kill "$up" 2>/dev/null || true
+  wait "$up" 2>/dev/null || true
 }
 
 stop_follower() {  # its `docker logs -f` ends with the gateway; the last lines come first

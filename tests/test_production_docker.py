@@ -135,16 +135,25 @@ async def test_production_box_with_its_own_secrets(
         assert addresses[service] == {"127.0.0.1"}, service
         for port in ports:
             assert refuses_connection(GATEWAY_ADDRESS, int(env[port])), port
+            socket.create_connection(("127.0.0.1", int(env[port])), timeout=5).close()
     s3 = boto3.client(
         "s3", endpoint_url=f"http://127.0.0.1:{env['EDGELAMBDA_S3_PORT']}", region_name="us-east-1",
         aws_access_key_id=SECRETS["EDGELAMBDA_AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=SECRETS["EDGELAMBDA_AWS_SECRET_ACCESS_KEY"],
     )  # fmt: skip
     assert "uploads" in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
+    default_s3 = boto3.client(
+        "s3", endpoint_url=f"http://127.0.0.1:{env['EDGELAMBDA_S3_PORT']}", region_name="us-east-1",
+        aws_access_key_id="edgelambda", aws_secret_access_key="edgelambda",
+    )  # fmt: skip
+    with pytest.raises(botocore.exceptions.ClientError, match="InvalidAccessKeyId"):
+        default_s3.list_buckets()
 
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{gateway}/2015-03-31/functions/stack/invocations") as unsigned:
-            assert unsigned.status == 403
+        invocations = f"{gateway}/2015-03-31/functions/stack/invocations"
+        for authorization in ({}, {"Authorization": "AWS4-HMAC-SHA256 x"}):  # the call
+            async with session.post(invocations, headers=authorization) as unsigned:
+                assert unsigned.status == 403
         seed = {
             "AuthParameters": {"USERNAME": DEV_LOGIN["user"], "PASSWORD": DEV_LOGIN["password"]}
         }

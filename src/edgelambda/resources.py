@@ -89,11 +89,15 @@ async def _retrying(deadline: float, attempt: Any) -> bool:
         await asyncio.sleep(RETRY_S)
 
 
+NOT_READY_STATUSES = {502, 503, 504}
+
+
 def is_not_ready(exc: botocore.exceptions.ClientError) -> bool:
-    """A 5xx answer: the service is up but not ready (RustFS answers 503 until its storage
-    and IAM are initialised)."""
+    """The service is up but not ready (RustFS answers 503 until its storage and IAM are
+    initialised); other errors, a 500 included (RustFS's answer to a session token), are
+    final."""
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return isinstance(status, int) and status >= 500
+    return status in NOT_READY_STATUSES
 
 
 async def _ensure_bucket(s3: Any, bucket: str) -> bool:
