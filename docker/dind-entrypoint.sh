@@ -21,6 +21,10 @@ ENGINE_STOP_S=30
 FOLLOW_STOP=/run/edgelambda-follow.stop
 export EDGELAMBDA_ROUTING=/srv/edgelambda/routing.yaml
 export EDGELAMBDA_FUNCTIONS=/srv/edgelambda/functions
+# Inside the parent every port is published on all of its addresses: the parent's own port
+# bindings (compose/docker-compose.dind.yml) decide what the host exposes, and they forward
+# to the parent's network address, never to its loopback.
+export EDGELAMBDA_BIND_ADDRESS=0.0.0.0 EDGELAMBDA_DATA_BIND_ADDRESS=0.0.0.0
 
 log() { echo "edgelambda-dind: $*"; }
 
