@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, unused_port
 
-from edgelambda.app import GATEWAY_KEY, create_app
 from edgelambda.config import Settings
 from edgelambda.containers import LABEL_STACK
 from edgelambda.docker_backend import DockerBackend
+from edgelambda.gateway import SERVER_KEY, create_app
 from edgelambda.logs import RecordingSink
 from edgelambda.routing import parse_routing
 
@@ -212,6 +212,6 @@ async def wait_healthy(server: Server, timeout_s: float = 20) -> None:
 
 def ran_echo(client: TestClient) -> bool:
     """Whether the in-process gateway's function log shows the `echo` test handler ran."""
-    sink = client.app[GATEWAY_KEY].sink
+    sink = client.app[SERVER_KEY].sink
     assert isinstance(sink, RecordingSink)
     return any(record.message.startswith("echo handling ") for record in sink.records)

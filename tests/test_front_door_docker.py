@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from edgelambda.app import GATEWAY_KEY
+from edgelambda.gateway import SERVER_KEY
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, one_function, routing_text
 
 pytestmark = pytest.mark.docker
@@ -118,7 +118,7 @@ async def test_bodies_over_6_mb_are_413_without_a_container(gateway: GatewayFact
 
     assert response.status == 413
     assert await response.json() == {"message": "Request Too Long"}
-    assert client.app[GATEWAY_KEY].pool._pools["fn"].sandboxes == set()
+    assert client.app[SERVER_KEY].pool._pools["fn"].sandboxes == set()
 
 
 async def test_trace_ids_are_kept_or_created(gateway: GatewayFactory) -> None:

@@ -10,7 +10,7 @@ import aiodocker
 import pytest
 from structlog.testing import capture_logs
 
-from edgelambda.app import GATEWAY_KEY
+from edgelambda.gateway import SERVER_KEY
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text, stack_containers
 
 pytestmark = pytest.mark.docker
@@ -60,7 +60,7 @@ async def test_warm_request_reuses_the_container(
 
     assert (first["name"], second["name"]) == ("one", "two")
     assert first["aws_request_id"] != second["aws_request_id"]
-    stack = client.app[GATEWAY_KEY].settings.stack
+    stack = client.app[SERVER_KEY].settings.stack
     assert len(await stack_containers(docker, stack)) == 1
 
 
@@ -87,7 +87,7 @@ async def test_unknown_path_is_404_without_a_container(
 
     assert response.status == 404
     assert await response.json() == {"message": "Not Found"}
-    stack = client.app[GATEWAY_KEY].settings.stack
+    stack = client.app[SERVER_KEY].settings.stack
     assert await stack_containers(docker, stack) == []
 
 
@@ -96,7 +96,7 @@ async def test_shutdown_removes_every_container(
 ) -> None:
     client = await gateway(HELLO)
     assert (await client.get("/hello/a")).status == 200
-    stack = client.app[GATEWAY_KEY].settings.stack
+    stack = client.app[SERVER_KEY].settings.stack
     assert len(await stack_containers(docker, stack)) == 1
 
     await client.close()
@@ -131,7 +131,7 @@ async def test_a_jwt_routes_handler_sees_the_user_as_cognito_did(gateway: Gatewa
     login = await client.post(
         "/user/auth/ver1.0",
         json={"AuthParameters": {"USERNAME": "ada", "PASSWORD": "analytical-engine"}},
-        headers={"x-api-key": client.app[GATEWAY_KEY].settings.api_key},
+        headers={"x-api-key": client.app[SERVER_KEY].settings.api_key},
     )
     token = (await login.json())["AuthenticationResult"]["IdToken"]
     bearer = {"Authorization": f"Bearer {token}"}

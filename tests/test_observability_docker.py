@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, unused_port
 
-from edgelambda.app import GATEWAY_KEY
+from edgelambda.gateway import SERVER_KEY
 from edgelambda.tracing import trace_root
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text
 
@@ -170,7 +170,7 @@ async def test_an_unreachable_log_store_slows_nothing_and_loses_only_the_overflo
         log_flush_interval_s=0.05,
         log_buffer_records=capacity,
     )
-    shipper = client.app[GATEWAY_KEY]._shipper
+    shipper = client.app[SERVER_KEY]._shipper
     assert shipper is not None
 
     async def traffic(seconds: float) -> list[float]:

@@ -15,8 +15,8 @@ import aiodocker
 import pytest
 from aiohttp.test_utils import TestClient
 
-from edgelambda.app import GATEWAY_KEY
 from edgelambda.containers import LABEL_STACK
+from edgelambda.gateway import SERVER_KEY
 from tests.conftest import BASE_IMAGE, TEST_FUNCTIONS, GatewayFactory, one_function
 
 pytestmark = pytest.mark.docker
@@ -29,7 +29,7 @@ def lifecycle_routing(**function: object) -> str:
 
 
 async def containers(docker: aiodocker.Docker, client: TestClient, *, running: bool) -> list[str]:
-    stack = client.app[GATEWAY_KEY].settings.stack
+    stack = client.app[SERVER_KEY].settings.stack
     filters = {"label": [f"{LABEL_STACK}={stack}"]}
     if running:
         filters["status"] = ["running"]
@@ -224,7 +224,7 @@ async def test_a_foreign_caller_gets_403_and_no_work(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
     client = await gateway(lifecycle_routing(max_concurrency=1))
-    gateway_obj = client.app[GATEWAY_KEY]
+    gateway_obj = client.app[SERVER_KEY]
     await report(client)  # a sandbox exists and is polling for work
     slow = asyncio.create_task(client.get("/fn?action=sleep&s=1"))
     await asyncio.sleep(0.2)
@@ -311,5 +311,5 @@ async def test_containers_are_hardened_and_labelled(
     assert host["Binds"] is None  # the code came in the image, not through a mount
     labels = info["Config"]["Labels"]
     assert labels["edgelambda.function"] == "fn"
-    assert labels["edgelambda.stack"] == client.app[GATEWAY_KEY].settings.stack
+    assert labels["edgelambda.stack"] == client.app[SERVER_KEY].settings.stack
     assert len(labels["edgelambda.instance"]) == 32

@@ -163,10 +163,3 @@ def function_env(
         "TZ": ":UTC",
     }
     return {**aws_env, **function.environment, **reserved}
-
-
-ACCOUNT_ID = "123456789012"  # the account id every edgelambda ARN and event carries
-
-
-def function_arn(function_name: str, region: str) -> str:
-    return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}"

@@ -1,269 +1,297 @@
-"""The gateway's composition root: what the HTTP front needs, started and stopped in order
-(the routing table, the container pool and its Runtime API server, the asynchronous event
-queue and worker, the scheduler, the file watcher, the log shipper, the metrics)."""
+"""The gateway's HTTP application: its routes, the error middleware (the one place errors
+become responses), and the handlers of routed functions, the auth endpoint, the Invoke API,
+``/health`` and ``/metrics``. What they use is owned by :class:`~edgelambda.server.Server`."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import json
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
-from edgelambda import tracing
+from edgelambda import apigw, auth, cors, tracing
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
-from edgelambda.errors import ConfigError, EdgeLambdaError
-from edgelambda.event_queue import (
-    QUEUE_FILE,
-    EventQueue,
-    EventWorker,
-    QueuedEvent,
-    RetryPolicy,
+from edgelambda.errors import (
+    EdgeLambdaError,
+    FunctionError,
+    FunctionTimeout,
+    PayloadTooLarge,
 )
-from edgelambda.invoke_api import InvokeApi
-from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
-from edgelambda.logs import LogSink, StdoutSink
-from edgelambda.metrics import Metrics
-from edgelambda.pool import Pool
-from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
-from edgelambda.resources import Endpoints, ensure_resources
-from edgelambda.routing import RoutingTable, load_routing
-from edgelambda.runtime_api import create_runtime_app
-from edgelambda.sandbox import Invocation
-from edgelambda.scheduler import Scheduler
+from edgelambda.invoke_api import INVOKE_PATH, MAX_SYNC_PAYLOAD_BYTES, read_body
+from edgelambda.logs import LogRecord, LogSink
+from edgelambda.metrics import CONTENT_TYPE
+from edgelambda.routing import AuthMode, Route, RoutingTable
+from edgelambda.sandbox import (
+    TIMEOUT_ERROR_TYPE,
+    Invocation,
+    InvocationResult,
+    ResponseStream,
+    StreamBroken,
+)
+from edgelambda.server import Server
 
 log = structlog.get_logger(__name__)
 
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+TRACE_KEY = web.RequestKey("trace", str)
 
-class Gateway:
-    """Owns what the HTTP front needs: the routing table, the pool and the Runtime API
-    server. ``start()`` and ``close()`` run in the application's cleanup context."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        table: RoutingTable,
-        backend: ContainerBackend,
-        sink: LogSink | None = None,
-    ) -> None:
-        self.settings = settings
-        self.table = table
-        self._backend = backend
-        self._pool: Pool | None = None
-        self._runtime_runner: web.AppRunner | None = None
-        self._watcher: Watcher | None = None
-        self._events: EventQueue | None = None
-        self._worker: EventWorker | None = None
-        self._scheduler: Scheduler | None = None
-        self._shipper: VictoriaLogsSink | None = None
-        self.metrics = Metrics()
-        self.sink: LogSink = sink or StdoutSink()
-        if settings.victorialogs_url and sink is None:
-            self._shipper = VictoriaLogsSink(
-                ShipperSettings(
-                    url=settings.victorialogs_url,
-                    batch_size=settings.log_batch_size,
-                    flush_interval_s=settings.log_flush_interval_s,
-                    capacity=settings.log_buffer_records,
-                )
-            )
-            self.sink = self._shipper
-        self.runtime_api = ""
-        self.invoke_api = InvokeApi(self)
-
-    @property
-    def pool(self) -> Pool:
-        if self._pool is None:
-            raise RuntimeError("the gateway has not been started")
-        return self._pool
-
-    @property
-    def scheduler(self) -> Scheduler:
-        if self._scheduler is None:
-            raise RuntimeError("the gateway has not been started")
-        return self._scheduler
-
-    async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str:
-        """Store an Event invocation durably, then wake the worker."""
-        if self._events is None or self._worker is None:
-            raise RuntimeError("the gateway has not been started")
-        event_id = await self._events.enqueue(
-            function, payload, trace_id=trace_id, now_s=time.time()
-        )
-        self._worker.notify()
-        return event_id
-
-    async def _run_event(self, event: QueuedEvent) -> str | None:
-        """One attempt of an Event invocation; the function's error, or None on success."""
-        invocation = Invocation(payload=event.payload, trace_id=event.trace_id)
-        try:
-            result = await self.pool.invoke(event.function, invocation)
-        except EdgeLambdaError as exc:  # no capacity, engine trouble, function removed
-            return f"{type(exc).__name__}: {exc}"
-        if result.stream is not None:
-            async for _ in result.stream.chunks():
-                pass  # nobody reads an Event's response
-        return result.payload.decode("utf-8", "replace") if result.is_error else None
-
-    async def _start_events(self) -> None:
-        settings = self.settings
-        self._events = await EventQueue.open(settings.data_dir / QUEUE_FILE)
-        recovered = await self._events.recover(time.time())
-        if recovered:
-            log.info("events recovered from the previous run", count=recovered)
-        self._worker = EventWorker(
-            self._events,
-            self._run_event,
-            policy=RetryPolicy(settings.event_retry_delays_s, settings.event_max_age_s),
-            concurrency=settings.event_concurrency,
-            drain_timeout_s=settings.shutdown_grace_s,
-        )
-        self._worker.start()
-        self._scheduler = Scheduler(enqueue=self._enqueue_scheduled, region=settings.region)
-        self._scheduler.update(self.table.functions)
-        self._scheduler.start()
-
-    async def _enqueue_scheduled(self, function: str, payload: bytes) -> None:
-        await self.enqueue(function, payload, trace_id=tracing.new_trace_header(time.time()))
-
-    async def start(self) -> None:
-        settings = self.settings
-        network_gateway = await self._backend.network_gateway(settings.docker_network)
-        # In a container the setting names the gateway's own host name on the network.
-        host = (
-            _address_of(settings.runtime_api_host) if settings.runtime_api_host else network_gateway
-        )
-        sock = _listening_socket(host, settings.runtime_api_port)
-        self.runtime_api = f"{host}:{sock.getsockname()[1]}"
-        lambda_url = settings.lambda_endpoint_url or f"http://{host}:{settings.port}"
-        if self._shipper is not None:
-            self._shipper.start()
-        self._pool = Pool(
-            functions=self.table.functions,
-            backend=self._backend,
-            settings=settings,
-            runtime_api=self.runtime_api,
-            aws_env=_function_aws_env(settings, lambda_url),
-            sink=self.sink,
-            metrics=self.metrics,
-        )
-        self.metrics.watch_pool(self._pool.snapshot)
-        shipper = self._shipper
-        self.metrics.watch_dropped_logs(lambda: shipper.dropped if shipper else 0)
-        await self._pool.start()
-        # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
-        # is ever handed to a poller that is gone.
-        runner = web.AppRunner(
-            create_runtime_app(self._pool, region=settings.region),
-            handler_cancellation=True,
-            access_log=None,
-            shutdown_timeout=1.0,
-        )
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        self._runtime_runner = runner
-        log.info("runtime api listening", address=self.runtime_api)
-        # Buckets and tables first: recovered and scheduled events may run at once.
-        await ensure_resources(
-            self.table.resources,
-            Endpoints(
-                settings.s3_endpoint_url,
-                settings.dynamodb_endpoint_url,
-                settings.region,
-                settings.aws_credentials,
-            ),
-            wait_s=settings.resources_wait_s,
-        )
-        await self._start_events()
-        if settings.is_reload_enabled:
-            self._watcher = Watcher(
-                paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
-                is_relevant=lambda path: is_relevant(
-                    path, routing_path=settings.routing_config_path, functions=self.table.functions
-                ),
-                on_change=self._files_changed,
-                debounce_ms=settings.reload_debounce_ms,
-            )
-            self._watcher.start()
-
-    async def close(self) -> None:
-        """Stop in order: watching and scheduling, then the event worker (its in-flight events
-        finish or stay stored for the next start), the pool, the Runtime API, the store."""
-        parts: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
-            ("watcher", self._watcher.close if self._watcher is not None else None),
-            ("scheduler", self._scheduler.close if self._scheduler is not None else None),
-            ("event worker", self._worker.close if self._worker is not None else None),
-            ("pool", self._pool.close if self._pool is not None else None),
-            (
-                "runtime api",
-                self._runtime_runner.cleanup if self._runtime_runner is not None else None,
-            ),
-            ("event store", self._events.close if self._events is not None else None),
-            ("log shipper", self._shipper.close if self._shipper is not None else None),
-        ]
-        for part, close in parts:
-            if close is None:
-                continue
-            try:
-                await close()
-            except Exception:  # one part failing must not leave the others running
-                log.exception("close failed", part=part)
-
-    async def _files_changed(self, paths: set[str]) -> None:
-        change = classify(
-            paths, routing_path=self.settings.routing_config_path, functions=self.table.functions
-        )
-        if change.is_routing_changed:
-            await self.reload_routing()
-        for name in sorted(change.functions & self.table.functions.keys()):
-            self.pool.recycle(name, reason="code changed")
-
-    async def reload_routing(self) -> None:
-        """Swap in a new routing table; a broken file is rejected and the old one serves on."""
-        path = self.settings.routing_config_path
-        try:
-            table = await asyncio.to_thread(load_routing, path)
-        except ConfigError as exc:
-            log.error("routing reload rejected; the previous table keeps serving", error=str(exc))
-            return
-        self.table = table  # one assignment: requests see the old table or the new one
-        self.pool.update_functions(table.functions)
-        if self._scheduler is not None:
-            self._scheduler.update(table.functions)
-        log.info("routing reloaded", functions=len(table.functions), routes=len(table.routes))
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _address_of(host: str) -> str:
-    """An IPv4 address for a host name (or the address itself)."""
+SERVER_KEY = web.AppKey("server", Server)
+
+
+def create_app(
+    settings: Settings,
+    table: RoutingTable,
+    backend: ContainerBackend,
+    sink: LogSink | None = None,
+) -> web.Application:
+    """The gateway application: routed functions, the Invoke API, ``/health``, ``/metrics``,
+    and the lifecycle. ``sink`` overrides where function logs go (by default VictoriaLogs
+    when configured, else stdout)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_SYNC_PAYLOAD_BYTES)
+    app[SERVER_KEY] = Server(settings, table, backend, sink)
+    app.cleanup_ctx.append(_gateway_lifecycle)
+    app.on_response_prepare.append(_identify_response)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post(settings.auth_endpoint_path, login)
+    app.router.add_post(INVOKE_PATH, invoke)
+    app.router.add_route("*", "/{tail:.*}", routed)
+    return app
+
+
+async def _gateway_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[SERVER_KEY]
     try:
-        return socket.gethostbyname(host)
-    except OSError as exc:
-        raise ConfigError(
-            f"EDGELAMBDA_RUNTIME_API_HOST={host!r}: cannot be resolved: {exc}"
-        ) from exc
+        await gateway.start()
+        yield
+    finally:
+        await gateway.close()
 
 
-def _function_aws_env(settings: Settings, lambda_url: str) -> dict[str, str]:
-    """The box's credentials and services as functions reach them, for unmodified SDK code."""
-    endpoints = {**settings.aws_credentials, "AWS_ENDPOINT_URL_LAMBDA": lambda_url}
-    if settings.s3_endpoint_url:
-        endpoints["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
-    if settings.dynamodb_endpoint_url:
-        endpoints["AWS_ENDPOINT_URL_DYNAMODB"] = settings.dynamodb_endpoint_url
-    return endpoints
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place errors become HTTP responses: ``{"message": ...}`` with the status."""
+    request_id = str(uuid.uuid4())
+    request[REQUEST_ID_KEY] = request_id
+    started_s = time.time()
+    request[TRACE_KEY] = tracing.trace_header(request.headers.get("X-Amzn-Trace-Id"), started_s)
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"runtime api cannot listen on {host}:{port}: {exc}") from exc
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
+        response = await handler(request)
+    except EdgeLambdaError as exc:
+        log.info("request failed", path=request.path, status=exc.status, error=str(exc))
+        response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+    except web.HTTPException as exc:  # raised by aiohttp itself, e.g. while reading a body
+        response = _error_response(exc.status, exc.reason)
+    except Exception:
+        log.exception("unhandled error", path=request.path, request_id=request_id)
+        response = _error_response(500, "Internal server error")
+    request.app[SERVER_KEY].sink.emit(access_record(request, response.status, started_s))
+    return response
+
+
+def access_record(request: web.Request, status: int, started_s: float) -> LogRecord:
+    """The gateway's access log line, shipped with the function logs."""
+    latency_ms = round((time.time() - started_s) * 1000, 3)
+    return LogRecord(
+        time_s=started_s,
+        message=f"{request.method} {request.path} {status} {latency_ms} ms",
+        function="",
+        container="gateway",
+        stream="access",
+        request_id=request[REQUEST_ID_KEY],
+        trace_id=request[TRACE_KEY],
+        level="error" if status >= 500 else "info",
+        fields={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "latency_ms": latency_ms,
+        },
+    )
+
+
+async def _identify_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, streamed ones included, names its request and trace."""
+    if REQUEST_ID_KEY in request:
+        response.headers["x-amzn-RequestId"] = request[REQUEST_ID_KEY]
+        response.headers["X-Amzn-Trace-Id"] = request[TRACE_KEY]
+
+
+def _error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"message": message}, status=status, headers=headers)
+
+
+async def health(request: web.Request) -> web.Response:
+    gateway = request.app[SERVER_KEY]
+    return web.json_response({"status": "healthy", "functions": len(gateway.table.functions)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = request.app[SERVER_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def login(request: web.Request) -> web.Response:
+    """The original system's token endpoint: API key plus user name and password in,
+    ``{"AuthenticationResult": {"IdToken": <jwt>}}`` out."""
+    body = await read_body(request, PayloadTooLarge)
+    result = auth.login(
+        body,
+        api_key=request.headers.get("x-api-key"),
+        settings=request.app[SERVER_KEY].settings,
+        now_s=time.time(),
+        token_id=uuid.uuid4().hex,
+    )
+    return web.json_response(result, headers={"PADMA_USER_AUTHORIZED": "true"})
+
+
+async def invoke(request: web.Request) -> web.Response:
+    """The AWS Lambda Invoke API."""
+    return await request.app[SERVER_KEY].invoke_api.handle(
+        request, request_id=request[REQUEST_ID_KEY], trace_id=request[TRACE_KEY]
+    )
+
+
+async def routed(request: web.Request) -> web.StreamResponse:
+    """A request for a function: route, authorise, build the event, invoke, translate."""
+    gateway = request.app[SERVER_KEY]
+    preflight = _preflight_response(request, gateway.table)
+    if preflight is not None:
+        return preflight
+    match = gateway.table.match(request.method, request.path)
+    now_s = time.time()
+    claims = _claims(match.route, request, gateway.settings, now_s)
+    http_request = await _http_request(request)
+    event = apigw.build_event(
+        http_request,
+        match,
+        request_id=request[REQUEST_ID_KEY],
+        now_ms=int(now_s * 1000),
+        claims=claims,
+    )
+    invocation = Invocation(payload=json.dumps(event).encode(), trace_id=request[TRACE_KEY])
+    result = await gateway.pool.invoke(match.route.function, invocation)
+    _raise_for_function_error(match.route.function, result)
+    if result.stream is not None:
+        return await _stream_to_client(request, result.stream, match.route)
+    response = apigw.parse_result(result.payload, match.route.payload)
+    headers = CIMultiDict(response.headers)
+    _add_cors_headers(headers, match.route, request.headers.get("Origin"))
+    return web.Response(status=response.status, body=response.body, headers=headers)
+
+
+async def _stream_to_client(
+    request: web.Request, stream: ResponseStream, route: Route
+) -> web.StreamResponse:
+    """Relay a streamed function response chunk by chunk. Before the first byte is sent a
+    broken stream is a 502; after it, the connection is cut so the client sees an incomplete
+    body, never a complete-looking one."""
+    chunks = stream.chunks()
+    try:
+        head, first = await _stream_head(stream, chunks)
+        headers = CIMultiDict(head.headers)
+        _add_cors_headers(headers, route, request.headers.get("Origin"))
+        response = web.StreamResponse(status=head.status, headers=headers)
+        await response.prepare(request)
+        try:
+            await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+        except StreamBroken as exc:
+            log.warning("streamed response broken off", function=route.function, error=str(exc))
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+    except StreamBroken as exc:
+        raise FunctionError(str(exc), error_type="Runtime.StreamBroken") from exc
+    finally:
+        stream.abandon()  # a no-op once drained; frees the runtime if the client left
+
+
+async def _stream_head(
+    stream: ResponseStream, chunks: AsyncIterator[bytes]
+) -> tuple[apigw.HttpResponse, bytes]:
+    """Status and headers of a streamed response, and the body bytes read with them."""
+    if stream.content_type != apigw.HTTP_INTEGRATION_CONTENT_TYPE:
+        return apigw.HttpResponse(200, (("Content-Type", stream.content_type),), b""), b""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        split = apigw.split_prelude(buffer)
+        if split is not None:
+            prelude, rest = split
+            return apigw.prelude_response(prelude), rest
+    raise StreamBroken("the stream ended before its prelude")
+
+
+def _preflight_response(request: web.Request, table: RoutingTable) -> web.Response | None:
+    """Answer a CORS preflight for a route with a CORS policy, without invoking anything."""
+    requested = request.headers.get("Access-Control-Request-Method")
+    if not cors.is_preflight(request.method, requested):
+        return None
+    found = table.preflight(request.path, requested or "")
+    if found is None:
+        return None
+    policy, methods = found
+    headers = cors.preflight_headers(
+        policy,
+        origin=request.headers.get("Origin"),
+        allowed_methods=methods,
+    )
+    return web.Response(status=204, headers=CIMultiDict(headers))
+
+
+def _add_cors_headers(headers: CIMultiDict[str], route: Route, origin: str | None) -> None:
+    # A function that answers CORS itself keeps its own headers.
+    if route.cors is None or "Access-Control-Allow-Origin" in headers:
+        return
+    for name, value in cors.response_headers(route.cors, origin):
+        headers.add(name, value)
+
+
+def _claims(
+    route: Route, request: web.Request, settings: Settings, now_s: float
+) -> dict[str, object] | None:
+    if route.auth is AuthMode.NONE:
+        return None
+    authorization = request.headers.get("Authorization")
+    return auth.claims_for(authorization, secret=settings.jwt_secret, now_s=now_s)
+
+
+async def _http_request(request: web.Request) -> apigw.HttpRequest:
+    body = await read_body(request, PayloadTooLarge)
+    return apigw.HttpRequest(
+        method=request.method,
+        path=request.path,
+        raw_path=request.rel_url.raw_path,
+        raw_query=request.rel_url.raw_query_string,
+        headers=tuple(request.headers.items()),
+        body=body,
+        source_ip=request.remote or "",
+        host=request.host,
+        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+    )
+
+
+def _raise_for_function_error(function_name: str, result: InvocationResult) -> None:
+    if not result.is_error:
+        return
+    if result.error_type == TIMEOUT_ERROR_TYPE:
+        raise FunctionTimeout(f"{function_name}: {result.payload.decode('utf-8', 'replace')}")
+    raise FunctionError(
+        f"{function_name}: {result.payload.decode('utf-8', 'replace')}",
+        error_type=result.error_type or "Runtime.Unknown",
+    )

@@ -15,8 +15,8 @@ import structlog
 from aiohttp import web
 
 from edgelambda import auth, sigv4
+from edgelambda.aws import function_arn
 from edgelambda.config import Settings
-from edgelambda.containers import function_arn
 from edgelambda.errors import (
     AccessDenied,
     EdgeLambdaError,

@@ -13,7 +13,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from edgelambda.containers import function_arn
+from edgelambda.aws import function_arn
 from edgelambda.errors import EdgeLambdaError
 from edgelambda.pool import Pool
 from edgelambda.sandbox import Invocation, ResponseStream, Sandbox

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from edgelambda.containers import ACCOUNT_ID
+from edgelambda.aws import ACCOUNT_ID
 from edgelambda.routing import FunctionSpec
 from edgelambda.schedule import Schedule, parse_schedule
 from edgelambda.tasks import start_loop

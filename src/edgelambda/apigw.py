@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
-from edgelambda.containers import ACCOUNT_ID
+from edgelambda.aws import ACCOUNT_ID
 from edgelambda.errors import FunctionError
 from edgelambda.routing import ANY_METHOD, PayloadVersion, RouteMatch
 

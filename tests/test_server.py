@@ -7,9 +7,9 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from edgelambda.config import Settings
-from edgelambda.gateway import Gateway
 from edgelambda.logs import RecordingSink
 from edgelambda.routing import parse_routing
+from edgelambda.server import Server
 from tests.test_pool import FakeBackend
 
 
@@ -25,7 +25,7 @@ class Part:
 
 async def test_a_part_failing_to_close_does_not_stop_the_others(tmp_path: Path) -> None:
     table = parse_routing("functions: {}\nroutes: []\n", source="test", base_dir=tmp_path)
-    gateway = Gateway(Settings(), table, FakeBackend(), sink=RecordingSink())
+    gateway = Server(Settings(), table, FakeBackend(), sink=RecordingSink())
     closed: list[str] = []
     gateway._watcher = Part(closed, "watcher", fails=True)  # type: ignore[assignment]
     gateway._scheduler = Part(closed, "scheduler")  # type: ignore[assignment]

@@ -8,8 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from edgelambda.errors import FunctionError
-from edgelambda.events import (
+from edgelambda.apigw import (
     ACCOUNT_ID,
     API_ID,
     PRELUDE_SEPARATOR,
@@ -24,6 +23,7 @@ from edgelambda.events import (
     prelude_response,
     split_prelude,
 )
+from edgelambda.errors import FunctionError
 from edgelambda.routing import PayloadVersion, Route, RouteMatch, RoutingTable
 
 NOW_MS = 1428582896123  # 2015-04-09 12:34:56.123 UTC

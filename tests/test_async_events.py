@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgelambda.event_queue import (
+from edgelambda.async_events import (
     QUEUE_FILE,
     DeadLetter,
     DeadLetterReason,
@@ -262,7 +262,7 @@ KILLED_GATEWAY = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from pathlib import Path
-    from edgelambda.event_queue import EventQueue
+    from edgelambda.async_events import EventQueue
 
     async def main():
         queue = await EventQueue.open(Path(sys.argv[1]))

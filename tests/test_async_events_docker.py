@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edgelambda.app import GATEWAY_KEY
+from edgelambda.gateway import SERVER_KEY
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, Server, Starter, ran_echo, routing_text
 
 pytestmark = pytest.mark.docker
@@ -97,7 +97,7 @@ async def test_a_failing_event_is_tried_three_times_then_dead_lettered(
     )
     assert response.status == 202
 
-    events = client.app[GATEWAY_KEY]._events
+    events = client.app[SERVER_KEY]._events
     assert events is not None
     deadline = time.monotonic() + 15
     while not (dead := await events.dead_letters()):
@@ -131,7 +131,7 @@ async def test_a_scheduled_fire_runs_the_function_with_an_eventbridge_event(
 ) -> None:
     function = {"handler": "app.echo", "code": SDK, "schedule": "rate(1 minute)"}
     client = await gateway(routing_text({"tick": function}, []))
-    scheduler = client.app[GATEWAY_KEY].scheduler
+    scheduler = client.app[SERVER_KEY].scheduler
 
     fires = await scheduler.tick(now=datetime.now(UTC) + timedelta(minutes=1, seconds=1))
     deadline = time.monotonic() + 15

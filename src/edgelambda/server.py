@@ -1,0 +1,269 @@
+"""The gateway's composition root: what the HTTP front needs, started and stopped in order
+(the routing table, the container pool and its Runtime API server, the asynchronous event
+queue and worker, the scheduler, the file watcher, the log shipper, the metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from edgelambda import tracing
+from edgelambda.async_events import (
+    QUEUE_FILE,
+    EventQueue,
+    EventWorker,
+    QueuedEvent,
+    RetryPolicy,
+)
+from edgelambda.config import Settings
+from edgelambda.containers import ContainerBackend
+from edgelambda.errors import ConfigError, EdgeLambdaError
+from edgelambda.invoke_api import InvokeApi
+from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
+from edgelambda.logs import LogSink, StdoutSink
+from edgelambda.metrics import Metrics
+from edgelambda.pool import Pool
+from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
+from edgelambda.resources import Endpoints, ensure_resources
+from edgelambda.routing import RoutingTable, load_routing
+from edgelambda.runtime_api import create_runtime_app
+from edgelambda.sandbox import Invocation
+from edgelambda.scheduler import Scheduler
+
+log = structlog.get_logger(__name__)
+
+
+class Server:
+    """Owns what the HTTP front needs: the routing table, the pool and the Runtime API
+    server. ``start()`` and ``close()`` run in the application's cleanup context."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        table: RoutingTable,
+        backend: ContainerBackend,
+        sink: LogSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self._backend = backend
+        self._pool: Pool | None = None
+        self._runtime_runner: web.AppRunner | None = None
+        self._watcher: Watcher | None = None
+        self._events: EventQueue | None = None
+        self._worker: EventWorker | None = None
+        self._scheduler: Scheduler | None = None
+        self._shipper: VictoriaLogsSink | None = None
+        self.metrics = Metrics()
+        self.sink: LogSink = sink or StdoutSink()
+        if settings.victorialogs_url and sink is None:
+            self._shipper = VictoriaLogsSink(
+                ShipperSettings(
+                    url=settings.victorialogs_url,
+                    batch_size=settings.log_batch_size,
+                    flush_interval_s=settings.log_flush_interval_s,
+                    capacity=settings.log_buffer_records,
+                )
+            )
+            self.sink = self._shipper
+        self.runtime_api = ""
+        self.invoke_api = InvokeApi(self)
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise RuntimeError("the gateway has not been started")
+        return self._pool
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise RuntimeError("the gateway has not been started")
+        return self._scheduler
+
+    async def enqueue(self, function: str, payload: bytes, *, trace_id: str | None) -> str:
+        """Store an Event invocation durably, then wake the worker."""
+        if self._events is None or self._worker is None:
+            raise RuntimeError("the gateway has not been started")
+        event_id = await self._events.enqueue(
+            function, payload, trace_id=trace_id, now_s=time.time()
+        )
+        self._worker.notify()
+        return event_id
+
+    async def _run_event(self, event: QueuedEvent) -> str | None:
+        """One attempt of an Event invocation; the function's error, or None on success."""
+        invocation = Invocation(payload=event.payload, trace_id=event.trace_id)
+        try:
+            result = await self.pool.invoke(event.function, invocation)
+        except EdgeLambdaError as exc:  # no capacity, engine trouble, function removed
+            return f"{type(exc).__name__}: {exc}"
+        if result.stream is not None:
+            async for _ in result.stream.chunks():
+                pass  # nobody reads an Event's response
+        return result.payload.decode("utf-8", "replace") if result.is_error else None
+
+    async def _start_events(self) -> None:
+        settings = self.settings
+        self._events = await EventQueue.open(settings.data_dir / QUEUE_FILE)
+        recovered = await self._events.recover(time.time())
+        if recovered:
+            log.info("events recovered from the previous run", count=recovered)
+        self._worker = EventWorker(
+            self._events,
+            self._run_event,
+            policy=RetryPolicy(settings.event_retry_delays_s, settings.event_max_age_s),
+            concurrency=settings.event_concurrency,
+            drain_timeout_s=settings.shutdown_grace_s,
+        )
+        self._worker.start()
+        self._scheduler = Scheduler(enqueue=self._enqueue_scheduled, region=settings.region)
+        self._scheduler.update(self.table.functions)
+        self._scheduler.start()
+
+    async def _enqueue_scheduled(self, function: str, payload: bytes) -> None:
+        await self.enqueue(function, payload, trace_id=tracing.new_trace_header(time.time()))
+
+    async def start(self) -> None:
+        settings = self.settings
+        network_gateway = await self._backend.network_gateway(settings.docker_network)
+        # In a container the setting names the gateway's own host name on the network.
+        host = (
+            _address_of(settings.runtime_api_host) if settings.runtime_api_host else network_gateway
+        )
+        sock = _listening_socket(host, settings.runtime_api_port)
+        self.runtime_api = f"{host}:{sock.getsockname()[1]}"
+        lambda_url = settings.lambda_endpoint_url or f"http://{host}:{settings.port}"
+        if self._shipper is not None:
+            self._shipper.start()
+        self._pool = Pool(
+            functions=self.table.functions,
+            backend=self._backend,
+            settings=settings,
+            runtime_api=self.runtime_api,
+            aws_env=_function_aws_env(settings, lambda_url),
+            sink=self.sink,
+            metrics=self.metrics,
+        )
+        self.metrics.watch_pool(self._pool.snapshot)
+        shipper = self._shipper
+        self.metrics.watch_dropped_logs(lambda: shipper.dropped if shipper else 0)
+        await self._pool.start()
+        # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
+        # is ever handed to a poller that is gone.
+        runner = web.AppRunner(
+            create_runtime_app(self._pool, region=settings.region),
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=1.0,
+        )
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        self._runtime_runner = runner
+        log.info("runtime api listening", address=self.runtime_api)
+        # Buckets and tables first: recovered and scheduled events may run at once.
+        await ensure_resources(
+            self.table.resources,
+            Endpoints(
+                settings.s3_endpoint_url,
+                settings.dynamodb_endpoint_url,
+                settings.region,
+                settings.aws_credentials,
+            ),
+            wait_s=settings.resources_wait_s,
+        )
+        await self._start_events()
+        if settings.is_reload_enabled:
+            self._watcher = Watcher(
+                paths=lambda: watched_paths(settings.routing_config_path, self.table.functions),
+                is_relevant=lambda path: is_relevant(
+                    path, routing_path=settings.routing_config_path, functions=self.table.functions
+                ),
+                on_change=self._files_changed,
+                debounce_ms=settings.reload_debounce_ms,
+            )
+            self._watcher.start()
+
+    async def close(self) -> None:
+        """Stop in order: watching and scheduling, then the event worker (its in-flight events
+        finish or stay stored for the next start), the pool, the Runtime API, the store."""
+        parts: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("watcher", self._watcher.close if self._watcher is not None else None),
+            ("scheduler", self._scheduler.close if self._scheduler is not None else None),
+            ("event worker", self._worker.close if self._worker is not None else None),
+            ("pool", self._pool.close if self._pool is not None else None),
+            (
+                "runtime api",
+                self._runtime_runner.cleanup if self._runtime_runner is not None else None,
+            ),
+            ("event store", self._events.close if self._events is not None else None),
+            ("log shipper", self._shipper.close if self._shipper is not None else None),
+        ]
+        for part, close in parts:
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:  # one part failing must not leave the others running
+                log.exception("close failed", part=part)
+
+    async def _files_changed(self, paths: set[str]) -> None:
+        change = classify(
+            paths, routing_path=self.settings.routing_config_path, functions=self.table.functions
+        )
+        if change.is_routing_changed:
+            await self.reload_routing()
+        for name in sorted(change.functions & self.table.functions.keys()):
+            self.pool.recycle(name, reason="code changed")
+
+    async def reload_routing(self) -> None:
+        """Swap in a new routing table; a broken file is rejected and the old one serves on."""
+        path = self.settings.routing_config_path
+        try:
+            table = await asyncio.to_thread(load_routing, path)
+        except ConfigError as exc:
+            log.error("routing reload rejected; the previous table keeps serving", error=str(exc))
+            return
+        self.table = table  # one assignment: requests see the old table or the new one
+        self.pool.update_functions(table.functions)
+        if self._scheduler is not None:
+            self._scheduler.update(table.functions)
+        log.info("routing reloaded", functions=len(table.functions), routes=len(table.routes))
+
+
+def _address_of(host: str) -> str:
+    """An IPv4 address for a host name (or the address itself)."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError as exc:
+        raise ConfigError(
+            f"EDGELAMBDA_RUNTIME_API_HOST={host!r}: cannot be resolved: {exc}"
+        ) from exc
+
+
+def _function_aws_env(settings: Settings, lambda_url: str) -> dict[str, str]:
+    """The box's credentials and services as functions reach them, for unmodified SDK code."""
+    endpoints = {**settings.aws_credentials, "AWS_ENDPOINT_URL_LAMBDA": lambda_url}
+    if settings.s3_endpoint_url:
+        endpoints["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
+    if settings.dynamodb_endpoint_url:
+        endpoints["AWS_ENDPOINT_URL_DYNAMODB"] = settings.dynamodb_endpoint_url
+    return endpoints
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"runtime api cannot listen on {host}:{port}: {exc}") from exc
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
