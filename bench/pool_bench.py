@@ -34,7 +34,7 @@ from aiohttp import web
 
 from edgelambda.containers import LABEL_STACK, container_spec
 from edgelambda.docker_backend import DockerBackend, engine_config
-from edgelambda.routing import parse_routing
+from edgelambda.routing_file import parse_routing
 
 HERE = Path(__file__).parent
 BASE_IMAGE = os.environ.get("EDGELAMBDA_BENCH_BASE_IMAGE", "edgelambda/runtime-python:local")

@@ -23,7 +23,7 @@ from edgelambda.containers import LABEL_STACK
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.gateway import SERVER_KEY, create_app
 from edgelambda.logs import RecordingSink
-from edgelambda.routing import parse_routing
+from edgelambda.routing_file import parse_routing
 
 TEST_FUNCTIONS = Path(__file__).parent / "functions"
 REPO_ROOT = Path(__file__).parent.parent

@@ -17,9 +17,8 @@ from edgelambda.routing import (
     PayloadVersion,
     Route,
     RoutingTable,
-    load_routing,
-    parse_routing,
 )
+from edgelambda.routing_file import load_routing, parse_routing
 
 BASE_DIR = Path("/srv/app")
 

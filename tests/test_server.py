@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 
 from edgelambda.config import Settings
 from edgelambda.logs import RecordingSink
-from edgelambda.routing import parse_routing
+from edgelambda.routing_file import parse_routing
 from edgelambda.server import Server
 from tests.test_pool import FakeBackend
 

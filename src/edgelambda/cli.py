@@ -28,7 +28,8 @@ from edgelambda.docker_backend import DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.gateway import create_app
 from edgelambda.invoke_api import INVOKE_PATH
-from edgelambda.routing import RoutingTable, load_routing
+from edgelambda.routing import RoutingTable
+from edgelambda.routing_file import load_routing
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
 INVOKE_TIMEOUT_S = 960  # above Lambda's 15 minute maximum

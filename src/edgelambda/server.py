@@ -30,7 +30,8 @@ from edgelambda.metrics import Metrics
 from edgelambda.pool import Pool
 from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
 from edgelambda.resources import Endpoints, ensure_resources
-from edgelambda.routing import RoutingTable, load_routing
+from edgelambda.routing import RoutingTable
+from edgelambda.routing_file import load_routing
 from edgelambda.runtime_api import create_runtime_app
 from edgelambda.sandbox import Invocation
 from edgelambda.scheduler import Scheduler
