@@ -5,7 +5,7 @@ from pathlib import Path
 
 from edgelambda.reload import classify, is_relevant, watched_paths
 from edgelambda.routing import FunctionSpec
-from tests.test_pool import function_spec
+from tests.fakes import function_spec
 
 
 def _functions(tmp_path: Path) -> dict[str, FunctionSpec]:

@@ -15,7 +15,7 @@ from edgelambda.sandbox import (
     stopped_to_remove,
     warm_needed,
 )
-from tests.test_pool import function_spec
+from tests.fakes import function_spec
 
 
 def sandbox(state: SandboxState, *, idle_since_s: float = 0.0, stopped_s: float = 0.0) -> Sandbox:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from edgelambda.scheduler import Scheduler
-from tests.test_pool import function_spec
+from tests.fakes import function_spec
 
 START = datetime(2026, 11, 28, 19, 0, 30, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from edgelambda.config import Settings
 from edgelambda.logs import RecordingSink
 from edgelambda.routing_file import parse_routing
 from edgelambda.server import Server
-from tests.test_pool import FakeBackend
+from tests.fakes import FakeBackend
 
 
 class Part:

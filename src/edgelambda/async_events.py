@@ -32,7 +32,7 @@ import enum
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,8 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from edgelambda.errors import EdgeLambdaError
-from edgelambda.tasks import start_loop
+from edgelambda.errors import EventNotInFlight, EventStoreError
+from edgelambda.tasks import TaskSet, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -134,14 +134,6 @@ def decide_after_failure(event: QueuedEvent, policy: RetryPolicy, now_s: float) 
 
 
 # -- errors ---------------------------------------------------------------------------------
-
-
-class EventStoreError(EdgeLambdaError):
-    """The event store could not be read or written; an ``Event`` invocation is not accepted."""
-
-
-class EventNotInFlight(EdgeLambdaError):
-    """``ack``/``fail`` named an event that is not running: a bug in the caller."""
 
 
 # -- SQL ------------------------------------------------------------------------------------
@@ -445,7 +437,7 @@ class EventWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = TaskSet()
 
     @property
     def in_flight(self) -> int:
@@ -470,10 +462,11 @@ class EventWorker:
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
         if self._running:
-            await asyncio.wait(self._running, timeout=self._drain_timeout_s)
-        for task in self._running:
+            await asyncio.wait(self._running.running(), timeout=self._drain_timeout_s)
+        unfinished = self._running.running()
+        for task in unfinished:
             task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:
@@ -499,18 +492,13 @@ class EventWorker:
             log.warning("expired events dead-lettered", count=expired)
         free = self._concurrency - len(self._running)
         for event in await self._queue.claim(now_s, free):
-            self._own(self._handle(event))
+            self._running.spawn(self._handle(event))
         if len(self._running) >= self._concurrency:
             return self._poll_interval_s  # a finishing event wakes the loop
         next_due_s = await self._queue.next_due_s()
         if next_due_s is None:
             return self._poll_interval_s
         return min(max(next_due_s - self._clock(), 0.0), self._poll_interval_s)
-
-    def _own(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
 
     async def _handle(self, event: QueuedEvent) -> None:
         """Run one claimed event and record the outcome; a free slot wakes the loop."""

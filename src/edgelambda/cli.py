@@ -1,4 +1,4 @@
-"""Command line: ``edgelambda serve | routes | invoke | events dlq``.
+"""Command line: ``edgelambda serve | check | routes | invoke | logs | events dlq``.
 
 Logging is configured here, once, for the whole process.
 """
@@ -34,6 +34,11 @@ from edgelambda.routing_file import load_routing
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
 INVOKE_TIMEOUT_S = 960  # above Lambda's 15 minute maximum
 ALL = "all"
+DESCRIPTION = (
+    "A self-hosted runtime for AWS Lambda functions: serve the functions and routes of"
+    " routing.yaml, and work with a running gateway. Settings come from the environment"
+    " (see the README's settings table)."
+)
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgelambda", description=__doc__)
+    parser = argparse.ArgumentParser(prog="edgelambda", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the gateway (HTTP on EDGELAMBDA_PORT, default 8000)")
     commands.add_parser("routes", help="print the routing table read from ROUTING_CONFIG_PATH")
@@ -93,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     logs_cmd.add_argument(
         "--json", action="store_true", help="whole records (function, request and trace ids)"
     )
-    events_cmd = commands.add_parser("events", help="asynchronous invocations")
+    events_cmd = commands.add_parser(
+        "events", help="asynchronous (Event) invocations: the dead-letter store"
+    )
     events_sub = events_cmd.add_subparsers(dest="events_command", required=True)
     dlq = events_sub.add_parser("dlq", help="list dead-lettered events (or replay them)")
     dlq.add_argument("--replay", nargs="?", const=ALL, default=None, metavar="ID",

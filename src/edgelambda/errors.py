@@ -176,3 +176,39 @@ class TooManyRequestsService(ServiceError):
     @property
     def headers(self) -> dict[str, str]:
         return {**super().headers, "Retry-After": str(self.retry_after_s)}
+
+
+# -- internal errors of the gateway's parts -------------------------------------------------
+
+
+class Forbidden(EdgeLambdaError):
+    """A Runtime API caller that is not the sandbox it claims to be."""
+
+    status = 403
+    public_message = "Forbidden"
+
+
+class InvalidRequestId(EdgeLambdaError):
+    """A runtime answered an invocation that is not the one it holds."""
+
+    status = 400
+    public_message = "Invalid request id"
+
+
+class SandboxRetired(EdgeLambdaError):
+    """The sandbox was stopped or retired while its runtime waited for work."""
+
+    status = 410
+    public_message = "Sandbox retired"
+
+
+class EventStoreError(EdgeLambdaError):
+    """The event store could not be read or written; an ``Event`` invocation is not accepted."""
+
+
+class EventNotInFlight(EdgeLambdaError):
+    """``ack``/``fail`` named an event that is not running: a bug in the caller."""
+
+
+class ResourcesUnavailable(EdgeLambdaError):
+    """A declared bucket or table could not be checked or created in time."""

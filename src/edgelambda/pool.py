@@ -26,7 +26,14 @@ from edgelambda.containers import (
     ContainerSpec,
     container_spec,
 )
-from edgelambda.errors import EdgeLambdaError, EngineUnavailable, RouteNotFound, TooManyRequests
+from edgelambda.errors import (
+    EdgeLambdaError,
+    EngineUnavailable,
+    InvalidRequestId,
+    RouteNotFound,
+    SandboxRetired,
+    TooManyRequests,
+)
 from edgelambda.journal import Journal
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
@@ -47,25 +54,11 @@ from edgelambda.sandbox import (
     timeout_result,
     warm_needed,
 )
-from edgelambda.tasks import start_loop
+from edgelambda.tasks import TaskSet, start_loop
 
 log = structlog.get_logger(__name__)
 
 WATCH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # reconnect delays after the engine's event stream ends
-
-
-class InvalidRequestId(EdgeLambdaError):
-    """A runtime answered an invocation that is not the one it holds."""
-
-    status = 400
-    public_message = "Invalid request id"
-
-
-class SandboxRetired(EdgeLambdaError):
-    """The sandbox was stopped or retired while its runtime waited for work."""
-
-    status = 410
-    public_message = "Sandbox retired"
 
 
 class Pool:
@@ -94,7 +87,7 @@ class Pool:
         self._by_address: dict[str, Sandbox] = {}
         self._by_container: dict[str, Sandbox] = {}
         self._registered = asyncio.Condition()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._loops: list[asyncio.Task[None]] = []
         self._is_closing = False
         self.journal = Journal(
@@ -184,9 +177,7 @@ class Pool:
     # -- starting sandboxes -------------------------------------------------------------
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     def _start_sandbox(self, pool: FunctionPool) -> None:
         """Warm-start the most recently stopped sandbox, or cold-start a new one."""
@@ -627,5 +618,5 @@ class Pool:
             for sandbox in list(pool.sandboxes):
                 self._retire(sandbox, reason="shutdown")
         while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks.running(), return_exceptions=True)
         await self._backend.remove_stack(self._settings.stack)

@@ -16,17 +16,13 @@ import botocore.config
 import botocore.exceptions
 import structlog
 
-from edgelambda.errors import EdgeLambdaError
+from edgelambda.errors import ResourcesUnavailable
 from edgelambda.routing import Resources, TableSpec
 
 log = structlog.get_logger(__name__)
 
 RETRY_S = 1.0
 MISSING_BUCKET = {"404", "NoSuchBucket", "NotFound"}
-
-
-class ResourcesUnavailable(EdgeLambdaError):
-    """A declared bucket or table could not be checked or created in time."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from edgelambda.aws import function_arn
-from edgelambda.errors import EdgeLambdaError
+from edgelambda.errors import EdgeLambdaError, Forbidden
 from edgelambda.pool import Pool
 from edgelambda.sandbox import Invocation, ResponseStream, Sandbox
 
@@ -30,11 +30,6 @@ REGION_KEY = web.AppKey("region", str)
 SANDBOX_KEY = web.RequestKey("sandbox", Sandbox)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Forbidden(EdgeLambdaError):
-    status = 403
-    public_message = "Forbidden"
 
 
 def create_runtime_app(pool: Pool, *, region: str) -> web.Application:
