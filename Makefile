@@ -93,7 +93,7 @@ dind-image: stack-images
 	@start=$$SECONDS; bash scripts/build-dind-image.sh $(if $(EDGELAMBDA_OFFLINE),--offline) >/dev/null; \
 	  echo "make: parent image ready in $$((SECONDS - start))s"
 
-dind: dind-image check-settings
+dind: check-settings dind-image
 	$(dind_compose) up -d
 	@bash scripts/wait-healthy.sh "$(HEALTH_URL)" 300 \
 	  "docker logs onpre-app-root; inside it: /var/log/dockerd.log"

@@ -19,6 +19,13 @@ import boto3
 import yaml
 from aiohttp.test_utils import unused_port
 
+from edgelambda.config import (
+    DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_API_KEY,
+    DEFAULT_AUTH_PASS,
+    DEFAULT_SECRET_ACCESS_KEY,
+    Settings,
+)
 from edgelambda.tracing import trace_root
 from tests.conftest import REPO_ROOT, TEST_FUNCTIONS, stack_containers
 
@@ -45,8 +52,7 @@ STACK_RESULT = {
     "dynamodb": {"got": "5", "updated": "7", "queried": 1, "gone": True},
 }
 # The seed's development credentials of the auth endpoint.
-DEV_LOGIN = {"api_key": "dev-api-key-change-in-production", "user": "onpremise-user",
-             "password": "onpremise-pass"}  # fmt: skip
+DEV_LOGIN = {"api_key": DEFAULT_API_KEY, "user": Settings.auth_user, "password": DEFAULT_AUTH_PASS}
 
 
 def stack_result(body: dict[str, Any]) -> dict[str, Any]:
@@ -174,15 +180,19 @@ async def compose_command(env: dict[str, str]) -> list[str]:
     return output.strip().splitlines()[-1].split()
 
 
+def data_client(service: str, env: dict[str, str], key: str, secret: str) -> Any:
+    """A boto3 client of the stack's S3 or DynamoDB port on 127.0.0.1."""
+    port = env["EDGELAMBDA_S3_PORT" if service == "s3" else "EDGELAMBDA_DYNAMODB_PORT"]
+    return boto3.client(
+        service, endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id=key, aws_secret_access_key=secret,
+    )  # fmt: skip
+
+
 def declared_resources(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Bucket and table names, asked through the S3 and DynamoDB ports the stack publishes."""
-    options = {"region_name": "us-east-1", "aws_access_key_id": "edgelambda",
-               "aws_secret_access_key": "edgelambda"}  # fmt: skip
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{env['EDGELAMBDA_S3_PORT']}",
-                      **options)  # fmt: skip
-    dynamodb = boto3.client(
-        "dynamodb", endpoint_url=f"http://127.0.0.1:{env['EDGELAMBDA_DYNAMODB_PORT']}", **options
-    )
+    s3 = data_client("s3", env, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
+    dynamodb = data_client("dynamodb", env, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
     buckets = [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
     return buckets, dynamodb.list_tables()["TableNames"]
 

@@ -18,9 +18,11 @@ import boto3
 import botocore.exceptions
 import pytest
 
+from edgelambda.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 from tests.compose_stack import (
     DEV_LOGIN,
     STACK_RESULT,
+    data_client,
     login,
     remove_stack,
     run_command,
@@ -37,6 +39,10 @@ SECRETS = {
     "EDGELAMBDA_AWS_ACCESS_KEY_ID": "boxkey",
     "EDGELAMBDA_AWS_SECRET_ACCESS_KEY": "box-secret-access-key",
 }
+BOX_KEY, BOX_SECRET = (
+    SECRETS["EDGELAMBDA_AWS_ACCESS_KEY_ID"],
+    SECRETS["EDGELAMBDA_AWS_SECRET_ACCESS_KEY"],
+)
 DATA_PORTS = {
     "rustfs": ("EDGELAMBDA_S3_PORT", "EDGELAMBDA_S3_CONSOLE_PORT"),
     "scylladb": ("EDGELAMBDA_DYNAMODB_PORT",),
@@ -136,16 +142,9 @@ async def test_production_box_with_its_own_secrets(
         for port in ports:
             assert refuses_connection(GATEWAY_ADDRESS, int(env[port])), port
             socket.create_connection(("127.0.0.1", int(env[port])), timeout=5).close()
-    s3 = boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{env['EDGELAMBDA_S3_PORT']}", region_name="us-east-1",
-        aws_access_key_id=SECRETS["EDGELAMBDA_AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=SECRETS["EDGELAMBDA_AWS_SECRET_ACCESS_KEY"],
-    )  # fmt: skip
+    s3 = data_client("s3", env, BOX_KEY, BOX_SECRET)
     assert "uploads" in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
-    default_s3 = boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{env['EDGELAMBDA_S3_PORT']}", region_name="us-east-1",
-        aws_access_key_id="edgelambda", aws_secret_access_key="edgelambda",
-    )  # fmt: skip
+    default_s3 = data_client("s3", env, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
     with pytest.raises(botocore.exceptions.ClientError, match="InvalidAccessKeyId"):
         default_s3.list_buckets()
 
@@ -170,15 +169,11 @@ async def test_production_box_with_its_own_secrets(
             assert response.status == 200
             assert stack_result(await response.json()) == STACK_RESULT
 
-    wrong = lambda_client(gateway, SECRETS["EDGELAMBDA_AWS_ACCESS_KEY_ID"], "a-guessed-secret")
+    wrong = lambda_client(gateway, BOX_KEY, "a-guessed-secret")
     assert await asyncio.to_thread(refused_invoke, wrong) == "AccessDeniedException"
-    default = lambda_client(gateway, "edgelambda", "edgelambda")
+    default = lambda_client(gateway, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
     assert await asyncio.to_thread(refused_invoke, default) == "AccessDeniedException"
-    right = lambda_client(
-        gateway,
-        SECRETS["EDGELAMBDA_AWS_ACCESS_KEY_ID"],
-        SECRETS["EDGELAMBDA_AWS_SECRET_ACCESS_KEY"],
-    )
+    right = lambda_client(gateway, BOX_KEY, BOX_SECRET)
     result = await asyncio.to_thread(invoke, right)
     assert result["status"] == 200
     assert stack_result(json.loads(result["payload"]["body"])) == STACK_RESULT

@@ -44,7 +44,6 @@ MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # API Gateway's and Lambda's payload l
 MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024  # Lambda's limit for Event invocations
 MAX_CLIENT_CONTEXT_BYTES = 3583
 LOG_SETTLE_S = 2.0  # a backstop: the journal closes every log (output, END, REPORT) within 1 s
-SIGV4_PREFIX = sigv4.ALGORITHM
 SIGV4_SERVICE = "lambda"  # the service name SDKs sign Invoke calls for
 
 
@@ -134,7 +133,7 @@ def is_authorised(request: SignedRequest, *, settings: Settings, now_s: float) -
     if api_key is not None and auth.is_api_key_valid(api_key, settings.api_key):
         return True
     authorization = request.headers.get("authorization", "")
-    if authorization.startswith(SIGV4_PREFIX):
+    if authorization.startswith(sigv4.ALGORITHM):
         return not settings.is_production or sigv4.verifies(
             request,
             access_key_id=settings.aws_access_key_id,

@@ -185,19 +185,22 @@ async def _output_caught_up(sandbox: Sandbox, invocation: Invocation) -> None:
                     await sandbox.output_arrived.wait()
 
 
+def _window_end_s(sandbox: Sandbox, invocation: Invocation) -> float | None:
+    """When the sandbox's next invocation started (None while none has)."""
+    return window_end(invocation.started_s, [i.started_s for i in sandbox.recent])
+
+
 def _log_end_s(sandbox: Sandbox, invocation: Invocation) -> float:
     """The time END and REPORT carry: now, but before the sandbox's next START when that
     invocation already began, so a log store sorted by time keeps each invocation whole."""
-    window_end_s = window_end(invocation.started_s, [i.started_s for i in sandbox.recent])
-    now_s = time.time()
+    window_end_s, now_s = _window_end_s(sandbox, invocation), time.time()
     return now_s if window_end_s is None else min(now_s, window_end_s - 2 * _TICK_S)
 
 
 def _is_stream_past(sandbox: Sandbox, invocation: Invocation) -> bool:
-    """Whether a line stamped after ``invocation``'s window (it ends when the sandbox's next
-    invocation starts) has arrived: the engine sends lines in order, so none of its own is
-    still to come."""
+    """Whether a line stamped after ``invocation``'s window has arrived: the engine sends
+    lines in order, so none of its own is still to come."""
     if invocation not in sandbox.recent:
         return True  # too old for any line to be attributed to it
-    window_end_s = window_end(invocation.started_s, [i.started_s for i in sandbox.recent])
+    window_end_s = _window_end_s(sandbox, invocation)
     return window_end_s is not None and sandbox.output_seen_s >= window_end_s
