@@ -6,7 +6,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from edgelambda.tasks import start_loop
+from edgelambda.tasks import backoff_s, start_loop
 
 
 async def test_a_loop_that_fails_is_logged_with_its_name() -> None:
@@ -37,3 +37,15 @@ async def test_a_cancelled_loop_is_not_reported() -> None:
         await asyncio.sleep(0)
 
     assert logs == []
+
+
+def test_back_off_takes_the_delays_in_turn_then_repeats_the_last() -> None:
+    delays_s = (0.5, 1.0, 5.0)
+
+    pauses = [backoff_s(delays_s, failures) for failures in range(1, 6)]
+
+    assert pauses == [0.5, 1.0, 5.0, 5.0, 5.0]
+
+
+def test_back_off_before_any_failure_is_the_first_delay() -> None:
+    assert backoff_s((2.0, 4.0), 0) == 2.0

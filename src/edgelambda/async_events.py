@@ -41,7 +41,7 @@ import aiosqlite
 import structlog
 
 from edgelambda.errors import EventNotInFlight, EventStoreError
-from edgelambda.tasks import TaskSet, start_loop
+from edgelambda.tasks import TaskSet, backoff_s, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +127,7 @@ def decide_after_failure(event: QueuedEvent, policy: RetryPolicy, now_s: float) 
     """
     if event.attempts >= policy.max_attempts:
         return DeadLetter(DeadLetterReason.RETRIES_EXHAUSTED)
-    at_s = now_s + policy.delays_s[max(event.attempts - 1, 0)]
+    at_s = now_s + backoff_s(policy.delays_s, event.attempts)
     if at_s - event.enqueued_at_s > policy.max_age_s:
         return DeadLetter(DeadLetterReason.EVENT_TOO_OLD)
     return Retry(at_s)

@@ -16,7 +16,7 @@ import aiohttp
 import structlog
 
 from edgelambda.logs import LogRecord, jsonline
-from edgelambda.tasks import start_loop
+from edgelambda.tasks import backoff_s, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,7 @@ class VictoriaLogsSink:
 
     def _pause_s(self) -> float:
         if self._failures:
-            return BACKOFF_S[min(self._failures, len(BACKOFF_S)) - 1]
+            return backoff_s(BACKOFF_S, self._failures)
         return self._settings.flush_interval_s
 
     async def _flush(self) -> None:

@@ -54,7 +54,7 @@ from edgelambda.sandbox import (
     timeout_result,
     warm_needed,
 )
-from edgelambda.tasks import TaskSet, start_loop
+from edgelambda.tasks import TaskSet, backoff_s, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -454,9 +454,8 @@ class Pool:
                     self.container_exited(exit)
             except EngineUnavailable as exc:
                 log.warning("engine events lost", error=str(exc))
-            delay = WATCH_BACKOFF_S[min(failures, len(WATCH_BACKOFF_S) - 1)]
             failures += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_s(WATCH_BACKOFF_S, failures))
 
     async def _reconcile(self) -> None:
         running = await self._backend.running_containers(self._settings.stack)

@@ -6,7 +6,7 @@ is logged when it happens, not found at shutdown), and short tasks live in their
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -45,3 +45,9 @@ def _report_exit(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("background loop stopped", loop=task.get_name(),
                   error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+
+def backoff_s(delays_s: Sequence[float], failures: int) -> float:
+    """The pause after the ``failures``-th failure in a row (1 for the first): the delays
+    in turn, then the last one again for every later failure."""
+    return delays_s[min(max(failures, 1), len(delays_s)) - 1]
