@@ -22,10 +22,10 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from edgelambda.async_events import QUEUE_FILE, EventQueue
 from edgelambda.config import Settings
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
+from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.gateway import create_app
 from edgelambda.invoke_api import INVOKE_PATH
 from edgelambda.routing import RoutingTable

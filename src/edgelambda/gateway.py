@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from edgelambda import apigw, auth, cors, tracing
+from edgelambda import apigw_event, apigw_result, auth, cors, tracing
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import (
@@ -173,7 +173,7 @@ async def routed(request: web.Request) -> web.StreamResponse:
     now_s = time.time()
     claims = _claims(match.route, request, gateway.settings, now_s)
     http_request = await _http_request(request)
-    event = apigw.build_event(
+    event = apigw_event.build_event(
         http_request,
         match,
         request_id=request[REQUEST_ID_KEY],
@@ -185,7 +185,7 @@ async def routed(request: web.Request) -> web.StreamResponse:
     _raise_for_function_error(match.route.function, result)
     if result.stream is not None:
         return await _stream_to_client(request, result.stream, match.route)
-    response = apigw.parse_result(result.payload, match.route.payload)
+    response = apigw_result.parse_result(result.payload, match.route.payload)
     headers = CIMultiDict(response.headers)
     _add_cors_headers(headers, match.route, request.headers.get("Origin"))
     return web.Response(status=response.status, body=response.body, headers=headers)
@@ -223,17 +223,17 @@ async def _stream_to_client(
 
 async def _stream_head(
     stream: ResponseStream, chunks: AsyncIterator[bytes]
-) -> tuple[apigw.HttpResponse, bytes]:
+) -> tuple[apigw_result.HttpResponse, bytes]:
     """Status and headers of a streamed response, and the body bytes read with them."""
-    if stream.content_type != apigw.HTTP_INTEGRATION_CONTENT_TYPE:
-        return apigw.HttpResponse(200, (("Content-Type", stream.content_type),), b""), b""
+    if stream.content_type != apigw_result.HTTP_INTEGRATION_CONTENT_TYPE:
+        return apigw_result.HttpResponse(200, (("Content-Type", stream.content_type),), b""), b""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
-        split = apigw.split_prelude(buffer)
+        split = apigw_result.split_prelude(buffer)
         if split is not None:
             prelude, rest = split
-            return apigw.prelude_response(prelude), rest
+            return apigw_result.prelude_response(prelude), rest
     raise StreamBroken("the stream ended before its prelude")
 
 
@@ -271,9 +271,9 @@ def _claims(
     return auth.claims_for(authorization, secret=settings.jwt_secret, now_s=now_s)
 
 
-async def _http_request(request: web.Request) -> apigw.HttpRequest:
+async def _http_request(request: web.Request) -> apigw_event.HttpRequest:
     body = await read_body(request, PayloadTooLarge)
-    return apigw.HttpRequest(
+    return apigw_event.HttpRequest(
         method=request.method,
         path=request.path,
         raw_path=request.rel_url.raw_path,

@@ -13,16 +13,12 @@ import structlog
 from aiohttp import web
 
 from edgelambda import tracing
-from edgelambda.async_events import (
-    QUEUE_FILE,
-    EventQueue,
-    EventWorker,
-    QueuedEvent,
-    RetryPolicy,
-)
+from edgelambda.async_events import QueuedEvent, RetryPolicy
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
+from edgelambda.event_queue import QUEUE_FILE, EventQueue
+from edgelambda.event_worker import EventWorker
 from edgelambda.invoke_api import InvokeApi
 from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink

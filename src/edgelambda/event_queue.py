@@ -1,0 +1,305 @@
+"""The durable queue behind ``Event`` (asynchronous) invocations: one SQLite file (WAL,
+``synchronous=FULL``) holding the queued and running events and the dead letters.
+
+:meth:`EventQueue.enqueue` returns once the event is committed, the point after which the
+caller may answer 202. Every time is passed in; what to do after a failure is
+:func:`~edgelambda.async_events.decide_after_failure`'s decision. One process owns the file
+at a time (the CLI may briefly replay dead letters into it); at start-up,
+:meth:`EventQueue.recover` queues again what the previous process left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from edgelambda.async_events import (
+    DeadLetteredEvent,
+    DeadLetterReason,
+    Decision,
+    QueuedEvent,
+    Retry,
+    RetryPolicy,
+    decide_after_failure,
+)
+from edgelambda.errors import EventNotInFlight, EventStoreError
+
+log = structlog.get_logger(__name__)
+
+QUEUE_FILE = "events.sqlite3"  # the one file under the data dir
+BUSY_TIMEOUT_S = 5.0  # the CLI may hold the write lock briefly while it replays dead letters
+
+# -- SQL ------------------------------------------------------------------------------------
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # FULL syncs the WAL at every commit: an acknowledged event survives power loss too, not
+    # only a process crash, at the cost of one fsync per enqueue.
+    "PRAGMA synchronous=FULL",
+)
+
+SCHEMA = (
+    # seq keeps enqueue order among events due at the same time; AUTOINCREMENT so a deleted
+    # event's seq is never reused by a later one.
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        function TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        trace_id TEXT,
+        attempts INTEGER NOT NULL,
+        enqueued_at_s REAL NOT NULL,
+        next_attempt_at_s REAL NOT NULL,
+        last_error TEXT,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running'))
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at_s, seq)",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        function TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        trace_id TEXT,
+        attempts INTEGER NOT NULL,
+        enqueued_at_s REAL NOT NULL,
+        dead_at_s REAL NOT NULL,
+        reason TEXT NOT NULL,
+        last_error TEXT
+    )""",
+)
+
+EVENT_COLUMNS = (
+    "id, function, payload, trace_id, attempts, enqueued_at_s, next_attempt_at_s, last_error"
+)
+DEAD_COLUMNS = (
+    "id, function, payload, trace_id, attempts, enqueued_at_s, dead_at_s, reason, last_error"
+)
+
+BEGIN = "BEGIN IMMEDIATE"  # take the write lock up front: no upgrade deadlock with the CLI
+
+INSERT_EVENT = f"""INSERT INTO events ({EVENT_COLUMNS}, state)
+    VALUES (?, ?, ?, ?, 0, ?, ?, NULL, 'queued')"""
+
+# One statement, so no other claimer can take the same rows; RETURNING does not promise an
+# order, so seq comes back to sort by.
+CLAIM_DUE = f"""UPDATE events SET state = 'running', attempts = attempts + 1
+    WHERE seq IN (
+        SELECT seq FROM events WHERE state = 'queued' AND next_attempt_at_s <= ?
+        ORDER BY next_attempt_at_s, seq LIMIT ?)
+    RETURNING next_attempt_at_s, seq, {EVENT_COLUMNS}"""
+
+SELECT_RUNNING = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? AND state = 'running'"
+DELETE_RUNNING = "DELETE FROM events WHERE id = ? AND state = 'running'"
+REQUEUE_FAILED = """UPDATE events SET state = 'queued', next_attempt_at_s = ?, last_error = ?
+    WHERE id = ? AND state = 'running'"""
+# Keeps attempts: the interrupted run counted, so a crash loop still ends in the dead letters.
+REQUEUE_RUNNING = (
+    "UPDATE events SET state = 'queued', next_attempt_at_s = ? WHERE state = 'running'"
+)
+
+BURY_FAILED = f"""INSERT INTO dead_letters ({DEAD_COLUMNS})
+    SELECT id, function, payload, trace_id, attempts, enqueued_at_s, ?, ?, ?
+    FROM events WHERE id = ? AND state = 'running'"""
+BURY_EXPIRED = f"""INSERT INTO dead_letters ({DEAD_COLUMNS})
+    SELECT id, function, payload, trace_id, attempts, enqueued_at_s, ?, ?, last_error
+    FROM events WHERE state = 'queued' AND enqueued_at_s < ? ORDER BY seq"""
+DELETE_EXPIRED = "DELETE FROM events WHERE state = 'queued' AND enqueued_at_s < ?"
+
+SELECT_DEAD = f"SELECT {DEAD_COLUMNS} FROM dead_letters ORDER BY seq"
+# A replayed event starts afresh: its age restarts, or the maximum age would bury it again.
+REPLAY_DEAD = f"""INSERT INTO events ({EVENT_COLUMNS}, state)
+    SELECT id, function, payload, trace_id, 0, ?2, ?2, NULL, 'queued'
+    FROM dead_letters WHERE ?1 IS NULL OR id = ?1 ORDER BY seq"""
+DELETE_DEAD = "DELETE FROM dead_letters WHERE ?1 IS NULL OR id = ?1"
+
+COUNT_EVENTS = "SELECT COUNT(*) FROM events"
+NEXT_DUE = "SELECT MIN(next_attempt_at_s) FROM events WHERE state = 'queued'"
+
+
+def _queued_event(row: Sequence[Any]) -> QueuedEvent:
+    return QueuedEvent(*row)
+
+
+def _dead_lettered_event(row: Sequence[Any]) -> DeadLetteredEvent:
+    event_id, function, payload, trace_id, attempts, enqueued_at_s, dead_at_s, reason, error = row
+    return DeadLetteredEvent(
+        event_id,
+        function,
+        payload,
+        trace_id,
+        attempts,
+        enqueued_at_s,
+        dead_at_s,
+        DeadLetterReason(reason),
+        error,
+    )
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class EventQueue:
+    """The durable event store on one SQLite connection; open with :meth:`open`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        # One connection runs one transaction at a time; the lock keeps a coroutine's
+        # statements from landing inside another coroutine's BEGIN ... COMMIT.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> EventQueue:
+        """Open the store at ``path``, creating the file, its directory and the tables if
+        needed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: no implicit transactions, every write says BEGIN itself.
+            db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"cannot open event store {path}: {exc}") from exc
+        queue = cls(db, path)
+        try:
+            await queue._prepare()
+        except BaseException:
+            await db.close()
+            raise
+        return queue
+
+    async def close(self) -> None:
+        """Close the connection; committed events stay in the file."""
+        await self._db.close()
+
+    async def _prepare(self) -> None:
+        async with self._guard():
+            for pragma in PRAGMAS:
+                await self._db.execute(pragma)
+        async with self._transaction() as db:
+            for statement in SCHEMA:
+                await db.execute(statement)
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Serialise access and turn SQLite errors into :class:`EventStoreError`."""
+        async with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise EventStoreError(f"event store {self.path}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed on success, rolled back on any exit by error or
+        cancellation.
+
+        A cancelled await does not stop its statement: BEGIN or COMMIT still runs on the
+        connection's thread. So both sit inside the ``try``, and the rollback, queued behind
+        them on that thread, ends whatever they left open (it is a no-op if nothing is).
+        """
+        async with self._guard() as db:
+            try:
+                await db.execute(BEGIN)
+                yield db
+                await db.commit()
+            except BaseException:
+                await db.rollback()
+                raise
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        async with self._guard() as db:
+            return list(await db.execute_fetchall(sql, params))
+
+    async def enqueue(
+        self, function: str, payload: bytes, *, trace_id: str | None, now_s: float
+    ) -> str:
+        """Store a new event, due now, and return its id once it is committed (the point
+        after which the caller may answer 202)."""
+        event_id = str(uuid.uuid4())
+        async with self._transaction() as db:
+            await db.execute(INSERT_EVENT, (event_id, function, payload, trace_id, now_s, now_s))
+        return event_id
+
+    async def claim(self, now_s: float, limit: int) -> list[QueuedEvent]:
+        """Mark up to ``limit`` due events running, one more attempt each, and return them
+        oldest due first (ties in enqueue order)."""
+        if limit <= 0:
+            return []
+        async with self._transaction() as db:
+            rows = list(await db.execute_fetchall(CLAIM_DUE, (now_s, limit)))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        return [_queued_event(row[2:]) for row in rows]
+
+    async def ack(self, event_id: str) -> None:
+        """The running event succeeded: forget it."""
+        async with self._transaction() as db:
+            cursor = await db.execute(DELETE_RUNNING, (event_id,))
+            if cursor.rowcount == 0:
+                raise EventNotInFlight(f"event {event_id} is not running")
+
+    async def fail(
+        self, event_id: str, error: str, *, now_s: float, policy: RetryPolicy
+    ) -> Decision:
+        """The running event failed with ``error``: queue it for its retry, or move it to the
+        dead letters, as :func:`decide_after_failure` says; return that decision."""
+        async with self._transaction() as db:
+            rows = list(await db.execute_fetchall(SELECT_RUNNING, (event_id,)))
+            if not rows:
+                raise EventNotInFlight(f"event {event_id} is not running")
+            decision = decide_after_failure(_queued_event(rows[0]), policy, now_s)
+            if isinstance(decision, Retry):
+                await db.execute(REQUEUE_FAILED, (decision.at_s, error, event_id))
+            else:
+                await db.execute(BURY_FAILED, (now_s, decision.reason.value, error, event_id))
+                await db.execute(DELETE_RUNNING, (event_id,))
+        return decision
+
+    async def expire(self, now_s: float, max_age_s: float) -> int:
+        """Move queued events older than ``max_age_s`` to the dead letters, as AWS discards
+        them unrun (say, after a long outage); return how many."""
+        cutoff_s = now_s - max_age_s
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                BURY_EXPIRED, (now_s, DeadLetterReason.EVENT_TOO_OLD.value, cutoff_s)
+            )
+            await db.execute(DELETE_EXPIRED, (cutoff_s,))
+        return cursor.rowcount
+
+    async def recover(self, now_s: float) -> int:
+        """At start-up, before any worker runs: queue again, due now, every event the previous
+        process left running (it died mid-attempt); return how many."""
+        async with self._transaction() as db:
+            cursor = await db.execute(REQUEUE_RUNNING, (now_s,))
+        if cursor.rowcount:
+            log.warning("requeued interrupted events", count=cursor.rowcount)
+        return cursor.rowcount
+
+    async def dead_letters(self) -> list[DeadLetteredEvent]:
+        """Every dead-lettered event, oldest first."""
+        return [_dead_lettered_event(row) for row in await self._fetchall(SELECT_DEAD)]
+
+    async def replay(self, event_id: str | None = None, *, now_s: float) -> int:
+        """Queue one dead letter (or all, when ``event_id`` is None) again, due now, with its
+        attempts and age reset; return how many moved (0 for an unknown id)."""
+        async with self._transaction() as db:
+            cursor = await db.execute(REPLAY_DEAD, (event_id, now_s))
+            await db.execute(DELETE_DEAD, (event_id,))
+        return cursor.rowcount
+
+    async def depth(self) -> int:
+        """Events queued or running."""
+        rows = await self._fetchall(COUNT_EVENTS)
+        return int(rows[0][0])
+
+    async def next_due_s(self) -> float | None:
+        """When the earliest queued event is due, or None when nothing is queued."""
+        rows = await self._fetchall(NEXT_DUE)
+        due = rows[0][0]
+        return None if due is None else float(due)
