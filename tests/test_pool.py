@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import pytest
@@ -273,9 +273,24 @@ async def test_min_warm_sandboxes_start_with_the_pool_and_stay() -> None:
     await pool.close()
 
 
+class RestartingEngine(FakeBackend):
+    """An engine whose event stream ends when it restarts, as the Docker engine's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine_restarted = asyncio.Event()
+
+    async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
+        await self.engine_restarted.wait()
+        self.engine_restarted.clear()
+        return
+        yield  # an async generator that ends without an event
+
+
 async def test_engine_restart_is_noticed_by_reconciling() -> None:
-    backend = FakeBackend()
+    backend = RestartingEngine()
     pool = make_pool(backend, function_spec())
+    await pool.start()
     call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
     await settle()
     sandbox = await pool.sandbox_at("10.0.0.2")
@@ -283,9 +298,9 @@ async def test_engine_restart_is_noticed_by_reconciling() -> None:
     await pool.next_invocation(sandbox)
     backend.removed.append("c1")  # the container vanished while no events were heard
 
-    await pool._reconcile()
+    backend.engine_restarted.set()
 
-    assert (await call).error_type == EXIT_ERROR_TYPE
+    assert (await asyncio.wait_for(call, timeout=5)).error_type == EXIT_ERROR_TYPE
     assert sandbox.state is SandboxState.DEAD
     await pool.close()
 
@@ -365,7 +380,7 @@ async def test_each_invocation_gets_start_end_and_report_lines() -> None:
     second = await pool.next_invocation(sandbox)
     pool.respond(sandbox, second.request_id, b"2")
     await asyncio.gather(*calls)
-    await asyncio.wait_for(second.log_done.wait(), timeout=1)
+    await asyncio.wait_for(second.log.done.wait(), timeout=1)
 
     # END and REPORT are written once the output has caught up, timed before the next START:
     # in time order each invocation's lines stay together.

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from edgelambda.errors import InvalidRequestId, SandboxRetired, SandboxStateError
 from edgelambda.sandbox import (
     FunctionPool,
     Invocation,
     InvocationResult,
     Sandbox,
     SandboxState,
+    error_result,
     idle_to_stop,
     sandboxes_to_start,
     stopped_to_remove,
@@ -19,8 +23,17 @@ from tests.fakes import function_spec
 
 
 def sandbox(state: SandboxState, *, idle_since_s: float = 0.0, stopped_s: float = 0.0) -> Sandbox:
+    """A sandbox brought to ``state`` the only way there is: through its transitions."""
     s = Sandbox(function_spec(), now_s=0.0)
-    s.state, s.idle_since_s, s.stopped_s = state, idle_since_s, stopped_s
+    if state is SandboxState.STARTING:
+        return s
+    s.await_work(asyncio.get_running_loop().create_future(), now_s=idle_since_s)
+    if state is SandboxState.BUSY:
+        s.assign(Invocation(payload=b"{}"))
+    elif state is SandboxState.STOPPED:
+        s.stop(stopped_s)
+    elif state is SandboxState.DEAD:
+        s.retire("test", error_result("Test", "retired"))
     return s
 
 
@@ -43,7 +56,7 @@ def test_sandboxes_to_start(
     assert count == expected
 
 
-def test_idle_to_stop_picks_ready_sandboxes_past_the_timeout() -> None:
+async def test_idle_to_stop_picks_ready_sandboxes_past_the_timeout() -> None:
     old = sandbox(SandboxState.READY, idle_since_s=10)
     fresh = sandbox(SandboxState.READY, idle_since_s=95)
     busy = sandbox(SandboxState.BUSY, idle_since_s=0)
@@ -53,7 +66,7 @@ def test_idle_to_stop_picks_ready_sandboxes_past_the_timeout() -> None:
     assert chosen == [old]
 
 
-def test_idle_to_stop_keeps_min_warm_running() -> None:
+async def test_idle_to_stop_keeps_min_warm_running() -> None:
     a = sandbox(SandboxState.READY, idle_since_s=1)
     b = sandbox(SandboxState.READY, idle_since_s=2)
     c = sandbox(SandboxState.READY, idle_since_s=3)
@@ -63,7 +76,7 @@ def test_idle_to_stop_keeps_min_warm_running() -> None:
     assert chosen == [a]  # the longest idle goes; two stay warm
 
 
-def test_stopped_to_remove_after_retention() -> None:
+async def test_stopped_to_remove_after_retention() -> None:
     kept = sandbox(SandboxState.STOPPED, stopped_s=500)
     expired = sandbox(SandboxState.STOPPED, stopped_s=100)
     ready = sandbox(SandboxState.READY, idle_since_s=0)
@@ -71,7 +84,7 @@ def test_stopped_to_remove_after_retention() -> None:
     assert stopped_to_remove([kept, expired, ready], now_s=700, retention_s=600) == [expired]
 
 
-def test_warm_needed_counts_only_running_sandboxes() -> None:
+async def test_warm_needed_counts_only_running_sandboxes() -> None:
     sandboxes = [sandbox(SandboxState.STOPPED), sandbox(SandboxState.STARTING)]
 
     assert warm_needed(sandboxes, min_warm=3) == 2
@@ -81,11 +94,154 @@ def test_warm_needed_counts_only_running_sandboxes() -> None:
 async def test_a_sandbox_still_streaming_is_not_about_to_be_free() -> None:
     pool = FunctionPool(function_spec(), queue_size=10)
     answered = sandbox(SandboxState.BUSY)
-    answered.current = Invocation(payload=b"{}")
-    answered.current.result.set_result(InvocationResult(payload=b"{}"))
+    assert answered.current is not None
+    answered.answer(answered.current, InvocationResult(payload=b"{}"), now_s=1.0)
     pool.sandboxes.add(answered)
     assert pool.coming == 1  # a plain answer: it polls again in a moment
 
     answered.is_streaming = True
 
     assert pool.coming == 0  # queued work must start another sandbox meanwhile
+
+
+# -- the guarded transitions --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "change"),
+    [
+        (SandboxState.STARTING, "assign"),  # its runtime has not polled: nothing to hand to
+        (SandboxState.BUSY, "assign"),  # one invocation at a time
+        (SandboxState.STOPPED, "assign"),
+        (SandboxState.READY, "restart"),  # only a stopped container is restarted
+        (SandboxState.BUSY, "stop"),  # a busy sandbox is never stopped under its caller
+        (SandboxState.STARTING, "stop"),
+        (SandboxState.STOPPED, "await_work"),  # a stopped container's runtime cannot poll
+        (SandboxState.DEAD, "await_work"),
+        (SandboxState.DEAD, "retire"),  # retired once
+        (SandboxState.READY, "answer"),  # an answer needs an invocation in flight
+        (SandboxState.READY, "start_stream"),
+        (SandboxState.STOPPED, "end_stream"),
+    ],
+)
+async def test_a_transition_from_a_wrong_state_raises_and_changes_nothing(
+    state: SandboxState, change: str
+) -> None:
+    s = sandbox(state)
+    invocation = Invocation(payload=b"{}")
+    attempts = {
+        "assign": lambda: s.assign(invocation),
+        "restart": lambda: s.restart(now_s=5.0),
+        "stop": lambda: s.stop(now_s=5.0),
+        "await_work": lambda: s.await_work(asyncio.get_running_loop().create_future(), 5.0),
+        "retire": lambda: s.retire("again", error_result("Test", "again")),
+        "answer": lambda: s.answer(invocation, InvocationResult(b"{}"), now_s=5.0),
+        "start_stream": lambda: s.start_stream(invocation, InvocationResult(b"")),
+        "end_stream": lambda: s.end_stream(now_s=5.0),
+    }
+
+    with pytest.raises(SandboxStateError, match=f"{state.value}>"):
+        attempts[change]()
+
+    assert s.state is state
+    assert not invocation.result.done()
+
+
+async def test_the_life_of_a_sandbox_through_its_transitions() -> None:
+    s = Sandbox(function_spec(), now_s=0.0)
+    first_poll: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+    s.await_work(first_poll, now_s=0.2)
+    assert (s.state, s.idle_since_s) == (SandboxState.READY, 0.2)
+
+    invocation = Invocation(payload=b"{}")
+    s.assign(invocation)
+    assert (s.state, s.current) == (SandboxState.BUSY, invocation)
+    assert first_poll.result() is invocation  # the runtime's poll gets it
+
+    s.answer(s.holding(invocation.request_id), InvocationResult(b"ok"), now_s=0.5)
+    assert invocation.result.result().payload == b"ok"
+    assert s.is_finishing
+
+    s.await_work(asyncio.get_running_loop().create_future(), now_s=0.6)
+    s.stop(now_s=9.0)
+    assert (s.state, s.stopped_s) == (SandboxState.STOPPED, 9.0)
+
+    s.restart(now_s=20.0)
+    assert (s.state, s.is_cold, s.started_s) == (SandboxState.STARTING, False, 20.0)
+
+
+async def test_retiring_answers_the_invocation_held_and_ends_a_waiting_poll() -> None:
+    busy = sandbox(SandboxState.BUSY)
+    held = busy.current
+    assert held is not None
+    crashed = error_result("Runtime.ExitError", "exit status 1")
+
+    assert busy.retire("crashed", crashed) is held
+
+    assert busy.state is SandboxState.DEAD
+    assert held.result.result() == crashed
+    ready = sandbox(SandboxState.READY)
+    poll = ready.poll
+    assert poll is not None
+    ready.retire("shutdown", crashed)
+    with pytest.raises(SandboxRetired, match="shutdown"):
+        poll.result()
+
+
+async def test_stopping_ends_the_idle_runtime_s_poll() -> None:
+    ready = sandbox(SandboxState.READY)
+    poll = ready.poll
+    assert poll is not None
+
+    ready.stop(now_s=3.0)
+
+    with pytest.raises(SandboxRetired, match="idle"):
+        poll.result()
+
+
+async def test_an_answer_for_another_invocation_is_refused() -> None:
+    busy = sandbox(SandboxState.BUSY)
+
+    with pytest.raises(InvalidRequestId):
+        busy.holding("not-the-one")
+
+
+async def test_an_invocation_taken_back_goes_to_another_sandbox_only_if_unanswered() -> None:
+    busy = sandbox(SandboxState.BUSY)
+    held = busy.current
+    assert held is not None
+
+    assert busy.take_back(held)
+    assert busy.current is None
+    answered = sandbox(SandboxState.BUSY)
+    assert answered.current is not None
+    answered.current.settle(InvocationResult(b"{}"))
+    assert not answered.take_back(answered.current)
+
+
+async def test_the_function_pool_fails_every_waiting_invocation_and_keeps_order() -> None:
+    pool = FunctionPool(function_spec(), queue_size=3)
+    first, second = Invocation(payload=b"1"), Invocation(payload=b"2")
+    pool.enqueue(first)
+    pool.enqueue(second)
+    returned = Invocation(payload=b"0")
+    pool.requeue_first(returned)
+
+    assert pool.take_first() is returned
+    assert pool.withdraw(second)
+    assert not pool.withdraw(second)
+    pool.fail_waiting(SandboxRetired("gone"))
+    assert isinstance(first.result.exception(), SandboxRetired)
+    assert not pool.queue
+
+
+async def test_the_function_pool_hands_the_oldest_work_to_the_sandbox_freed_last() -> None:
+    pool = FunctionPool(function_spec(), queue_size=3)
+    earlier, later = sandbox(SandboxState.READY), sandbox(SandboxState.READY)
+    pool.park(earlier)
+    pool.park(later)
+    oldest, newest = Invocation(payload=b"1"), Invocation(payload=b"2")
+    pool.enqueue(oldest)
+    pool.enqueue(newest)
+
+    assert list(pool.matches()) == [(later, oldest), (earlier, newest)]

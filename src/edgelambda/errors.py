@@ -202,6 +202,11 @@ class SandboxRetired(EdgeLambdaError):
     public_message = "Sandbox retired"
 
 
+class SandboxStateError(EdgeLambdaError):
+    """A sandbox was asked for a state change its current state does not allow (a bug in
+    the caller: each transition names the states it starts from)."""
+
+
 class EventStoreError(EdgeLambdaError):
     """The event store could not be read or written; an ``Event`` invocation is not accepted."""
 

@@ -217,7 +217,7 @@ class InvokeApi:
         log_tail = None
         if wants_tail:
             await self._backend.pool.journal.settled(invocation, LOG_SETTLE_S)
-            log_tail = tail(invocation.log)
+            log_tail = tail(invocation.log.lines)
         return web.Response(
             status=200,
             body=payload,

@@ -8,16 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from edgelambda.containers import ContainerBackend
 from edgelambda.logs import (
+    InvocationLog,
     LogRecord,
     LogSink,
     OutputLine,
     OutputStream,
-    Span,
+    SandboxOutput,
     end_line,
     owner,
     report_line,
@@ -26,6 +25,7 @@ from edgelambda.logs import (
 )
 from edgelambda.metrics import Metrics, outcome
 from edgelambda.sandbox import Invocation, Sandbox
+from edgelambda.tasks import TaskSet
 
 # The peak memory of a container is asked of the engine at most this often: a stats call per
 # invocation would load the engine more than the invocations themselves.
@@ -48,36 +48,43 @@ class Journal:
         *,
         backend: ContainerBackend,
         sink: LogSink,
-        own: Callable[[Coroutine[Any, Any, None]], None],
+        tasks: TaskSet,
         metrics: Metrics | None = None,
     ) -> None:
         self._backend = backend
         self._sink = sink
         self._metrics = metrics
-        self._own = own  # the pool's task set: every background task has an owner
+        self._tasks = tasks  # the pool's task set: every background task has an owner
+
+    def initialised(self, sandbox: Sandbox, init_ms: float) -> None:
+        """``sandbox``'s runtime is ready after a cold start of ``init_ms``: the invocation
+        it runs next paid for it (its REPORT says so)."""
+        sandbox.output.pending_init_ms = init_ms
 
     def begin(self, sandbox: Sandbox, invocation: Invocation) -> None:
         """``invocation`` starts in ``sandbox``: write START."""
-        invocation.sandbox = sandbox
-        invocation.started_s = time.time()
-        invocation.init_ms, sandbox.pending_init_ms = sandbox.pending_init_ms, None
-        sandbox.recent.append(invocation)
-        self._platform(sandbox, invocation, start_line(invocation.request_id), time.time())
-        if self._metrics is not None and invocation.init_ms is not None:
+        record, output = invocation.log, sandbox.output
+        record.started_s = time.time()
+        record.init_ms, output.pending_init_ms = output.pending_init_ms, None
+        output.recent.append(record)
+        self._platform(sandbox, record, start_line(record.request_id), time.time())
+        if self._metrics is not None and record.init_ms is not None:
             self._metrics.cold_starts.labels(sandbox.function.name).inc()
 
     def conclude(self, sandbox: Sandbox, invocation: Invocation) -> None:
         """``invocation`` ended (answered, failed, timed out or crashed): write END and REPORT
         once its output has arrived from the engine and the container's peak memory is known
         (each wait bounded)."""
-        if invocation.sandbox is not sandbox or invocation.ended_s is not None:
-            return
-        invocation.ended_s = time.time()
+        record = invocation.log
+        if record not in sandbox.output.recent or record.ended_s is not None:
+            return  # it never began here, or it is concluded already
+        record.ended_s = time.time()
         self._count(sandbox, invocation)
-        self._own(self._close(sandbox, invocation))
+        self._tasks.spawn(self._close(sandbox, record))
 
     def _count(self, sandbox: Sandbox, invocation: Invocation) -> None:
-        if self._metrics is None or invocation.ended_s is None:
+        record = invocation.log
+        if self._metrics is None or record.ended_s is None:
             return
         future = invocation.result
         result = (
@@ -87,45 +94,46 @@ class Journal:
         )
         name = sandbox.function.name
         self._metrics.invocations.labels(name, outcome(result)).inc()
-        self._metrics.duration.labels(name).observe(invocation.ended_s - invocation.started_s)
+        self._metrics.duration.labels(name).observe(record.ended_s - record.started_s)
 
-    async def _close(self, sandbox: Sandbox, invocation: Invocation) -> None:
+    async def _close(self, sandbox: Sandbox, record: InvocationLog) -> None:
         """END after the invocation's last output, then REPORT; written even when cancelled
         (shutdown), so no invocation's log is left open."""
-        assert invocation.ended_s is not None
+        assert record.ended_s is not None
         try:
             await asyncio.gather(
-                _output_caught_up(sandbox, invocation), self._refresh_memory(sandbox)
+                _output_caught_up(sandbox.output, record), self._refresh_memory(sandbox)
             )
         finally:
-            end_s = _log_end_s(sandbox, invocation)
-            self._platform(sandbox, invocation, end_line(invocation.request_id), end_s)
-            self._write_report(sandbox, invocation, end_s + _TICK_S)
+            end_s = log_end_s(sandbox.output, record, time.time())
+            self._platform(sandbox, record, end_line(record.request_id), end_s)
+            self._write_report(sandbox, record, end_s + _TICK_S)
 
     async def _refresh_memory(self, sandbox: Sandbox) -> None:
         """Ask the engine for the container's peak memory, unless it was asked recently."""
-        if time.monotonic() - sandbox.memory_checked_s < MEMORY_REFRESH_S:
+        output = sandbox.output
+        if time.monotonic() - output.memory_checked_s < MEMORY_REFRESH_S:
             return
-        sandbox.memory_checked_s = time.monotonic()
+        output.memory_checked_s = time.monotonic()
         if sandbox.container_id is None:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(MEMORY_WAIT_S):
                 peak_mb = await self._backend.memory_peak_mb(sandbox.container_id)
                 if peak_mb is not None:
-                    sandbox.memory_peak_mb = peak_mb
+                    output.memory_peak_mb = peak_mb
 
-    def _write_report(self, sandbox: Sandbox, invocation: Invocation, time_s: float) -> None:
-        assert invocation.ended_s is not None
+    def _write_report(self, sandbox: Sandbox, record: InvocationLog, time_s: float) -> None:
+        assert record.ended_s is not None
         line = report_line(
-            invocation.request_id,
-            duration_ms=(invocation.ended_s - invocation.started_s) * 1000,
+            record.request_id,
+            duration_ms=(record.ended_s - record.started_s) * 1000,
             memory_mb=sandbox.function.memory_mb,
-            max_memory_used_mb=sandbox.memory_peak_mb,
-            init_duration_ms=invocation.init_ms,
+            max_memory_used_mb=sandbox.output.memory_peak_mb,
+            init_duration_ms=record.init_ms,
         )
-        self._platform(sandbox, invocation, line, time_s)
-        invocation.log_done.set()
+        self._platform(sandbox, record, line, time_s)
+        record.done.set()
 
     async def follow(self, sandbox: Sandbox, container_id: str, since_s: float) -> None:
         """Attribute what the container prints until it stops."""
@@ -133,25 +141,24 @@ class Journal:
             self._attribute(sandbox, line)
 
     def _attribute(self, sandbox: Sandbox, line: OutputLine) -> None:
-        spans = [Span(i.request_id, i.started_s, i.ended_s) for i in sandbox.recent]
-        request_id = owner(line.time_s, spans)
-        invocation = next((i for i in sandbox.recent if i.request_id == request_id), None)
+        output = sandbox.output
+        request_id = owner(line.time_s, [record.span for record in output.recent])
+        record = next((r for r in output.recent if r.request_id == request_id), None)
         # Once REPORT is written the invocation's own log is closed: REPORT stays its last
         # line. Later output (a thread still printing) still reaches the sink, attributed.
-        if invocation is not None and not invocation.log_done.is_set():
-            invocation.add_log(line.text)
-        sandbox.output_seen_s = max(sandbox.output_seen_s, line.time_s)
-        sandbox.output_arrived.set()
-        self._sink.emit(self._record(sandbox, invocation, line.text, line.stream, line.time_s))
+        if record is not None and not record.done.is_set():
+            record.add(line.text)
+        output.seen_s = max(output.seen_s, line.time_s)
+        output.arrived.set()
+        self._sink.emit(self._record(sandbox, record, line.text, line.stream, line.time_s))
 
-    def _platform(self, sandbox: Sandbox, invocation: Invocation, text: str, time_s: float) -> None:
-        invocation.add_log(text)
-        record = self._record(sandbox, invocation, text, OutputStream.PLATFORM, time_s)
-        self._sink.emit(record)
+    def _platform(self, sandbox: Sandbox, record: InvocationLog, text: str, time_s: float) -> None:
+        record.add(text)
+        self._sink.emit(self._record(sandbox, record, text, OutputStream.PLATFORM, time_s))
 
     @staticmethod
     def _record(
-        sandbox: Sandbox, invocation: Invocation | None, text: str, stream: str, time_s: float
+        sandbox: Sandbox, record: InvocationLog | None, text: str, stream: str, time_s: float
     ) -> LogRecord:
         return LogRecord(
             time_s=time_s,
@@ -159,10 +166,10 @@ class Journal:
             function=sandbox.function.name,
             container=(sandbox.container_id or "")[:12],
             stream=stream,
-            request_id=invocation.request_id if invocation else None,
-            trace_id=invocation.trace_id if invocation else None,
+            request_id=record.request_id if record else None,
+            trace_id=record.trace_id if record else None,
             # Only the invocation that paid for the cold start is a cold one.
-            is_cold_start=invocation.init_ms is not None if invocation else sandbox.is_cold,
+            is_cold_start=record.init_ms is not None if record else sandbox.is_cold,
         )
 
     @staticmethod
@@ -170,37 +177,37 @@ class Journal:
         """Wait (bounded) until ``invocation``'s log is complete: its output, END and REPORT."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await invocation.log_done.wait()
+                await invocation.log.done.wait()
 
 
-async def _output_caught_up(sandbox: Sandbox, invocation: Invocation) -> None:
-    """Wait until the engine has sent every line that belongs to ``invocation``: one stamped
-    after its attribution window has arrived, or nothing arrived for :data:`OUTPUT_QUIET_S`
-    (the quiet timeout ends the loop); at most :data:`OUTPUT_WAIT_S` in all."""
+async def _output_caught_up(output: SandboxOutput, record: InvocationLog) -> None:
+    """Wait until the engine has sent every line that belongs to ``record``'s invocation: one
+    stamped after its attribution window has arrived, or nothing arrived for
+    :data:`OUTPUT_QUIET_S` (the quiet timeout ends the loop); at most :data:`OUTPUT_WAIT_S`."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(OUTPUT_WAIT_S):
-            while not _is_stream_past(sandbox, invocation):
-                sandbox.output_arrived.clear()
+            while not is_stream_past(output, record):
+                output.arrived.clear()
                 async with asyncio.timeout(OUTPUT_QUIET_S):
-                    await sandbox.output_arrived.wait()
+                    await output.arrived.wait()
 
 
-def _window_end_s(sandbox: Sandbox, invocation: Invocation) -> float | None:
+def _window_end_s(output: SandboxOutput, record: InvocationLog) -> float | None:
     """When the sandbox's next invocation started (None while none has)."""
-    return window_end(invocation.started_s, [i.started_s for i in sandbox.recent])
+    return window_end(record.started_s, [r.started_s for r in output.recent])
 
 
-def _log_end_s(sandbox: Sandbox, invocation: Invocation) -> float:
+def log_end_s(output: SandboxOutput, record: InvocationLog, now_s: float) -> float:
     """The time END and REPORT carry: now, but before the sandbox's next START when that
     invocation already began, so a log store sorted by time keeps each invocation whole."""
-    window_end_s, now_s = _window_end_s(sandbox, invocation), time.time()
+    window_end_s = _window_end_s(output, record)
     return now_s if window_end_s is None else min(now_s, window_end_s - 2 * _TICK_S)
 
 
-def _is_stream_past(sandbox: Sandbox, invocation: Invocation) -> bool:
-    """Whether a line stamped after ``invocation``'s window has arrived: the engine sends
-    lines in order, so none of its own is still to come."""
-    if invocation not in sandbox.recent:
+def is_stream_past(output: SandboxOutput, record: InvocationLog) -> bool:
+    """Whether a line stamped after ``record``'s window has arrived: the engine sends lines
+    in order, so none of its own is still to come."""
+    if record not in output.recent:
         return True  # too old for any line to be attributed to it
-    window_end_s = _window_end_s(sandbox, invocation)
-    return window_end_s is not None and sandbox.output_seen_s >= window_end_s
+    window_end_s = _window_end_s(output, record)
+    return window_end_s is not None and output.seen_s >= window_end_s

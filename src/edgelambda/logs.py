@@ -3,10 +3,12 @@ START / END / REPORT lines. Pure helpers; the pool feeds them and a sink ships r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import sys
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -185,6 +187,47 @@ class Span:
     request_id: str
     start_s: float
     end_s: float | None
+
+
+MAX_LOG_LINES = 256  # an invocation's own lines kept: what a 4 KB tail can show, plus slack
+
+
+@dataclass(eq=False)
+class InvocationLog:
+    """What the function log knows of one invocation: when it ran (wall-clock epoch s, to
+    line up with the engine's stamps), the cold start it paid for, and its own lines for
+    ``X-Amz-Log-Type: Tail``. Only the journal writes it."""
+
+    request_id: str
+    trace_id: str | None
+    started_s: float = 0.0
+    ended_s: float | None = None
+    init_ms: float | None = None  # the cold start it paid for, for the REPORT line
+    lines: list[str] = field(default_factory=list)  # START..REPORT, bounded
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # REPORT written
+
+    @property
+    def span(self) -> Span:
+        return Span(self.request_id, self.started_s, self.ended_s)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) > MAX_LOG_LINES:  # long-running chatty functions stay bounded
+            del self.lines[: len(self.lines) - MAX_LOG_LINES]
+
+
+@dataclass(eq=False)
+class SandboxOutput:
+    """What the function log knows of one sandbox: its latest invocations (to attribute
+    output that arrives late), how far the engine's stream of its output has got, and its
+    peak memory as last asked. Only the journal writes it."""
+
+    recent: deque[InvocationLog] = field(default_factory=lambda: deque(maxlen=4))
+    seen_s: float = 0.0  # engine time of the latest output line received
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at each line
+    pending_init_ms: float | None = None  # cold start to report on the next REPORT
+    memory_peak_mb: int | None = None
+    memory_checked_s: float = float("-inf")  # monotonic time of that question
 
 
 def owner(time_s: float, spans: Sequence[Span]) -> str | None:

@@ -16,18 +16,23 @@ import asyncio
 import json
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from edgelambda.errors import TooManyRequests
+from edgelambda.errors import (
+    InvalidRequestId,
+    SandboxRetired,
+    SandboxStateError,
+    TooManyRequests,
+)
+from edgelambda.logs import InvocationLog, SandboxOutput
 from edgelambda.routing import FunctionSpec
 
 TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"
 EXIT_ERROR_TYPE = "Runtime.ExitError"
 OOM_ERROR_TYPE = "Runtime.OutOfMemory"
 INIT_TIMEOUT_ERROR_TYPE = "Runtime.InitTimeout"
-MAX_LOG_LINES = 256
 
 
 class SandboxState(Enum):
@@ -126,19 +131,10 @@ class Invocation:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     expiry: asyncio.TimerHandle | None = None  # the queue-wait limit while it waits
-    # Where and when it ran (wall-clock epoch s, to line up with the engine's log stamps).
-    sandbox: Sandbox | None = None
-    started_s: float = 0.0
-    ended_s: float | None = None
-    init_ms: float | None = None  # the cold start it paid for, for the REPORT line
-    log: list[str] = field(default_factory=list)  # its own lines, START..REPORT
-    log_done: asyncio.Event = field(default_factory=asyncio.Event)  # REPORT written
+    log: InvocationLog = field(init=False)  # the function log's record of it
 
-    def add_log(self, line: str) -> None:
-        self.log.append(line)
-        # Keep what a 4 KB tail can show, plus slack; long-running chatty functions stay bounded.
-        if len(self.log) > MAX_LOG_LINES:
-            del self.log[: len(self.log) - MAX_LOG_LINES]
+    def __post_init__(self) -> None:
+        self.log = InvocationLog(self.request_id, self.trace_id)
 
     def stop_waiting(self) -> None:
         """It left the queue: its queue-wait limit no longer applies."""
@@ -158,13 +154,16 @@ class Invocation:
 
 
 class Sandbox:
-    """One function container and what its runtime is doing. Timestamps are monotonic s."""
+    """One function container and what its runtime is doing. Timestamps are monotonic s.
+
+    Its state changes only through the transition methods below; each names the states it
+    starts from and raises :class:`SandboxStateError` from any other."""
 
     def __init__(self, function: FunctionSpec, *, now_s: float, generation: int = 0) -> None:
         self.function = function
         self.generation = generation  # the function's generation (code/settings) it runs
         self.instance = uuid.uuid4().hex
-        self.state = SandboxState.STARTING
+        self._state = SandboxState.STARTING
         self.container_id: str | None = None
         self.address: str | None = None
         self.current: Invocation | None = None
@@ -175,12 +174,11 @@ class Sandbox:
         self.stopped_s = now_s  # when it was stopped; meaningful in STOPPED
         self.is_cold = True  # a new container (False after a warm restart)
         self.is_streaming = False  # answered with a stream that is still flowing
-        self.recent: deque[Invocation] = deque(maxlen=4)  # for attributing late output
-        self.output_seen_s = 0.0  # engine time of the latest output line received
-        self.output_arrived = asyncio.Event()  # set at each line, for those waiting on it
-        self.pending_init_ms: float | None = None  # cold start to report on the next REPORT
-        self.memory_peak_mb: int | None = None  # the container's peak memory, as last asked
-        self.memory_checked_s = float("-inf")  # monotonic time of that question
+        self.output = SandboxOutput()  # the function log's record of it
+
+    @property
+    def state(self) -> SandboxState:
+        return self._state
 
     @property
     def is_finishing(self) -> bool:
@@ -188,19 +186,110 @@ class Sandbox:
         streamed answer settles the invocation when the stream starts; that sandbox stays
         busy until the stream ends."""
         return (
-            self.state is SandboxState.BUSY
+            self._state is SandboxState.BUSY
             and self.current is not None
             and self.current.result.done()
             and not self.is_streaming
         )
+
+    # -- transitions --------------------------------------------------------------------
+
+    def restart(self, now_s: float) -> None:
+        """stopped -> starting: its kept container is started again (a warm start)."""
+        self._move(SandboxState.STARTING, SandboxState.STOPPED)
+        self.is_cold, self.started_s = False, now_s
+
+    def await_work(self, poll: asyncio.Future[Invocation], now_s: float) -> None:
+        """starting or busy -> ready: the runtime polls for its next invocation (its first
+        poll ends the start, and its init timer with it)."""
+        if self._state is SandboxState.STARTING:
+            self.disarm()
+            self.idle_since_s = now_s
+        self._move(SandboxState.READY, SandboxState.STARTING, SandboxState.BUSY)
+        self.poll, self.current = poll, None
+
+    def assign(self, invocation: Invocation) -> None:
+        """ready -> busy: hand ``invocation`` to the runtime's pending poll."""
+        self._move(SandboxState.BUSY, SandboxState.READY)
+        assert self.poll is not None, "a ready sandbox is polling"
+        self.current = invocation
+        self.poll.set_result(invocation)
+
+    def answer(self, invocation: Invocation, result: InvocationResult, now_s: float) -> None:
+        """The runtime answered (busy stays busy until it polls again)."""
+        self._expect(SandboxState.BUSY, change="answer")
+        self.disarm()
+        self.idle_since_s = now_s
+        invocation.settle(result)
+
+    def start_stream(self, invocation: Invocation, result: InvocationResult) -> None:
+        """The runtime started a streamed answer; the deadline runs on until it ends."""
+        self._expect(SandboxState.BUSY, change="stream")
+        self.is_streaming = True
+        invocation.settle(result)
+
+    def end_stream(self, now_s: float) -> None:
+        """The streamed answer ended (in a busy sandbox, or one retired while it flowed)."""
+        self._expect(SandboxState.BUSY, SandboxState.DEAD, change="end a stream")
+        self.is_streaming = False
+        self.disarm()
+        self.idle_since_s = now_s
+
+    def take_back(self, invocation: Invocation) -> bool:
+        """``invocation`` never reached the runtime: whether it was still this sandbox's to
+        give to another (busy, holding it, and not answered)."""
+        if self._state is not SandboxState.BUSY or self.current is not invocation:
+            return False
+        self.disarm()
+        self.current = None
+        return not invocation.result.done()
+
+    def stop(self, now_s: float) -> None:
+        """ready -> stopped: its container is stopped, kept for a warm start."""
+        self._move(SandboxState.STOPPED, SandboxState.READY)
+        self.stopped_s = now_s
+        self._end_poll(SandboxRetired("idle"))
+
+    def retire(self, reason: str, result: InvocationResult) -> Invocation | None:
+        """any state but dead -> dead: out of service for good. The invocation it held gets
+        ``result`` and is returned (for its log); a waiting poll ends with ``reason``."""
+        states = [state for state in SandboxState if state is not SandboxState.DEAD]
+        self._move(SandboxState.DEAD, *states)
+        self.disarm()
+        held = self.current
+        if held is not None:
+            held.settle(result)
+        self._end_poll(SandboxRetired(reason))
+        return held
+
+    def holding(self, request_id: str) -> Invocation:
+        """The unanswered invocation ``request_id`` this sandbox holds; anything else is an
+        answer for an invocation that is not its own."""
+        invocation = self.current
+        if invocation is None or invocation.request_id != request_id or invocation.result.done():
+            raise InvalidRequestId(f"{request_id} is not the invocation this sandbox holds")
+        return invocation
 
     def disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
+    def _end_poll(self, error: SandboxRetired) -> None:
+        if self.poll is not None and not self.poll.done():
+            self.poll.set_exception(error)
+
+    def _expect(self, *states: SandboxState, change: str) -> None:
+        if self._state not in states:
+            allowed = ", ".join(state.value for state in states)
+            raise SandboxStateError(f"{self!r} cannot {change} (only from: {allowed})")
+
+    def _move(self, to: SandboxState, *starts: SandboxState) -> None:
+        self._expect(*starts, change=f"become {to.value}")
+        self._state = to
+
     def __repr__(self) -> str:
-        return f"<Sandbox {self.function.name} {self.instance[:8]} {self.state.value}>"
+        return f"<Sandbox {self.function.name} {self.instance[:8]} {self._state.value}>"
 
 
 def sandboxes_to_start(*, queued: int, coming: int, running: int, max_concurrency: int) -> int:
@@ -242,7 +331,8 @@ def warm_needed(sandboxes: Iterable[Sandbox], *, min_warm: int) -> int:
 
 @dataclass(eq=False)
 class FunctionPool:
-    """The sandboxes and the waiting invocations of one function."""
+    """The sandboxes and the waiting invocations of one function, and the verbs that keep
+    its queue and sets consistent: the pool decides, these do the bookkeeping."""
 
     function: FunctionSpec
     queue_size: int
@@ -264,12 +354,99 @@ class FunctionPool:
         """Sandboxes that will ask for work soon without being handed any now."""
         return sum(1 for s in self.sandboxes if s.state is SandboxState.STARTING or s.is_finishing)
 
+    def state_counts(self) -> dict[SandboxState, int]:
+        """How many of its sandboxes are in each state (states with none left out)."""
+        counts: dict[SandboxState, int] = {}
+        for sandbox in self.sandboxes:
+            counts[sandbox.state] = counts.get(sandbox.state, 0) + 1
+        return counts
+
     def stopped(self) -> Sandbox | None:
         """The most recently stopped sandbox, the best candidate for a warm start."""
         stopped = [s for s in self.sandboxes if s.state is SandboxState.STOPPED]
         return max(stopped, key=lambda s: s.stopped_s, default=None)
 
+    # -- sandboxes ----------------------------------------------------------------------
+
+    def new_sandbox(self, now_s: float) -> Sandbox:
+        sandbox = Sandbox(self.function, now_s=now_s, generation=self.generation)
+        self.sandboxes.add(sandbox)
+        return sandbox
+
+    def is_outdated(self, sandbox: Sandbox) -> bool:
+        """Whether ``sandbox`` runs code or settings the function no longer has."""
+        return sandbox.generation != self.generation
+
+    def outdate(self) -> None:
+        """The function's code or settings changed: every sandbox so far is outdated."""
+        self.generation += 1
+
+    def park(self, sandbox: Sandbox) -> None:
+        """``sandbox`` is ready: it is the first to get work (the most recently used)."""
+        self.idle.append(sandbox)
+
+    def unpark(self, sandbox: Sandbox) -> None:
+        if sandbox in self.idle:
+            self.idle.remove(sandbox)
+
+    def forget(self, sandbox: Sandbox) -> None:
+        """``sandbox`` is dead: it is no longer counted or given work."""
+        self.sandboxes.discard(sandbox)
+        self.unpark(sandbox)
+
+    # -- the queue ----------------------------------------------------------------------
+
     def enqueue(self, invocation: Invocation) -> None:
         if len(self.queue) >= self.queue_size:
             raise TooManyRequests(f"{self.function.name}: queue of {self.queue_size} is full")
         self.queue.append(invocation)
+
+    def requeue_first(self, invocation: Invocation) -> None:
+        """``invocation`` was handed out but never reached a runtime: it goes first again."""
+        self.queue.appendleft(invocation)
+
+    def withdraw(self, invocation: Invocation) -> bool:
+        """Take ``invocation`` out of the queue; whether it was still waiting there."""
+        if invocation not in self.queue:
+            return False
+        self.queue.remove(invocation)
+        return True
+
+    def take_first(self) -> Invocation | None:
+        return self.queue.popleft() if self.queue else None
+
+    def fail_waiting(self, error: BaseException) -> None:
+        """Answer every waiting invocation with ``error``."""
+        while self.queue:
+            self.queue.popleft().settle(error)
+
+    def matches(self) -> Iterator[tuple[Sandbox, Invocation]]:
+        """Pairs of a ready sandbox and the oldest waiting invocation, while both last; the
+        sandbox freed last goes first (its container is the warmest)."""
+        while self.queue and self.idle:
+            yield self.idle.pop(), self.queue.popleft()
+
+
+@dataclass(frozen=True)
+class ReapPlan:
+    """What the reaper does to one function's sandboxes."""
+
+    to_stop: list[Sandbox]
+    to_remove: list[Sandbox]
+    to_start: int
+
+
+def reap_plan(
+    pool: FunctionPool, *, now_s: float, idle_timeout_s: float, retention_s: float
+) -> ReapPlan:
+    """Stop the sandboxes idle past ``idle_timeout_s`` (keeping ``min_warm`` running),
+    remove those stopped past ``retention_s``, and start as many as ``min_warm`` still asks
+    for (none for a function removed from the routing file)."""
+    min_warm = pool.function.min_warm
+    return ReapPlan(
+        to_stop=idle_to_stop(
+            pool.sandboxes, now_s=now_s, idle_timeout_s=idle_timeout_s, min_warm=min_warm
+        ),
+        to_remove=stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s),
+        to_start=warm_needed(pool.sandboxes, min_warm=0 if pool.is_removed else min_warm),
+    )

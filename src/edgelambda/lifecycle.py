@@ -1,0 +1,244 @@
+"""How sandboxes come and go: cold and warm starts, the runtime's init deadline, idle stops
+and warm restarts, exits the engine reports, reloads of the routing file, and retirement.
+
+The decisions are :mod:`edgelambda.sandbox`'s pure functions and guarded transitions; the
+containers are :class:`~edgelambda.sandbox_engine.SandboxEngine`'s. Whenever a sandbox
+leaves service, the pool is told (``on_change``) so waiting work finds another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from edgelambda.config import Settings
+from edgelambda.containers import ContainerExit
+from edgelambda.errors import EdgeLambdaError, RouteNotFound
+from edgelambda.journal import Journal
+from edgelambda.routing import FunctionSpec
+from edgelambda.sandbox import (
+    INIT_TIMEOUT_ERROR_TYPE,
+    FunctionPool,
+    InvocationResult,
+    Sandbox,
+    SandboxState,
+    error_result,
+    exit_result,
+    reap_plan,
+)
+from edgelambda.sandbox_engine import Running, SandboxEngine
+from edgelambda.tasks import TaskSet
+
+log = structlog.get_logger(__name__)
+
+
+class Lifecycle:
+    """Starts, stops and retires the sandboxes of every function pool."""
+
+    def __init__(
+        self,
+        *,
+        pools: dict[str, FunctionPool],
+        engine: SandboxEngine,
+        journal: Journal,
+        settings: Settings,
+        clock: Callable[[], float],
+        tasks: TaskSet,
+        on_change: Callable[[FunctionPool], None],
+    ) -> None:
+        self._pools = pools
+        self._engine = engine
+        self._journal = journal
+        self._settings = settings
+        self._clock = clock
+        self._tasks = tasks
+        self._on_change = on_change  # a sandbox left service: hand its pool's work on
+
+    # -- starting ----------------------------------------------------------------------
+
+    def start_sandbox(self, pool: FunctionPool) -> None:
+        """Warm-start the most recently stopped sandbox, or cold-start a new one."""
+        sandbox = pool.stopped()
+        if sandbox is None:
+            sandbox = pool.new_sandbox(self._clock())
+            self._tasks.spawn(self._cold_start(pool, sandbox))
+        else:
+            sandbox.restart(self._clock())
+            self._tasks.spawn(self._warm_start(pool, sandbox))
+
+    async def _cold_start(self, pool: FunctionPool, sandbox: Sandbox) -> None:
+        try:
+            running = await self._engine.create(sandbox)
+        except EdgeLambdaError as exc:
+            log.error("cold start failed", function=pool.function.name, error=str(exc))
+            self._abandon_start(pool, sandbox, exc)
+            return
+        await self._started(sandbox, running, kind="cold")
+
+    async def _warm_start(self, pool: FunctionPool, sandbox: Sandbox) -> None:
+        try:
+            running = await self._engine.restart(sandbox)
+        except EdgeLambdaError as exc:
+            # The kept container is unusable; drop it and let the queue cold-start instead.
+            log.warning("warm start failed", function=pool.function.name, error=str(exc))
+            self.retire(sandbox, reason="warm start failed")
+            return
+        await self._started(sandbox, running, kind="warm")
+
+    async def _started(self, sandbox: Sandbox, running: Running, *, kind: str) -> None:
+        """The container runs: register its address and give its runtime time to poll."""
+        if sandbox.state is not SandboxState.STARTING:  # retired meanwhile (shutdown, crash)
+            if sandbox.state is SandboxState.DEAD:
+                await self._engine.remove(sandbox)
+            return
+        log.info(
+            "container started",
+            function=sandbox.function.name,
+            container=(sandbox.container_id or "")[:12],
+            start=kind,
+            start_ms=round((self._clock() - sandbox.started_s) * 1000, 1),
+        )
+        sandbox.timer = asyncio.get_running_loop().call_later(
+            self._settings.init_timeout_s, self._on_init_timeout, sandbox
+        )
+        assert sandbox.container_id is not None
+        self._tasks.spawn(
+            self._journal.follow(sandbox, sandbox.container_id, since_s=running.since_s)
+        )
+        await self._engine.register(sandbox, running.address)
+
+    def _abandon_start(self, pool: FunctionPool, sandbox: Sandbox, error: EdgeLambdaError) -> None:
+        """A sandbox could not start: fail the invocation it was for, and every waiting one
+        when no other sandbox is left to serve them."""
+        sandbox.retire("start failed", exit_result(-1, is_oom=False))
+        pool.forget(sandbox)
+        if (first := pool.take_first()) is not None:
+            first.settle(error)
+        if not pool.running:
+            pool.fail_waiting(error)
+
+    def _on_init_timeout(self, sandbox: Sandbox) -> None:
+        sandbox.timer = None
+        if sandbox.state is SandboxState.STARTING:
+            message = f"runtime did not poll within {self._settings.init_timeout_s:g} s"
+            self.fail_start(sandbox, error_result(INIT_TIMEOUT_ERROR_TYPE, message))
+
+    def fail_start(self, sandbox: Sandbox, result: InvocationResult) -> None:
+        """The runtime failed before taking work: fail the invocation it would have served."""
+        pool = self._pools[sandbox.function.name]
+        victim = sandbox.current or pool.take_first()
+        if victim is not None:
+            victim.settle(result)
+        self.retire(sandbox, reason=result.error_type or "init failed")
+
+    # -- the engine's side --------------------------------------------------------------
+
+    def container_exited(self, sandbox: Sandbox, exit: ContainerExit) -> None:
+        """``sandbox``'s container stopped without being asked to (crash, OOM kill, engine
+        restart)."""
+        if not sandbox.state.is_running:
+            return  # ours to stop: reaped, timed out or retired
+        log.warning(
+            "container exited",
+            function=sandbox.function.name,
+            container=exit.container_id[:12],
+            exit_code=exit.exit_code,
+            is_oom=exit.is_oom,
+        )
+        result = exit_result(exit.exit_code, exit.is_oom)
+        if sandbox.state is SandboxState.STARTING:
+            self.fail_start(sandbox, result)
+            return
+        self.retire(sandbox, reason=result.error_type or "exited", result=result)
+
+    # -- configuration changes ----------------------------------------------------------
+
+    def update_functions(self, functions: Mapping[str, FunctionSpec]) -> None:
+        """Apply a reloaded routing table: new functions get a pool; changed ones are
+        recycled; removed ones stop taking work and lose their sandboxes."""
+        for name, spec in functions.items():
+            pool = self._pools.get(name)
+            if pool is None:
+                self._pools[name] = FunctionPool(spec, self._settings.queue_size)
+            elif pool.function != spec or pool.is_removed:
+                pool.function, pool.is_removed = spec, False
+                self.recycle(name, reason="settings changed")
+        for name in self._pools.keys() - functions.keys():
+            pool = self._pools[name]
+            if not pool.is_removed:
+                pool.is_removed = True
+                pool.fail_waiting(RouteNotFound(f"function {name!r} was removed"))
+                self.recycle(name, reason="function removed")
+
+    def recycle(self, function_name: str, *, reason: str) -> None:
+        """Retire a function's sandboxes so new work runs its current code and settings:
+        idle, stopped and starting ones now, busy ones once their invocation is answered."""
+        pool = self._pools[function_name]
+        pool.outdate()
+        log.info("recycling sandboxes", function=function_name, reason=reason)
+        for sandbox in list(pool.sandboxes):
+            if sandbox.state is not SandboxState.BUSY:
+                self.retire(sandbox, reason=reason)
+
+    # -- idle sandboxes -----------------------------------------------------------------
+
+    def reap(self, now_s: float) -> None:
+        """Stop sandboxes idle past their timeout, remove those stopped past the retention
+        period, and start sandboxes ``min_warm`` asks for."""
+        for pool in self._pools.values():
+            plan = reap_plan(
+                pool,
+                now_s=now_s,
+                idle_timeout_s=pool.function.idle_timeout_s or self._settings.idle_timeout_s,
+                retention_s=self._settings.stopped_retention_s,
+            )
+            for sandbox in plan.to_stop:
+                self._stop(pool, sandbox, now_s)
+            for sandbox in plan.to_remove:
+                self.retire(sandbox, reason="retention")
+            for _ in range(plan.to_start):
+                self.start_sandbox(pool)
+
+    def _stop(self, pool: FunctionPool, sandbox: Sandbox, now_s: float) -> None:
+        """Stop an idle sandbox's container but keep it for a warm start."""
+        pool.unpark(sandbox)
+        sandbox.stop(now_s)
+        self._engine.forget_address(sandbox)  # the engine gives it a new address on restart
+        log.info("sandbox stopped", function=pool.function.name, instance=sandbox.instance[:8])
+        self._tasks.spawn(self._stop_container(sandbox))
+
+    async def _stop_container(self, sandbox: Sandbox) -> None:
+        if not await self._engine.stop(sandbox):
+            self.retire(sandbox, reason="stop failed")
+
+    async def reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reap_interval_s)
+            self.reap(self._clock())
+
+    # -- retiring -----------------------------------------------------------------------
+
+    def retire(
+        self, sandbox: Sandbox, *, reason: str, result: InvocationResult | None = None
+    ) -> None:
+        """Take a sandbox out of service for good and remove its container."""
+        if sandbox.state is SandboxState.DEAD:
+            return
+        pool = self._pools[sandbox.function.name]
+        # The invocation it held gets `result`, or "the runtime exited".
+        held = sandbox.retire(reason, result or exit_result(-1, is_oom=False))
+        pool.forget(sandbox)
+        self._engine.forget_address(sandbox)
+        if held is not None:
+            self._journal.conclude(sandbox, held)
+        log.info(
+            "sandbox retired",
+            function=sandbox.function.name,
+            instance=sandbox.instance[:8],
+            reason=reason,
+        )
+        if sandbox.container_id is not None:
+            self._tasks.spawn(self._engine.remove(sandbox))
+        self._on_change(pool)

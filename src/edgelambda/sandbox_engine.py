@@ -1,0 +1,166 @@
+"""The pool's hands on the container engine.
+
+:class:`SandboxEngine` creates, restarts, stops and removes the containers of sandboxes,
+knows which sandbox runs in which container and at which address (the Runtime API knows its
+callers by their address), and follows the containers' exits. It decides nothing: the pool
+says what to do, and is told when a container exits on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import structlog
+
+from edgelambda.config import Settings
+from edgelambda.containers import ContainerBackend, ContainerExit, container_spec
+from edgelambda.errors import EngineUnavailable
+from edgelambda.sandbox import Sandbox
+from edgelambda.tasks import backoff_s
+
+log = structlog.get_logger(__name__)
+
+WATCH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # reconnect delays after the engine's event stream ends
+
+
+class Running(NamedTuple):
+    """A sandbox's container runs: its address, and when it was started (epoch s, where
+    following its output begins)."""
+
+    address: str
+    since_s: float
+
+
+class SandboxEngine:
+    """Sandboxes' containers on the engine, and where each one is."""
+
+    def __init__(
+        self,
+        *,
+        backend: ContainerBackend,
+        settings: Settings,
+        runtime_api: str,
+        aws_env: Mapping[str, str],
+    ) -> None:
+        self._backend = backend
+        self._settings = settings
+        self._runtime_api = runtime_api
+        self._aws_env = dict(aws_env)
+        self._by_address: dict[str, Sandbox] = {}
+        self._by_container: dict[str, Sandbox] = {}
+        self._registered = asyncio.Condition()
+
+    # -- containers ---------------------------------------------------------------------
+
+    async def create(self, sandbox: Sandbox) -> Running:
+        """Build (or reuse) the function's image and start a new container for ``sandbox``.
+        Raises :class:`~edgelambda.errors.EdgeLambdaError` when the engine cannot."""
+        function, settings = sandbox.function, self._settings
+        image = function.image or await self._backend.function_image(
+            function, settings.base_image_for(function.runtime)
+        )
+        spec = container_spec(
+            function,
+            image=image,
+            instance=sandbox.instance,
+            stack=settings.stack,
+            network=settings.docker_network,
+            runtime_api=self._runtime_api,
+            region=settings.region,
+            host_cpus=os.cpu_count() or 1,
+            aws_env=self._aws_env,
+        )
+        since_s = time.time()
+        started = await self._backend.start(spec)
+        sandbox.container_id = started.id
+        self._by_container[started.id] = sandbox
+        return Running(started.address, since_s)
+
+    async def restart(self, sandbox: Sandbox) -> Running:
+        """Start ``sandbox``'s kept container again (a warm start)."""
+        assert sandbox.container_id is not None
+        since_s = time.time()
+        return Running(await self._backend.restart(sandbox.container_id), since_s)
+
+    async def stop(self, sandbox: Sandbox) -> bool:
+        """Stop ``sandbox``'s container, keeping it; whether the engine did."""
+        assert sandbox.container_id is not None
+        try:
+            await self._backend.stop(sandbox.container_id)
+        except EngineUnavailable as exc:
+            log.warning(
+                "container stop failed", container=sandbox.container_id[:12], error=str(exc)
+            )
+            return False
+        return True
+
+    async def remove_stack(self) -> int:
+        """Remove every container of this stack, ours or a previous run's; how many."""
+        return await self._backend.remove_stack(self._settings.stack)
+
+    async def remove(self, sandbox: Sandbox) -> None:
+        assert sandbox.container_id is not None
+        self._by_container.pop(sandbox.container_id, None)
+        try:
+            await self._backend.remove(sandbox.container_id)
+        except EngineUnavailable as exc:
+            log.warning(
+                "container removal failed", container=sandbox.container_id[:12], error=str(exc)
+            )
+
+    # -- addresses ----------------------------------------------------------------------
+
+    async def register(self, sandbox: Sandbox, address: str) -> None:
+        """``sandbox``'s container answers at ``address`` (until :meth:`forget_address`)."""
+        sandbox.address = address
+        async with self._registered:
+            self._by_address[address] = sandbox
+            self._registered.notify_all()
+
+    def forget_address(self, sandbox: Sandbox) -> None:
+        if sandbox.address is not None and self._by_address.get(sandbox.address) is sandbox:
+            del self._by_address[sandbox.address]
+        sandbox.address = None
+
+    def at(self, address: str) -> Sandbox | None:
+        return self._by_address.get(address)
+
+    async def wait_for(self, address: str, wait_s: float) -> Sandbox | None:
+        """The sandbox at ``address``, waiting up to ``wait_s`` for it to be registered."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s), self._registered:
+                await self._registered.wait_for(lambda: address in self._by_address)
+        return self._by_address.get(address)
+
+    # -- exits --------------------------------------------------------------------------
+
+    async def watch_exits(self, on_exit: Callable[[Sandbox, ContainerExit], None]) -> None:
+        """Tell ``on_exit`` of every sandbox container that stops; after the engine's event
+        stream ends (engine restart), reconnect with back-off and report what died while
+        nobody was listening."""
+        failures = 0
+        while True:
+            try:
+                await self.reconcile(on_exit)
+                async for exit in self._backend.exits(self._settings.stack):
+                    failures = 0
+                    if (sandbox := self._by_container.get(exit.container_id)) is not None:
+                        on_exit(sandbox, exit)
+            except EngineUnavailable as exc:
+                log.warning("engine events lost", error=str(exc))
+            failures += 1
+            await asyncio.sleep(backoff_s(WATCH_BACKOFF_S, failures))
+
+    async def reconcile(self, on_exit: Callable[[Sandbox, ContainerExit], None]) -> None:
+        """Tell ``on_exit`` of every sandbox container expected to run that does not."""
+        running = await self._backend.running_containers(self._settings.stack)
+        for container_id, sandbox in list(self._by_container.items()):
+            # A sandbox without an address is still being (re)started: not yet expected to run.
+            is_expected_running = sandbox.state.is_running and sandbox.address is not None
+            if is_expected_running and container_id not in running:
+                on_exit(sandbox, ContainerExit(container_id, exit_code=-1, is_oom=False))
