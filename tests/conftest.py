@@ -44,6 +44,20 @@ def one_function(code: Path | str, *, path: str = "/fn", **function: object) -> 
     return routing_text({"fn": spec}, [route])
 
 
+def lifecycle_routing(**function: object) -> str:
+    """:func:`one_function` serving the `lifecycle` test function, which reports (or sleeps,
+    crashes, runs out of memory) as its ``?action=`` asks."""
+    return one_function(TEST_FUNCTIONS / "lifecycle", **function)
+
+
+async def report(client: TestClient, query: str = "") -> dict[str, object]:
+    """What the `lifecycle` function at /fn reports: its container, uid, invocation count."""
+    response = await client.get(f"/fn{query}")
+    assert response.status == 200, await response.text()
+    body: dict[str, object] = await response.json()
+    return body
+
+
 @pytest.fixture
 async def docker() -> AsyncIterator[aiodocker.Docker]:
     client = aiodocker.Docker()

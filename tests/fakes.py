@@ -1,11 +1,19 @@
 """Fakes shared by the unit tests: a function spec, a container backend that records what
-the pool asks of the engine, and a clock the tests move by hand."""
+the pool asks of the engine, a clock the tests move by hand, and a Lambda runtime that plays
+a function against the Runtime API over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import io
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
 
 from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
 from edgelambda.logs import OutputLine
@@ -32,9 +40,11 @@ def function_spec(
 
 
 class FakeBackend:
-    """Records what the pool asks of the engine; containers get 10.0.0.N addresses."""
+    """Records what the pool asks of the engine; containers get 10.0.0.N addresses, or
+    ``address`` every time (a fake runtime calling from 127.0.0.1 is then the container)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, address: str | None = None) -> None:
+        self.address = address
         self.started: list[ContainerSpec] = []
         self.stopped: list[str] = []
         self.restarted: list[str] = []
@@ -42,10 +52,16 @@ class FakeBackend:
         self.exit_events: asyncio.Queue[ContainerExit] = asyncio.Queue()
         self.lines: dict[str, list[OutputLine]] = {}  # what each container "prints"
         self._addresses = 1
+        self._starts = asyncio.Condition()
 
     def _address(self) -> str:
         self._addresses += 1
-        return f"10.0.0.{self._addresses}"
+        return self.address or f"10.0.0.{self._addresses}"
+
+    async def wait_started(self, count: int = 1) -> None:
+        """Wait until ``count`` containers have been started (a runtime may poll from then)."""
+        async with self._starts:
+            await self._starts.wait_for(lambda: len(self.started) >= count)
 
     async def network_gateway(self, network: str) -> str:
         return "10.0.0.1"
@@ -55,6 +71,8 @@ class FakeBackend:
 
     async def start(self, spec: ContainerSpec) -> StartedContainer:
         self.started.append(spec)
+        async with self._starts:
+            self._starts.notify_all()
         return StartedContainer(id=f"c{len(self.started)}", address=self._address())
 
     async def stop(self, container_id: str) -> None:
@@ -91,3 +109,128 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now_s
+
+
+RUNTIME_PATH = "/2018-06-01/runtime"
+STREAMING = {"Lambda-Runtime-Function-Response-Mode": "streaming"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The Runtime API's answer to one call of a runtime."""
+
+    status: int
+    text: str
+
+    def document(self) -> Any:
+        return json.loads(self.text)
+
+
+class Refused(Exception):
+    """``/next`` answered something other than an invocation."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(f"{reply.status}: {reply.text}")
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """An invocation as a runtime receives it from ``/next``."""
+
+    request_id: str
+    headers: CIMultiDictProxy[str]
+    payload: bytes
+
+    def event(self) -> Any:
+        return json.loads(self.payload)
+
+
+class FakeRuntime:
+    """Plays a Lambda runtime against the Runtime API at ``runtime_api`` (``host:port``), as
+    awslambdaric does: poll ``next``, post a response, an error, an init error or a stream.
+    The Runtime API knows a sandbox by its caller's address, so the pool's backend must hand
+    the containers this client's address (``FakeBackend(address="127.0.0.1")``)."""
+
+    def __init__(self, runtime_api: str) -> None:
+        self.runtime_api = runtime_api
+        self._session = aiohttp.ClientSession(f"http://{runtime_api}")
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def next(self) -> Delivered:
+        """Wait for an invocation; raises :class:`Refused` with the reply if none is given."""
+        async with self._session.get(f"{RUNTIME_PATH}/invocation/next") as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise Refused(Reply(response.status, payload.decode()))
+            request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
+            return Delivered(request_id, response.headers, payload)
+
+    async def respond(self, request_id: str, result: object) -> Reply:
+        """Post the handler's result: bytes as they are, anything else as JSON."""
+        body = result if isinstance(result, bytes) else json.dumps(result).encode()
+        return await self.post(f"/invocation/{request_id}/response", body)
+
+    async def answer(self, result: object) -> Delivered:
+        """Take the next invocation and answer it with ``result``."""
+        delivered = await self.next()
+        await self.respond(delivered.request_id, result)
+        return delivered
+
+    async def fail(self, request_id: str, error_type: str, message: str) -> Reply:
+        """Post the error of a handler that raised, as awslambdaric does."""
+        return await self.post(
+            f"/invocation/{request_id}/error",
+            _error_document(error_type, message),
+            {"Lambda-Runtime-Function-Error-Type": error_type},
+        )
+
+    async def init_error(self, error_type: str, message: str) -> Reply:
+        """Report that the handler could not be loaded."""
+        return await self.post(
+            "/init/error",
+            _error_document(error_type, message),
+            {"Lambda-Runtime-Function-Error-Type": error_type},
+        )
+
+    async def stream(
+        self, request_id: str, chunks: AsyncIterable[bytes], content_type: str
+    ) -> Reply:
+        """Post a response in streaming mode, one HTTP chunk per item of ``chunks``."""
+        headers = {**STREAMING, "Content-Type": content_type}
+        return await self.post(f"/invocation/{request_id}/response", chunks, headers)
+
+    async def break_stream(self, request_id: str, chunk: bytes, content_type: str) -> None:
+        """Start a streamed response, send ``chunk``, then drop the connection, as a runtime
+        killed mid-stream does."""
+        host, port = self.runtime_api.rsplit(":", 1)
+        _, writer = await asyncio.open_connection(host, int(port))
+        head = (
+            f"POST {RUNTIME_PATH}/invocation/{request_id}/response HTTP/1.1\r\n"
+            f"Host: {self.runtime_api}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        )
+        writer.write(head.encode() + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        await writer.drain()
+        writer.transport.abort()
+        await writer.wait_closed()
+
+    async def post(
+        self,
+        path: str,
+        body: bytes | AsyncIterable[bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Any POST under the runtime prefix, for callers that break the rules."""
+        # A file-like body is sent without blocking the loop, however large.
+        data = io.BytesIO(body) if isinstance(body, bytes) else body
+        async with self._session.post(f"{RUNTIME_PATH}{path}", data=data, headers=headers) as reply:
+            return Reply(reply.status, await reply.text())
+
+
+def _error_document(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": []}).encode()

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO_ROOT, GatewayFactory
-from tests.test_pool_docker import lifecycle_routing, report
+from tests.conftest import REPO_ROOT, GatewayFactory, lifecycle_routing, report
 
 pytestmark = [
     pytest.mark.docker,

@@ -17,15 +17,16 @@ from aiohttp.test_utils import TestClient
 
 from edgelambda.containers import LABEL_STACK
 from edgelambda.gateway import SERVER_KEY
-from tests.conftest import BASE_IMAGE, TEST_FUNCTIONS, GatewayFactory, one_function
+from tests.conftest import (
+    BASE_IMAGE,
+    TEST_FUNCTIONS,
+    GatewayFactory,
+    lifecycle_routing,
+    one_function,
+    report,
+)
 
 pytestmark = pytest.mark.docker
-
-LIFECYCLE = str(TEST_FUNCTIONS / "lifecycle")
-
-
-def lifecycle_routing(**function: object) -> str:
-    return one_function(LIFECYCLE, **function)
 
 
 async def containers(docker: aiodocker.Docker, client: TestClient, *, running: bool) -> list[str]:
@@ -42,13 +43,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float) -> 
     while not await check():
         assert time.monotonic() < deadline, f"not true within {timeout_s} s"
         await asyncio.sleep(0.1)
-
-
-async def report(client: TestClient, query: str = "") -> dict[str, object]:
-    response = await client.get(f"/fn{query}")
-    assert response.status == 200, await response.text()
-    body: dict[str, object] = await response.json()
-    return body
 
 
 async def test_warm_reuse_idle_stop_warm_start_and_retention(
