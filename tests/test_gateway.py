@@ -491,12 +491,6 @@ async def test_a_stream_ending_before_its_prelude_is_502(gateway: GatewayFactory
     assert response.headers["x-amzn-ErrorType"] == "Runtime.StreamBroken"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime_api._stream_response ends a stream whose runtime connection dropped as "
-    "complete when the handler is cancelled (see test_runtime_api), so the gateway writes a "
-    "complete-looking body",
-)
 async def test_a_stream_broken_after_its_first_bytes_cuts_the_connection(
     gateway: GatewayFactory,
 ) -> None:

@@ -19,6 +19,7 @@ from edgelambda.pool import Pool
 from edgelambda.runtime_api import MAX_RESPONSE_BYTES, create_runtime_app
 from edgelambda.sandbox import Invocation, InvocationResult, StreamBroken
 from tests.fakes import (
+    RUNTIME_PATH,
     Clock,
     Delivered,
     FakeBackend,
@@ -276,12 +277,6 @@ async def test_a_streamed_response_reaches_the_caller_chunk_by_chunk(
     assert (await posting).status == 202
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime_api._stream_response: with handler cancellation (as Server and TestServer "
-    "run it) a dropped connection cancels the handler before it sees the payload error, "
-    "and the stream is ended as complete",
-)
 async def test_a_stream_the_runtime_breaks_off_is_broken_for_the_caller(
     runtime_api: ApiFactory,
 ) -> None:
@@ -348,3 +343,24 @@ async def test_the_poll_of_a_sandbox_stopped_for_idling_is_answered_410(
         await waiting
     assert refused.value.reply.status == 410
     assert refused.value.reply.document() == {"errorMessage": "idle", "errorType": "SandboxRetired"}
+
+
+async def test_an_invocation_whose_runtime_dies_while_receiving_it_goes_to_another_sandbox(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    payload = b'"' + b"x" * (32 * 1024 * 1024) + b'"'  # more than the sockets can buffer
+    call = api.invoke(Invocation(payload=payload))
+    await api.backend.wait_started()
+    host, port = api.runtime.runtime_api.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+
+    await reader.readexactly(1024)  # the invocation starts to arrive ...
+    writer.transport.abort()  # ... and the runtime dies
+
+    await asyncio.wait_for(api.backend.wait_started(2), timeout=5)  # another sandbox starts
+    delivered = await api.runtime.next()
+    assert delivered.payload == payload  # the same invocation, first in line again
+    await api.runtime.respond(delivered.request_id, "done")
+    assert (await asyncio.wait_for(call, timeout=5)).payload == b'"done"'

@@ -6,6 +6,7 @@ container can receive and answer only its own sandbox's invocations; anyone else
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
@@ -96,8 +97,9 @@ async def next_invocation(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await response.write(invocation.payload)
         await response.write_eof()
-    except ConnectionError:
-        # The runtime vanished between taking the invocation and receiving it.
+    except (ConnectionError, asyncio.CancelledError):
+        # The runtime vanished between taking the invocation and receiving it (a dropped
+        # connection cancels this handler, or fails the write).
         pool.undeliverable(sandbox, invocation)
         raise
     return response
@@ -116,14 +118,18 @@ async def _stream_response(request: web.Request) -> web.Response:
     pool, sandbox = request.app[POOL_KEY], _sandbox(request)
     stream = ResponseStream(request.headers.get("Content-Type", "application/octet-stream"))
     pool.respond_stream(sandbox, request.match_info["request_id"], stream)
-    error: str | None = None
+    # Broken until the body has ended: the runtime's connection dropping shows up as a payload
+    # error, or (the Runtime API runs with handler cancellation) as this handler's cancellation.
+    error: str | None = "the runtime's connection closed mid-stream"
     try:
         async for chunk in request.content.iter_any():
             await stream.put(chunk)
+        error = None
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:
         error = f"the runtime broke off its stream: {exc!r}"
-        log.warning("response stream broken", function=sandbox.function.name, error=error)
     finally:
+        if error is not None:
+            log.warning("response stream broken", function=sandbox.function.name, error=error)
         await stream.end(error)
         pool.stream_ended(sandbox)
     return _accepted()
