@@ -14,10 +14,11 @@ from aiohttp.test_utils import TestServer
 
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.config import Settings
+from edgelambda.errors import StreamBroken
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
 from edgelambda.runtime_api import MAX_RESPONSE_BYTES, create_runtime_app
-from edgelambda.sandbox import Invocation, InvocationResult, StreamBroken
+from edgelambda.sandbox import Invocation, InvocationResult
 from tests.fakes import (
     RUNTIME_PATH,
     Clock,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from edgelambda.errors import ScheduleError
 from edgelambda.schedule import (
     EPOCH,
     Cron,
@@ -15,7 +16,6 @@ from edgelambda.schedule import (
     NthDayOfWeek,
     Rate,
     RateUnit,
-    ScheduleError,
     parse_schedule,
 )
 

@@ -217,3 +217,16 @@ class EventNotInFlight(EdgeLambdaError):
 
 class ResourcesUnavailable(EdgeLambdaError):
     """A declared bucket or table could not be checked or created in time."""
+
+
+class StreamBroken(Exception):
+    """A streamed response ended before the runtime finished it."""
+
+
+class ScheduleError(ValueError):
+    """An expression is not valid EventBridge syntax; the message says which field and why."""
+
+
+class CronFieldError(ScheduleError):
+    """A problem in one field of a cron expression; the parser adds the expression and the
+    field's name."""

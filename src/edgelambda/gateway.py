@@ -21,6 +21,7 @@ from edgelambda.errors import (
     FunctionError,
     FunctionTimeout,
     PayloadTooLarge,
+    StreamBroken,
 )
 from edgelambda.invoke_api import INVOKE_PATH, MAX_SYNC_PAYLOAD_BYTES, read_body
 from edgelambda.logs import LogRecord, LogSink
@@ -31,7 +32,6 @@ from edgelambda.sandbox import (
     Invocation,
     InvocationResult,
     ResponseStream,
-    StreamBroken,
 )
 from edgelambda.server import Server
 

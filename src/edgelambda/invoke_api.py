@@ -26,6 +26,7 @@ from edgelambda.errors import (
     RequestTooLarge,
     ResourceNotFound,
     ServiceError,
+    StreamBroken,
     TooManyRequests,
     TooManyRequestsService,
     Unauthorized,
@@ -33,7 +34,7 @@ from edgelambda.errors import (
 from edgelambda.logs import tail
 from edgelambda.pool import Pool
 from edgelambda.routing import RoutingTable
-from edgelambda.sandbox import Invocation, InvocationResult, ResponseStream, StreamBroken
+from edgelambda.sandbox import Invocation, InvocationResult, ResponseStream
 from edgelambda.sigv4 import SignedRequest
 
 log = structlog.get_logger(__name__)

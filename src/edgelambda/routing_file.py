@@ -17,7 +17,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from edgelambda.cors import ANY_ORIGIN, CorsPolicy, normalize_origin
-from edgelambda.errors import RoutingConfigError
+from edgelambda.errors import RoutingConfigError, ScheduleError
 from edgelambda.routing import (
     ANY_METHOD,
     HTTP_METHODS,
@@ -31,7 +31,7 @@ from edgelambda.routing import (
     compile_path,
     path_shape,
 )
-from edgelambda.schedule import ScheduleError, parse_schedule
+from edgelambda.schedule import parse_schedule
 from edgelambda.yaml_reader import (
     Item,
     Reader,

@@ -24,6 +24,7 @@ from edgelambda.errors import (
     InvalidRequestId,
     SandboxRetired,
     SandboxStateError,
+    StreamBroken,
     TooManyRequests,
 )
 from edgelambda.logs import InvocationLog, SandboxOutput
@@ -45,10 +46,6 @@ class SandboxState(Enum):
     @property
     def is_running(self) -> bool:
         return self in {SandboxState.STARTING, SandboxState.READY, SandboxState.BUSY}
-
-
-class StreamBroken(Exception):
-    """A streamed response ended before the runtime finished it."""
 
 
 class ResponseStream:

@@ -32,6 +32,8 @@ from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import TypeAlias
 
+from edgelambda.errors import CronFieldError, ScheduleError
+
 __all__ = [
     "EPOCH",
     "Cron",
@@ -46,7 +48,6 @@ __all__ = [
     "Rate",
     "RateUnit",
     "Schedule",
-    "ScheduleError",
     "parse_schedule",
 ]
 
@@ -58,10 +59,6 @@ LAST_YEAR = 2199
 
 _SATURDAY = 5  # date.weekday() numbering (Monday 0), used by the W rules
 _SUNDAY = 6
-
-
-class ScheduleError(ValueError):
-    """An expression is not valid EventBridge syntax; the message says which field and why."""
 
 
 # --- rate -------------------------------------------------------------------------------------
@@ -323,10 +320,6 @@ _YEAR = _Field("year", 1970, LAST_YEAR, ",-*/")
 _CRON_SHAPE = "cron(minutes hours day-of-month month day-of-week year)"
 
 
-class _FieldError(Exception):
-    """A problem in one field; :func:`_parse_cron` adds the expression and the field name."""
-
-
 def _parse_cron(expression: str, body: str) -> Cron:
     texts = body.upper().split()  # names and L/W are case-insensitive
     if len(texts) != 6:
@@ -357,7 +350,7 @@ def _check_wildcards(expression: str, text: str, spec: _Field) -> None:
 def _field_values(expression: str, text: str, spec: _Field) -> tuple[int, ...]:
     try:
         return _parse_list(text, spec)
-    except _FieldError as error:
+    except CronFieldError as error:
         raise ScheduleError(f"{expression}: {spec.label}: {error}") from None
 
 
@@ -374,7 +367,7 @@ def _day_rule(expression: str, day_of_month: str, day_of_week: str) -> DayRule:
         if spec is _DAY_OF_WEEK:
             return _day_of_week_rule(text)
         return _day_of_month_rule(text)
-    except _FieldError as error:
+    except CronFieldError as error:
         raise ScheduleError(f"{expression}: {spec.label}: {error}") from None
 
 
@@ -391,9 +384,9 @@ def _day_of_month_rule(text: str) -> DayRule:
     if text.endswith("W") and "L" not in text:
         day = text[:-1]
         if not day.isdecimal():
-            raise _FieldError(f"'W' needs a single day before it, e.g. 15W; got {text!r}")
+            raise CronFieldError(f"'W' needs a single day before it, e.g. 15W; got {text!r}")
         return NearestWeekday(_value(day, _DAY_OF_MONTH))
-    raise _FieldError(f"{text!r}: use L, L-n, LW or nW")
+    raise CronFieldError(f"{text!r}: use L, L-n, LW or nW")
 
 
 def _day_of_week_rule(text: str) -> DayRule:
@@ -407,12 +400,12 @@ def _day_of_week_rule(text: str) -> DayRule:
         return NthDayOfWeek(_value(day, _DAY_OF_WEEK), _bounded(nth, 1, 5, "the n in 'day#n'"))
     if text.endswith("L"):
         return LastDayOfWeek(_value(text[:-1], _DAY_OF_WEEK))
-    raise _FieldError(f"{text!r}: use L, nL or day#n")
+    raise CronFieldError(f"{text!r}: use L, nL or day#n")
 
 
 def _require_alone(text: str, what: str) -> None:
     if "," in text:
-        raise _FieldError(f"{what} cannot be combined with other values in a list ({text!r})")
+        raise CronFieldError(f"{what} cannot be combined with other values in a list ({text!r})")
 
 
 def _parse_list(text: str, spec: _Field) -> tuple[int, ...]:
@@ -431,7 +424,7 @@ def _parse_item(item: str, spec: _Field) -> range:
         first_text, _, last_text = base.partition("-")
         first, last = _value(first_text, spec), _value(last_text, spec)
         if first > last:
-            raise _FieldError(f"range {base!r} must run from low to high")
+            raise CronFieldError(f"range {base!r} must run from low to high")
         return range(first, last + 1, step)
     first = _value(base, spec)
     # "5/15" starts at 5 and steps to the end of the field, as in Quartz.
@@ -445,12 +438,12 @@ def _value(text: str, spec: _Field) -> int:
         return int(text)
     names = f" or {spec.names[0]}-{spec.names[-1]}" if spec.names else ""
     shown = repr(text) if text else "an empty value"
-    raise _FieldError(f"values must be {spec.low}-{spec.high}{names}, got {shown}")
+    raise CronFieldError(f"values must be {spec.low}-{spec.high}{names}, got {shown}")
 
 
 def _bounded(text: str, low: int, high: int, what: str) -> int:
     if not text.isdecimal() or not low <= int(text) <= high:
-        raise _FieldError(f"{what} must be a number in {low}-{high}, got {text!r}")
+        raise CronFieldError(f"{what} must be a number in {low}-{high}, got {text!r}")
     return int(text)
 
 
