@@ -48,6 +48,15 @@ class RuntimeApi:
     def invoke(self, invocation: Invocation) -> asyncio.Task[InvocationResult]:
         return asyncio.create_task(self.pool.invoke("fn", invocation))
 
+    async def handed_out(
+        self, invocation: Invocation | None = None
+    ) -> tuple[asyncio.Task[InvocationResult], Delivered]:
+        """Invoke (``{}`` by default) and let the runtime take the invocation: the caller's
+        call, and what the runtime received."""
+        call = self.invoke(invocation or Invocation(payload=b"{}"))
+        await self.backend.wait_started()
+        return call, await self.runtime.next()
+
     async def serve_one(self) -> None:
         """One call, answered: the sandbox exists and its runtime is between invocations."""
         call = self.invoke(Invocation(payload=b"{}"))
@@ -146,10 +155,7 @@ async def test_an_invocation_without_trace_or_client_context_sends_neither_heade
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
-    call = api.invoke(Invocation(payload=b"{}"))
-    await api.backend.wait_started()
-
-    delivered = await api.runtime.next()
+    call, delivered = await api.handed_out()
 
     assert "Lambda-Runtime-Trace-Id" not in delivered.headers
     assert "Lambda-Runtime-Client-Context" not in delivered.headers
@@ -191,9 +197,7 @@ async def test_an_answer_for_another_or_an_answered_invocation_is_400(
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
-    call = api.invoke(Invocation(payload=b"{}"))
-    await api.backend.wait_started()
-    delivered = await api.runtime.next()
+    call, delivered = await api.handed_out()
 
     forged = await api.runtime.respond("not-" + delivered.request_id, "forged")
     real = await api.runtime.respond(delivered.request_id, "real")
@@ -222,9 +226,7 @@ async def test_an_error_reaches_the_caller_with_its_type(
     runtime_api: ApiFactory, header: str | None, body: bytes, error_type: str
 ) -> None:
     api = await runtime_api()
-    call = api.invoke(Invocation(payload=b"{}"))
-    await api.backend.wait_started()
-    delivered = await api.runtime.next()
+    call, delivered = await api.handed_out()
     headers = {} if header is None else {"Lambda-Runtime-Function-Error-Type": header}
 
     reply = await api.runtime.post(f"/invocation/{delivered.request_id}/error", body, headers)
@@ -255,9 +257,7 @@ async def test_a_streamed_response_reaches_the_caller_chunk_by_chunk(
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
-    call = api.invoke(Invocation(payload=b"{}"))
-    await api.backend.wait_started()
-    delivered = await api.runtime.next()
+    call, delivered = await api.handed_out()
     more = asyncio.Event()
 
     async def body() -> AsyncIterator[bytes]:
@@ -282,9 +282,7 @@ async def test_a_stream_the_runtime_breaks_off_is_broken_for_the_caller(
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
-    call = api.invoke(Invocation(payload=b"{}"))
-    await api.backend.wait_started()
-    delivered = await api.runtime.next()
+    call, delivered = await api.handed_out()
 
     await api.runtime.break_stream(delivered.request_id, b"partial", "text/plain")
 
@@ -300,9 +298,7 @@ async def test_an_oversized_response_is_413_and_the_invocation_stays_open(
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
-    call = api.invoke(Invocation(payload=b"{}"))
-    await api.backend.wait_started()
-    delivered = await api.runtime.next()
+    call, delivered = await api.handed_out()
 
     too_large = await api.runtime.respond(delivered.request_id, "x" * MAX_RESPONSE_BYTES)
 
