@@ -162,14 +162,10 @@ class Lifecycle:
             pool = self._pools.get(name)
             if pool is None:
                 self._pools[name] = FunctionPool(spec, self._settings.queue_size)
-            elif pool.function != spec or pool.is_removed:
-                pool.function, pool.is_removed = spec, False
+            elif pool.configure(spec):
                 self.recycle(name, reason="settings changed")
         for name in self._pools.keys() - functions.keys():
-            pool = self._pools[name]
-            if not pool.is_removed:
-                pool.is_removed = True
-                pool.fail_waiting(RouteNotFound(f"function {name!r} was removed"))
+            if self._pools[name].remove(RouteNotFound(f"function {name!r} was removed")):
                 self.recycle(name, reason="function removed")
 
     def recycle(self, function_name: str, *, reason: str) -> None:
@@ -203,8 +199,8 @@ class Lifecycle:
 
     def _stop(self, pool: FunctionPool, sandbox: Sandbox, now_s: float) -> None:
         """Stop an idle sandbox's container but keep it for a warm start."""
-        pool.unpark(sandbox)
         sandbox.stop(now_s)
+        pool.unpark(sandbox)
         self._engine.forget_address(sandbox)  # the engine gives it a new address on restart
         log.info("sandbox stopped", function=pool.function.name, instance=sandbox.instance[:8])
         self._tasks.spawn(self._stop_container(sandbox))

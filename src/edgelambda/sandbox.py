@@ -363,6 +363,24 @@ class FunctionPool:
         stopped = [s for s in self.sandboxes if s.state is SandboxState.STOPPED]
         return max(stopped, key=lambda s: s.stopped_s, default=None)
 
+    # -- the function -------------------------------------------------------------------
+
+    def configure(self, function: FunctionSpec) -> bool:
+        """The routing file defines the function (again): whether that changed its code or
+        settings, or brought it back, so that its sandboxes must be recycled."""
+        is_changed = self.function != function or self.is_removed
+        self.function, self.is_removed = function, False
+        return is_changed
+
+    def remove(self, error: BaseException) -> bool:
+        """The function left the routing file: it takes no more work, and what waits fails
+        with ``error``. Whether it was still defined."""
+        if self.is_removed:
+            return False
+        self.is_removed = True
+        self.fail_waiting(error)
+        return True
+
     # -- sandboxes ----------------------------------------------------------------------
 
     def new_sandbox(self, now_s: float) -> Sandbox:
