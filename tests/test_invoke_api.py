@@ -19,6 +19,7 @@ from edgelambda.errors import (
     RequestTooLarge,
     ResourceNotFound,
 )
+from edgelambda.invocation import InvocationResult
 from edgelambda.invoke_api import (
     InvocationType,
     checked_payload,
@@ -28,7 +29,6 @@ from edgelambda.invoke_api import (
     is_authorised,
     result_headers,
 )
-from edgelambda.sandbox import InvocationResult
 from edgelambda.sigv4 import SignedRequest
 
 REGION = "us-east-1"

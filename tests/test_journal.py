@@ -7,9 +7,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+from edgelambda.invocation import Invocation, InvocationResult
 from edgelambda.journal import Journal, is_stream_past, log_end_s
 from edgelambda.logs import InvocationLog, LogRecord, OutputLine, RecordingSink, SandboxOutput
-from edgelambda.sandbox import Invocation, InvocationResult, Sandbox
+from edgelambda.sandbox import Sandbox
 from edgelambda.tasks import TaskSet
 from tests.fakes import FakeBackend, function_spec
 

@@ -9,14 +9,14 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgelambda.metrics import CONTENT_TYPE, Metrics, outcome
-from edgelambda.sandbox import (
+from edgelambda.invocation import (
     EXIT_ERROR_TYPE,
     INIT_TIMEOUT_ERROR_TYPE,
     OOM_ERROR_TYPE,
     TIMEOUT_ERROR_TYPE,
     InvocationResult,
 )
+from edgelambda.metrics import CONTENT_TYPE, Metrics, outcome
 
 
 class FakePool:

@@ -12,16 +12,11 @@ import pytest
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit
 from edgelambda.errors import InvalidRequestId, RouteNotFound, SandboxRetired, TooManyRequests
+from edgelambda.invocation import EXIT_ERROR_TYPE, OOM_ERROR_TYPE, TIMEOUT_ERROR_TYPE, Invocation
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
 from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import (
-    EXIT_ERROR_TYPE,
-    OOM_ERROR_TYPE,
-    TIMEOUT_ERROR_TYPE,
-    Invocation,
-    SandboxState,
-)
+from edgelambda.sandbox import SandboxState
 from tests.fakes import Clock, FakeBackend, function_spec
 
 

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestServer
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.config import Settings
 from edgelambda.errors import StreamBroken
+from edgelambda.invocation import Invocation, InvocationResult
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
 from edgelambda.runtime_api import MAX_RESPONSE_BYTES, create_runtime_app
-from edgelambda.sandbox import Invocation, InvocationResult
 from tests.fakes import (
     RUNTIME_PATH,
     Clock,

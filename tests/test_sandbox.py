@@ -7,13 +7,11 @@ import asyncio
 import pytest
 
 from edgelambda.errors import InvalidRequestId, SandboxRetired, SandboxStateError
+from edgelambda.invocation import Invocation, InvocationResult, error_result
 from edgelambda.sandbox import (
     FunctionPool,
-    Invocation,
-    InvocationResult,
     Sandbox,
     SandboxState,
-    error_result,
     idle_to_stop,
     sandboxes_to_start,
     stopped_to_remove,

@@ -23,16 +23,11 @@ from edgelambda.errors import (
     PayloadTooLarge,
     StreamBroken,
 )
+from edgelambda.invocation import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult, ResponseStream
 from edgelambda.invoke_api import INVOKE_PATH, MAX_SYNC_PAYLOAD_BYTES, read_body
 from edgelambda.logs import LogRecord, LogSink
 from edgelambda.metrics import CONTENT_TYPE
 from edgelambda.routing import AuthMode, Route, RoutingTable
-from edgelambda.sandbox import (
-    TIMEOUT_ERROR_TYPE,
-    Invocation,
-    InvocationResult,
-    ResponseStream,
-)
 from edgelambda.server import Server
 
 log = structlog.get_logger(__name__)

@@ -31,10 +31,10 @@ from edgelambda.errors import (
     TooManyRequestsService,
     Unauthorized,
 )
+from edgelambda.invocation import Invocation, InvocationResult, ResponseStream
 from edgelambda.logs import tail
 from edgelambda.pool import Pool
 from edgelambda.routing import RoutingTable
-from edgelambda.sandbox import Invocation, InvocationResult, ResponseStream
 from edgelambda.sigv4 import SignedRequest
 
 log = structlog.get_logger(__name__)

@@ -10,6 +10,7 @@ import contextlib
 import time
 
 from edgelambda.containers import ContainerBackend
+from edgelambda.invocation import Invocation
 from edgelambda.logs import (
     InvocationLog,
     LogRecord,
@@ -24,7 +25,7 @@ from edgelambda.logs import (
     window_end,
 )
 from edgelambda.metrics import Metrics, outcome
-from edgelambda.sandbox import Invocation, Sandbox
+from edgelambda.sandbox import Sandbox
 from edgelambda.tasks import TaskSet
 
 # The peak memory of a container is asked of the engine at most this often: a stats call per

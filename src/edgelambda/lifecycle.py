@@ -16,18 +16,15 @@ import structlog
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit
 from edgelambda.errors import EdgeLambdaError, RouteNotFound
-from edgelambda.journal import Journal
-from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import (
+from edgelambda.invocation import (
     INIT_TIMEOUT_ERROR_TYPE,
-    FunctionPool,
     InvocationResult,
-    Sandbox,
-    SandboxState,
     error_result,
     exit_result,
-    reap_plan,
 )
+from edgelambda.journal import Journal
+from edgelambda.routing import FunctionSpec
+from edgelambda.sandbox import FunctionPool, Sandbox, SandboxState, reap_plan
 from edgelambda.sandbox_engine import Running, SandboxEngine
 from edgelambda.tasks import TaskSet
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edgelambda.sandbox import (
+from edgelambda.invocation import (
     EXIT_ERROR_TYPE,
     INIT_TIMEOUT_ERROR_TYPE,
     OOM_ERROR_TYPE,

@@ -26,21 +26,13 @@ from edgelambda.errors import (
     SandboxRetired,
     TooManyRequests,
 )
+from edgelambda.invocation import Invocation, InvocationResult, ResponseStream, timeout_result
 from edgelambda.journal import Journal
 from edgelambda.lifecycle import Lifecycle
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
 from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import (
-    FunctionPool,
-    Invocation,
-    InvocationResult,
-    ResponseStream,
-    Sandbox,
-    SandboxState,
-    sandboxes_to_start,
-    timeout_result,
-)
+from edgelambda.sandbox import FunctionPool, Sandbox, SandboxState, sandboxes_to_start
 from edgelambda.sandbox_engine import SandboxEngine
 from edgelambda.tasks import TaskSet, start_loop
 

@@ -16,8 +16,9 @@ from aiohttp import web
 
 from edgelambda.aws import function_arn
 from edgelambda.errors import EdgeLambdaError, Forbidden
+from edgelambda.invocation import Invocation, ResponseStream
 from edgelambda.pool import Pool
-from edgelambda.sandbox import Invocation, ResponseStream, Sandbox
+from edgelambda.sandbox import Sandbox
 
 log = structlog.get_logger(__name__)
 

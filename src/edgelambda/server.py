@@ -19,6 +19,7 @@ from edgelambda.containers import ContainerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.event_worker import EventWorker
+from edgelambda.invocation import Invocation
 from edgelambda.invoke_api import InvokeApi
 from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink
@@ -29,7 +30,6 @@ from edgelambda.resources import Endpoints, ensure_resources
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_routing
 from edgelambda.runtime_api import create_runtime_app
-from edgelambda.sandbox import Invocation
 from edgelambda.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
