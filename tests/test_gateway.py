@@ -1,120 +1,33 @@
 """The HTTP request path, without an engine: the real gateway, pool and Runtime API on
-127.0.0.1, a fake container backend, and a fake runtime playing the function."""
+127.0.0.1, a fake container backend, and a fake runtime playing the function. Streamed
+responses are in `test_gateway_streaming`."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient, TestServer
 
 from edgelambda.auth import issue_token
 from edgelambda.config import Settings
 from edgelambda.cors import CorsPolicy
-from edgelambda.gateway import SERVER_KEY, create_app
-from edgelambda.logs import RecordingSink
-from edgelambda.routing import AuthMode, FunctionSpec, PayloadVersion, Route, RoutingTable
-from tests.fakes import Delivered, FakeBackend, FakeRuntime, function_spec
+from edgelambda.routing import AuthMode, PayloadVersion
+from tests.fakes import function_spec
+from tests.gateway_box import LOOPBACK, GatewayFactory, open_gateways, route
 
-LOOPBACK = "127.0.0.1"  # where the fake runtime calls the Runtime API from
 TRACE = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
 ORIGIN = "https://app.example.com"
-# Lambda's streamed HTTP response: a JSON prelude, eight NUL bytes, then the body.
-HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
-PRELUDE_END = b"\0" * 8
 JWT_SECRET = Settings().jwt_secret
-
-
-def route(
-    path: str = "/items/{id}",
-    methods: str = "GET",
-    *,
-    auth: AuthMode = AuthMode.NONE,
-    payload: PayloadVersion = PayloadVersion.V1,
-    cors: CorsPolicy | None = None,
-) -> Route:
-    return Route(path, frozenset(methods.split()), "fn", auth=auth, payload=payload, cors=cors)
-
-
-@dataclass(frozen=True)
-class Gateway:
-    """A gateway serving one function ``fn``, its fake engine, the runtime of ``fn``, and
-    where the gateway's logs go."""
-
-    client: TestClient[web.Request, web.Application]
-    backend: FakeBackend
-    runtime: FakeRuntime
-    sink: RecordingSink
-
-    def send(self, method: str, path: str, **kwargs: Any) -> asyncio.Task[ClientResponse]:
-        async def request() -> ClientResponse:
-            return await self.client.request(method, path, **kwargs)
-
-        return asyncio.create_task(request())
-
-    async def delivered(self) -> Delivered:
-        """The next invocation, taken by the runtime once a container has been started."""
-        await self.backend.wait_started()
-        return await self.runtime.next()
-
-    async def call(
-        self, method: str, path: str, result: object, **kwargs: Any
-    ) -> tuple[ClientResponse, Delivered]:
-        """Send a request, let the function answer ``result``; the response (read) and the
-        invocation as the function received it."""
-        sent = self.send(method, path, **kwargs)
-        delivered = await self.delivered()
-        await self.runtime.respond(delivered.request_id, result)
-        response = await sent
-        await response.read()
-        return response, delivered
-
-
-GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
-    """Factory: ``await gateway(route, ..., function=spec, **settings)`` -> a started
-    gateway whose containers get 127.0.0.1, so the fake runtime is their runtime; one sandbox
-    at most unless ``function`` says otherwise. Teardown shuts it down."""
-    opened: list[tuple[TestClient[web.Request, web.Application], FakeRuntime]] = []
-
-    async def start(
-        *routes: Route, function: FunctionSpec | None = None, **settings: Any
-    ) -> Gateway:
-        backend, sink = FakeBackend(address=LOOPBACK), RecordingSink()
-        table = RoutingTable(
-            functions={"fn": function or function_spec(max_concurrency=1)}, routes=routes
-        )
-        base = Settings(
-            runtime_api_host=LOOPBACK,
-            runtime_api_port=0,
-            data_dir=tmp_path,
-            is_reload_enabled=False,
-            shutdown_grace_s=0.1,
-            reap_interval_s=3600,
-        )
-        app = create_app(replace(base, **settings), table, backend, sink)
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        runtime = FakeRuntime(app[SERVER_KEY].runtime_api)
-        opened.append((client, runtime))
-        return Gateway(client, backend, runtime, sink)
-
-    yield start
-    for client, runtime in opened:
-        await client.close()
-        await runtime.close()
+    """A factory of gateways with a fake engine (see :func:`tests.gateway_box.open_gateways`)."""
+    async with open_gateways(tmp_path) as start:
+        yield start
 
 
 def token(*, secret: str = JWT_SECRET, issued_s: float | None = None) -> str:
@@ -425,82 +338,3 @@ async def test_a_cors_routes_response_carries_its_origin(
     )
 
     assert response.headers.getall("Access-Control-Allow-Origin") == [allow_origin]
-
-
-# -- streamed responses ---------------------------------------------------------------------
-
-
-async def test_a_streamed_response_reaches_the_client_chunk_by_chunk(
-    gateway: GatewayFactory,
-) -> None:
-    box = await gateway(route())
-    sent = box.send("GET", "/items/1")
-    delivered = await box.delivered()
-    more = asyncio.Event()
-    prelude = {"statusCode": 201, "headers": {"Content-Type": "text/plain"}, "cookies": ["a=1"]}
-
-    async def body() -> AsyncIterator[bytes]:
-        yield json.dumps(prelude).encode() + PRELUDE_END + b"first"
-        await more.wait()
-        yield b"second"
-
-    posting = asyncio.create_task(
-        box.runtime.stream(delivered.request_id, body(), HTTP_INTEGRATION)
-    )
-    response = await sent
-
-    assert response.status == 201
-    assert response.headers["Content-Type"] == "text/plain"
-    assert response.headers["Set-Cookie"] == "a=1"
-    assert await response.content.readexactly(5) == b"first"  # the function still streams
-    more.set()
-    assert await response.read() == b"second"
-    assert (await posting).status == 202
-
-
-async def test_a_stream_of_another_content_type_is_its_body(gateway: GatewayFactory) -> None:
-    box = await gateway(route())
-    sent = box.send("GET", "/items/1")
-    delivered = await box.delivered()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b"data: 1\n\n"
-        yield b"data: 2\n\n"
-
-    await box.runtime.stream(delivered.request_id, body(), "text/event-stream")
-    response = await sent
-
-    assert response.status == 200
-    assert response.headers["Content-Type"] == "text/event-stream"
-    assert await response.read() == b"data: 1\n\ndata: 2\n\n"
-
-
-async def test_a_stream_ending_before_its_prelude_is_502(gateway: GatewayFactory) -> None:
-    box = await gateway(route())
-    sent = box.send("GET", "/items/1")
-    delivered = await box.delivered()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b'{"statusCode": 200}'  # and no separator
-
-    await box.runtime.stream(delivered.request_id, body(), HTTP_INTEGRATION)
-    response = await sent
-
-    assert response.status == 502
-    assert await response.json() == {"message": "Internal server error"}
-    assert response.headers["x-amzn-ErrorType"] == "Runtime.StreamBroken"
-
-
-async def test_a_stream_broken_after_its_first_bytes_cuts_the_connection(
-    gateway: GatewayFactory,
-) -> None:
-    box = await gateway(route())
-    sent = box.send("GET", "/items/1")
-    delivered = await box.delivered()
-
-    await box.runtime.break_stream(delivered.request_id, b"partial", "text/plain")
-    response = await sent
-
-    assert response.status == 200
-    with pytest.raises(aiohttp.ClientPayloadError):
-        await response.read()
