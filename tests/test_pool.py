@@ -1,68 +1,21 @@
-"""The pool's shell, driven through a fake container backend and fake runtimes."""
+"""The pool's shell, driven through a fake container backend and fake runtimes: queueing,
+dispatch, deadlines and the Runtime API's side."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 
 import pytest
 
-from edgelambda.config import Settings
-from edgelambda.containers import ContainerExit
-from edgelambda.errors import InvalidRequestId, RouteNotFound, SandboxRetired, TooManyRequests
-from edgelambda.invocation import EXIT_ERROR_TYPE, OOM_ERROR_TYPE, TIMEOUT_ERROR_TYPE, Invocation
+from edgelambda.errors import (
+    InvalidRequestId,
+    TooManyRequests,
+)
+from edgelambda.invocation import TIMEOUT_ERROR_TYPE, Invocation
 from edgelambda.logs import RecordingSink
-from edgelambda.pool import Pool
-from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import SandboxState
-from tests.fakes import Clock, FakeBackend, function_spec
-
-
-def make_pool(
-    backend: FakeBackend,
-    function: FunctionSpec,
-    clock: Clock | None = None,
-    sink: RecordingSink | None = None,
-    **settings: float,
-) -> Pool:
-    defaults: dict[str, float] = {
-        "queue_size": 10,
-        "shutdown_grace_s": 0.1,
-        "idle_timeout_s": 60,
-        "stopped_retention_s": 600,
-        "reap_interval_s": 3600,  # tests call reap() themselves
-    }
-    return Pool(
-        functions={function.name: function},
-        backend=backend,
-        settings=Settings(**{**defaults, **settings}),  # type: ignore[arg-type]
-        runtime_api="10.0.0.1:9001",
-        clock=clock or Clock(),
-        sink=sink or RecordingSink(),
-    )
-
-
-async def runtime(pool: Pool, address: str, answer: Callable[[bytes], bytes]) -> None:
-    """A well-behaved runtime: poll, answer, repeat."""
-    sandbox = await pool.sandbox_at(address)
-    assert sandbox is not None
-    while True:
-        invocation = await pool.next_invocation(sandbox)
-        pool.respond(sandbox, invocation.request_id, answer(invocation.payload))
-
-
-async def settle() -> None:
-    """Let the pool's own tasks (starts, stops) run."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
-async def stop_all(*tasks: asyncio.Task[None]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+from tests.fakes import FakeBackend, function_spec
+from tests.pools import make_pool, runtime, settle, stop_all
 
 
 async def test_a_burst_starts_at_most_max_concurrency_sandboxes() -> None:
@@ -191,115 +144,6 @@ async def test_answers_for_another_invocation_are_refused() -> None:
     await pool.close()
 
 
-@pytest.mark.parametrize(
-    ("is_oom", "error_type"), [(False, EXIT_ERROR_TYPE), (True, OOM_ERROR_TYPE)]
-)
-async def test_a_container_dying_mid_invocation_fails_it(is_oom: bool, error_type: str) -> None:
-    backend = FakeBackend()
-    pool = make_pool(backend, function_spec())
-    await pool.start()
-    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
-    await settle()
-    sandbox = await pool.sandbox_at("10.0.0.2")
-    assert sandbox is not None
-    await pool.next_invocation(sandbox)
-
-    backend.exit_events.put_nowait(
-        ContainerExit("c1", exit_code=137 if is_oom else 1, is_oom=is_oom)
-    )
-    result = await call
-
-    assert result.error_type == error_type
-    await settle()
-    assert backend.removed == ["c1"]
-    await pool.close()
-
-
-async def test_idle_sandboxes_stop_then_warm_start_then_expire() -> None:
-    backend, clock = FakeBackend(), Clock()
-    pool = make_pool(backend, function_spec(), clock=clock)
-    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"1")))
-    await settle()
-    first = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p))
-    await call
-    await settle()
-
-    clock.now_s += 59
-    pool.reap(clock.now_s)
-    assert backend.stopped == []
-    clock.now_s += 1
-    pool.reap(clock.now_s)
-    await settle()
-    assert backend.stopped == ["c1"]
-    assert first.done()  # its poll ended: the runtime is gone with the container
-
-    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"2")))
-    await settle()
-    assert backend.restarted == ["c1"]  # warm start: the same container, no create
-    assert len(backend.started) == 1
-    second = asyncio.create_task(runtime(pool, "10.0.0.3", lambda p: p + b"!"))
-    assert (await call).payload == b"2!"
-
-    clock.now_s += 60
-    pool.reap(clock.now_s)
-    clock.now_s += 600
-    pool.reap(clock.now_s)
-    await settle()
-    assert backend.removed == ["c1"]  # stopped past the retention period
-    await stop_all(first, second)
-    await pool.close()
-
-
-async def test_min_warm_sandboxes_start_with_the_pool_and_stay() -> None:
-    backend, clock = FakeBackend(), Clock()
-    pool = make_pool(backend, function_spec(min_warm=1), clock=clock)
-    await pool.start()
-    await settle()
-    assert len(backend.started) == 1
-    warm = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p))
-    await settle()
-
-    clock.now_s += 3600
-    pool.reap(clock.now_s)
-    await settle()
-
-    assert backend.stopped == []
-    await stop_all(warm)
-    await pool.close()
-
-
-class RestartingEngine(FakeBackend):
-    """An engine whose event stream ends when it restarts, as the Docker engine's does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.engine_restarted = asyncio.Event()
-
-    async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
-        await self.engine_restarted.wait()
-        self.engine_restarted.clear()
-        return
-        yield  # an async generator that ends without an event
-
-
-async def test_engine_restart_is_noticed_by_reconciling() -> None:
-    backend = RestartingEngine()
-    pool = make_pool(backend, function_spec())
-    await pool.start()
-    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
-    await settle()
-    sandbox = await pool.sandbox_at("10.0.0.2")
-    assert sandbox is not None
-    await pool.next_invocation(sandbox)
-    backend.removed.append("c1")  # the container vanished while no events were heard
-
-    backend.engine_restarted.set()
-
-    assert (await asyncio.wait_for(call, timeout=5)).error_type == EXIT_ERROR_TYPE
-    assert sandbox.state is SandboxState.DEAD
-    await pool.close()
-
-
 async def test_a_sandbox_finishing_its_call_takes_the_next_without_a_cold_start() -> None:
     backend = FakeBackend()
     pool = make_pool(backend, function_spec(max_concurrency=4))
@@ -317,49 +161,6 @@ async def test_a_sandbox_finishing_its_call_takes_the_next_without_a_cold_start(
     pool.respond(sandbox, follow_up.request_id, b"two")
 
     assert ((await first).payload, (await second).payload) == (b"one", b"two")
-    await pool.close()
-
-
-async def test_recycling_retires_idle_sandboxes_now_and_busy_ones_after_their_call() -> None:
-    backend = FakeBackend()
-    pool = make_pool(backend, function_spec(max_concurrency=2))
-    calls = [asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x"))) for _ in range(2)]
-    await settle()
-    busy, idle = await pool.sandbox_at("10.0.0.2"), await pool.sandbox_at("10.0.0.3")
-    assert busy is not None
-    assert idle is not None
-    busy_call = await pool.next_invocation(busy)
-    idle_call = await pool.next_invocation(idle)
-    pool.respond(idle, idle_call.request_id, b"done")
-    idle_poll = asyncio.create_task(pool.next_invocation(idle))
-    await settle()
-
-    pool.recycle("fn", reason="code changed")
-    await settle()
-
-    assert idle.state is SandboxState.DEAD
-    assert idle_poll.done()
-    assert busy.state is SandboxState.BUSY  # its call runs to the end on the old code
-    pool.respond(busy, busy_call.request_id, b"old code")
-    with pytest.raises(SandboxRetired):
-        await pool.next_invocation(busy)  # asks for more: retired instead
-    assert busy.state is SandboxState.DEAD
-    assert [(await c).payload for c in calls] == [b"old code", b"done"]
-    await pool.close()
-
-
-async def test_a_removed_function_is_unknown_and_a_new_one_is_served() -> None:
-    pool = make_pool(FakeBackend(), function_spec())
-
-    pool.update_functions({"other": replace(function_spec(), name="other")})
-
-    with pytest.raises(RouteNotFound):
-        await pool.invoke("fn", Invocation(payload=b"x"))
-    call = asyncio.create_task(pool.invoke("other", Invocation(payload=b"y")))
-    await settle()
-    runner = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p + b"!"))
-    assert (await call).payload == b"y!"
-    await stop_all(runner)
     await pool.close()
 
 
@@ -390,4 +191,20 @@ async def test_each_invocation_gets_start_end_and_report_lines() -> None:
     second_report = platform[-1]
     assert second_report.startswith(f"REPORT RequestId: {second.request_id}")
     assert "Init Duration" not in second_report  # only the cold invocation pays init
+    await pool.close()
+
+
+async def test_a_runtime_polling_again_before_answering_is_refused_and_keeps_its_call() -> None:
+    pool = make_pool(FakeBackend(), function_spec())
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    held = await pool.next_invocation(sandbox)
+
+    with pytest.raises(InvalidRequestId, match="not answered"):
+        await asyncio.wait_for(pool.next_invocation(sandbox), timeout=1)
+
+    pool.respond(sandbox, held.request_id, b'"done"')
+    assert (await call).payload == b'"done"'
     await pool.close()

@@ -115,6 +115,7 @@ async def test_a_sandbox_still_streaming_is_not_about_to_be_free() -> None:
         (SandboxState.BUSY, "stop"),  # a busy sandbox is never stopped under its caller
         (SandboxState.STARTING, "stop"),
         (SandboxState.STOPPED, "await_work"),  # a stopped container's runtime cannot poll
+        (SandboxState.BUSY, "await_work"),  # not before its invocation is answered
         (SandboxState.DEAD, "await_work"),
         (SandboxState.DEAD, "retire"),  # retired once
         (SandboxState.READY, "answer"),  # an answer needs an invocation in flight
@@ -242,4 +243,4 @@ async def test_the_function_pool_hands_the_oldest_work_to_the_sandbox_freed_last
     pool.enqueue(oldest)
     pool.enqueue(newest)
 
-    assert list(pool.matches()) == [(later, oldest), (earlier, newest)]
+    assert list(pool.take_pairs()) == [(later, oldest), (earlier, newest)]

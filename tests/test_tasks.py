@@ -6,7 +6,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from edgelambda.tasks import backoff_s, start_loop
+from edgelambda.tasks import TaskSet, start_loop
 
 
 async def test_a_loop_that_fails_is_logged_with_its_name() -> None:
@@ -39,13 +39,17 @@ async def test_a_cancelled_loop_is_not_reported() -> None:
     assert logs == []
 
 
-def test_back_off_takes_the_delays_in_turn_then_repeats_the_last() -> None:
-    delays_s = (0.5, 1.0, 5.0)
+async def test_a_short_task_that_fails_is_logged_with_its_error() -> None:
+    async def buggy() -> None:
+        raise RuntimeError("a bug")
 
-    pauses = [backoff_s(delays_s, failures) for failures in range(1, 6)]
+    tasks = TaskSet()
+    with capture_logs() as logs:
+        task = tasks.spawn(buggy())
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)  # done callbacks run on the next loop step
 
-    assert pauses == [0.5, 1.0, 5.0, 5.0, 5.0]
-
-
-def test_back_off_before_any_failure_is_the_first_delay() -> None:
-    assert backoff_s((2.0, 4.0), 0) == 2.0
+    [entry] = logs
+    assert (entry["event"], entry["log_level"]) == ("background task failed", "error")
+    assert isinstance(entry["exc_info"], RuntimeError)
+    assert len(tasks) == 0  # and it is no longer counted as running

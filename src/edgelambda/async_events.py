@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edgelambda.tasks import backoff_s
+from edgelambda.backoff import backoff_s
 
 
 @dataclass(frozen=True)

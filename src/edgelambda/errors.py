@@ -1,6 +1,9 @@
-"""The one error hierarchy. Each error carries the HTTP status and the public message that the
-gateway's error middleware turns into a response; nothing else in the code builds error
-responses."""
+"""Every error class. The :class:`EdgeLambdaError` hierarchy carries the HTTP status and the
+public message that the gateway's error middleware turns into a response; nothing else in
+the code builds error responses. The few others below it never reach a client as such: a
+broken stream (cut off mid-response), a schedule expression's error (wrapped into the
+routing file's error), and a sandbox state change that the code should never attempt (a bug:
+logged with its traceback and answered as an unexpected error)."""
 
 from __future__ import annotations
 
@@ -202,11 +205,6 @@ class SandboxRetired(EdgeLambdaError):
     public_message = "Sandbox retired"
 
 
-class SandboxStateError(EdgeLambdaError):
-    """A sandbox was asked for a state change its current state does not allow (a bug in
-    the caller: each transition names the states it starts from)."""
-
-
 class EventStoreError(EdgeLambdaError):
     """The event store could not be read or written; an ``Event`` invocation is not accepted."""
 
@@ -230,3 +228,8 @@ class ScheduleError(ValueError):
 class CronFieldError(ScheduleError):
     """A problem in one field of a cron expression; the parser adds the expression and the
     field's name."""
+
+
+class SandboxStateError(RuntimeError):
+    """A sandbox was asked for a state change its current state does not allow: a bug in the
+    caller (each transition names the states it starts from), so not an EdgeLambdaError."""

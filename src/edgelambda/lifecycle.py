@@ -3,7 +3,9 @@ and warm restarts, exits the engine reports, reloads of the routing file, and re
 
 The decisions are :mod:`edgelambda.sandbox`'s pure functions and guarded transitions; the
 containers are :class:`~edgelambda.sandbox_engine.SandboxEngine`'s. Whenever a sandbox
-leaves service, the pool is told (``on_change``) so waiting work finds another one.
+leaves service, the pool is told (``on_retired``) so waiting work finds another one.
+
+It shares the pool's map of function pools (``pools``): a reload adds to it here.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Lifecycle:
         settings: Settings,
         clock: Callable[[], float],
         tasks: TaskSet,
-        on_change: Callable[[FunctionPool], None],
+        on_retired: Callable[[FunctionPool], None],
     ) -> None:
         self._pools = pools
         self._engine = engine
@@ -51,7 +53,7 @@ class Lifecycle:
         self._settings = settings
         self._clock = clock
         self._tasks = tasks
-        self._on_change = on_change  # a sandbox left service: hand its pool's work on
+        self._on_retired = on_retired  # a sandbox left service: hand its pool's work on
 
     # -- starting ----------------------------------------------------------------------
 
@@ -108,8 +110,10 @@ class Lifecycle:
 
     def _abandon_start(self, pool: FunctionPool, sandbox: Sandbox, error: EdgeLambdaError) -> None:
         """A sandbox could not start: fail the invocation it was for, and every waiting one
-        when no other sandbox is left to serve them."""
-        sandbox.retire("start failed", exit_result(-1, is_oom=False))
+        when no other sandbox is left to serve them (also when a reload or shutdown retired
+        it while it was being created)."""
+        if sandbox.state is not SandboxState.DEAD:
+            sandbox.retire("start failed", exit_result(-1, is_oom=False))
         pool.forget(sandbox)
         if (first := pool.take_first()) is not None:
             first.settle(error)
@@ -234,4 +238,4 @@ class Lifecycle:
         )
         if sandbox.container_id is not None:
             self._tasks.spawn(self._engine.remove(sandbox))
-        self._on_change(pool)
+        self._on_retired(pool)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
+from edgelambda.backoff import backoff_s
 from edgelambda.logs import LogRecord, jsonline
-from edgelambda.tasks import backoff_s, start_loop
+from edgelambda.tasks import start_loop
 
 log = structlog.get_logger(__name__)
 

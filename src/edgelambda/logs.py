@@ -1,5 +1,6 @@
 """Function logs: what containers print, attributed to invocations, plus Lambda's own
-START / END / REPORT lines. Pure helpers; the pool feeds them and a sink ships records."""
+START / END / REPORT lines. Pure helpers, the records the journal keeps per invocation and
+per sandbox, and the sinks records go to; :mod:`edgelambda.journal` feeds them."""
 
 from __future__ import annotations
 

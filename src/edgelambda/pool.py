@@ -4,9 +4,9 @@ An invocation waits in its function's FIFO queue until a sandbox polls the Runti
 work; whichever sandbox asks first gets the oldest invocation, so no request waits on "its
 own" cold start while another container is free. When work waits and no sandbox is free,
 stopped sandboxes are restarted (warm start) and new ones created (cold start), up to the
-function's ``max_concurrency``: :mod:`edgelambda.lifecycle` starts, stops and retires them.
-One reaper stops idle sandboxes and removes long-stopped ones; one watcher follows the
-engine's container exits.
+function's ``max_concurrency``: :mod:`edgelambda.lifecycle` starts, stops and retires them,
+and :mod:`edgelambda.sandbox_engine` runs their containers. The pool starts and stops the
+two loops they need: the idle reaper and the watcher of the engine's container exits.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ log = structlog.get_logger(__name__)
 
 
 class Pool:
-    """All function pools, the Runtime API's view of sandboxes, and their lifecycle."""
+    """Every function's queue and sandboxes: invocations in, the Runtime API's polls and
+    answers, and the lifecycle of the sandboxes behind them."""
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class Pool:
             settings=settings,
             clock=clock,
             tasks=self._tasks,
-            on_change=self._dispatch,
+            on_retired=self._dispatch,
         )
 
     # -- the caller's side --------------------------------------------------------------
@@ -120,7 +121,7 @@ class Pool:
 
     def _dispatch(self, pool: FunctionPool) -> None:
         """Hand waiting invocations to free sandboxes; start more if work still waits."""
-        for sandbox, invocation in pool.matches():
+        for sandbox, invocation in pool.take_pairs():
             self._assign(sandbox, invocation)
         if self._is_closing or pool.is_removed:
             return
@@ -187,6 +188,8 @@ class Pool:
             raise SandboxRetired(sandbox.instance)
         if sandbox.poll is not None:
             raise InvalidRequestId("this sandbox is already waiting for an invocation")
+        if sandbox.state is SandboxState.BUSY and not sandbox.is_finishing:
+            raise InvalidRequestId("this sandbox has not answered its invocation")
         pool = self._pools[sandbox.function.name]
         if pool.is_outdated(sandbox):  # its code or settings changed meanwhile
             self._lifecycle.retire(sandbox, reason="outdated")

@@ -8,7 +8,8 @@ a transition method, and no other change of state exists:
     any of them --retire--> dead (crashed, timed out, outdated or removed)
 
 Everything here is synchronous and takes time as an argument, so the scheduling rules are
-unit-tested without sleeping; :mod:`edgelambda.pool` is the async shell that applies them.
+unit-tested without sleeping; :mod:`edgelambda.pool` and :mod:`edgelambda.lifecycle` are
+the async shell that applies them.
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ class Sandbox:
 
     def await_work(self, poll: asyncio.Future[Invocation], now_s: float) -> None:
         """starting or busy -> ready: the runtime polls for its next invocation (its first
-        poll ends the start, and its init timer with it)."""
+        poll ends the start, and its init timer with it). A busy runtime must have answered
+        its invocation first, and finished streaming it: the invocation is never dropped."""
+        if self._state is SandboxState.BUSY and not self.is_finishing:
+            raise SandboxStateError(f"{self!r} cannot become ready: its invocation is open")
         if self._state is SandboxState.STARTING:
             self.disarm()
             self.idle_since_s = now_s
@@ -328,7 +332,7 @@ class FunctionPool:
         while self.queue:
             self.queue.popleft().settle(error)
 
-    def matches(self) -> Iterator[tuple[Sandbox, Invocation]]:
+    def take_pairs(self) -> Iterator[tuple[Sandbox, Invocation]]:
         """Pairs of a ready sandbox and the oldest waiting invocation, while both last; the
         sandbox freed last goes first (its container is the warmest)."""
         while self.queue and self.idle:
@@ -339,8 +343,8 @@ class FunctionPool:
 class ReapPlan:
     """What the reaper does to one function's sandboxes."""
 
-    to_stop: list[Sandbox]
-    to_remove: list[Sandbox]
+    to_stop: tuple[Sandbox, ...]
+    to_remove: tuple[Sandbox, ...]
     to_start: int
 
 
@@ -352,9 +356,11 @@ def reap_plan(
     for (none for a function removed from the routing file)."""
     min_warm = pool.function.min_warm
     return ReapPlan(
-        to_stop=idle_to_stop(
-            pool.sandboxes, now_s=now_s, idle_timeout_s=idle_timeout_s, min_warm=min_warm
+        to_stop=tuple(
+            idle_to_stop(
+                pool.sandboxes, now_s=now_s, idle_timeout_s=idle_timeout_s, min_warm=min_warm
+            )
         ),
-        to_remove=stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s),
+        to_remove=tuple(stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s)),
         to_start=warm_needed(pool.sandboxes, min_warm=0 if pool.is_removed else min_warm),
     )

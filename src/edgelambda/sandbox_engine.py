@@ -2,8 +2,8 @@
 
 :class:`SandboxEngine` creates, restarts, stops and removes the containers of sandboxes,
 knows which sandbox runs in which container and at which address (the Runtime API knows its
-callers by their address), and follows the containers' exits. It decides nothing: the pool
-says what to do, and is told when a container exits on its own.
+callers by their address), and follows the containers' exits. It decides nothing:
+:mod:`edgelambda.lifecycle` says what to do, and is told when a container exits on its own.
 """
 
 from __future__ import annotations
@@ -13,22 +13,23 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import structlog
 
+from edgelambda.backoff import backoff_s
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend, ContainerExit, container_spec
 from edgelambda.errors import EngineUnavailable
 from edgelambda.sandbox import Sandbox
-from edgelambda.tasks import backoff_s
 
 log = structlog.get_logger(__name__)
 
 WATCH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # reconnect delays after the engine's event stream ends
 
 
-class Running(NamedTuple):
+@dataclass(frozen=True)
+class Running:
     """A sandbox's container runs: its address, and when it was started (epoch s, where
     following its output begins)."""
 

@@ -6,7 +6,7 @@ is logged when it happens, not found at shutdown), and short tasks live in their
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ class TaskSet:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_report_failure)
         return task
 
     def __len__(self) -> int:
@@ -47,7 +48,8 @@ def _report_exit(task: asyncio.Task[None]) -> None:
                   error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
 
-def backoff_s(delays_s: Sequence[float], failures: int) -> float:
-    """The pause after the ``failures``-th failure in a row (1 for the first): the delays
-    in turn, then the last one again for every later failure."""
-    return delays_s[min(max(failures, 1), len(delays_s)) - 1]
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """A short task should handle its own errors: one that escapes is a bug, logged when it
+    happens with its traceback (nobody else would see it)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background task failed", task=task.get_name(), exc_info=exc)
