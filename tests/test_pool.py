@@ -208,3 +208,23 @@ async def test_a_runtime_polling_again_before_answering_is_refused_and_keeps_its
     pool.respond(sandbox, held.request_id, b'"done"')
     assert (await call).payload == b'"done"'
     await pool.close()
+
+
+async def test_a_caller_is_answered_even_if_its_deadline_timer_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("edgelambda.pool.ANSWER_SLACK_S", 0.05)
+    pool = make_pool(
+        FakeBackend(), function_spec(timeout_s=0.05), queue_wait_s=0.05, init_timeout_s=0.05
+    )
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    await pool.next_invocation(sandbox)
+
+    sandbox.disarm()  # a bug loses the deadline: the caller must still be answered
+
+    result = await asyncio.wait_for(call, timeout=5)
+    assert result.error_type == TIMEOUT_ERROR_TYPE
+    await pool.close()

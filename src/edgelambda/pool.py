@@ -38,6 +38,8 @@ from edgelambda.tasks import TaskSet, start_loop
 
 log = structlog.get_logger(__name__)
 
+ANSWER_SLACK_S = 5.0  # beyond every bound on an invocation, before its caller is answered anyway
+
 
 class Pool:
     """Every function's queue and sandboxes: invocations in, the Runtime API's polls and
@@ -93,11 +95,23 @@ class Pool:
         self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)
         try:
-            return await asyncio.shield(invocation.result)
+            async with asyncio.timeout(self._answer_bound_s(pool.function)):
+                return await asyncio.shield(invocation.result)
+        except TimeoutError:
+            # Every path answers before this (queue wait, init timeout, deadline): reaching it
+            # is a bug, but the caller (or an Event worker slot) must not wait forever on it.
+            log.error("invocation never answered", aws_request_id=invocation.request_id)
+            invocation.settle(timeout_result(pool.function.timeout_s))
+            return await invocation.result
         finally:
             # The caller went away (client disconnect): a still-queued invocation is dropped.
             if not invocation.result.done() and pool.withdraw(invocation):
                 invocation.settle(EngineUnavailable("caller gone"))
+
+    def _answer_bound_s(self, function: FunctionSpec) -> float:
+        """The longest a caller can wait: queued, then a start, then the function's timeout."""
+        settings = self._settings
+        return settings.queue_wait_s + settings.init_timeout_s + function.timeout_s + ANSWER_SLACK_S
 
     def _pool(self, function_name: str) -> FunctionPool:
         pool = self._pools.get(function_name)
@@ -139,6 +153,7 @@ class Pool:
         timeout_s = sandbox.function.timeout_s
         invocation.deadline_ms = int((time.time() + timeout_s) * 1000)
         sandbox.assign(invocation)
+        sandbox.disarm()
         sandbox.timer = asyncio.get_running_loop().call_later(
             timeout_s, self._on_deadline, sandbox, invocation
         )
@@ -146,6 +161,8 @@ class Pool:
 
     def _on_deadline(self, sandbox: Sandbox, invocation: Invocation) -> None:
         sandbox.timer = None
+        if sandbox.current is not invocation:
+            return  # a stale timer: a deadline settles only its own invocation
         log.warning(
             "invocation timed out",
             function=sandbox.function.name,
