@@ -150,3 +150,21 @@ def test_production_mode_accepts_a_signature_made_with_the_box_keys() -> None:
     assert is_authorised(signed("box-key", "box-secret-key"), settings=settings, now_s=now_s)
     assert not is_authorised(signed("box-key", "a-guess"), settings=settings, now_s=now_s)
     assert not is_authorised(signed("edgelambda", "edgelambda"), settings=settings, now_s=now_s)
+
+
+@pytest.mark.parametrize(
+    "decoded",
+    [b"[1, 2]", b'"text"', b"not json", b"\xff\xfe", b'{"k": 1'],
+    ids=["array", "string", "not-json", "not-utf8", "truncated"],
+)
+def test_client_context_must_be_a_json_object(decoded: bytes) -> None:
+    with pytest.raises(InvalidRequestContent, match="JSON object"):
+        client_context(base64.b64encode(decoded).decode())
+
+
+def test_client_context_with_line_breaks_reaches_the_runtime_on_one_line() -> None:
+    decoded = b'{"custom":\r\n {"k": "v"}}'  # valid JSON; raw CR/LF would break a header
+
+    text = client_context(base64.b64encode(decoded).decode())
+
+    assert text == '{"custom":{"k":"v"}}'

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestServer
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.config import Settings
 from edgelambda.errors import StreamBroken
-from edgelambda.invocation import Invocation, InvocationResult
+from edgelambda.invocation import MAX_RESPONSE_BYTES, Invocation, InvocationResult
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
-from edgelambda.runtime_api import MAX_RESPONSE_BYTES, create_runtime_app
+from edgelambda.runtime_api import create_runtime_app
 from tests.fakes import (
     RUNTIME_PATH,
     Clock,
@@ -294,18 +294,35 @@ async def test_a_stream_the_runtime_breaks_off_is_broken_for_the_caller(
         await anext(chunks)
 
 
-async def test_an_oversized_response_is_413_and_the_invocation_stays_open(
+async def test_a_response_over_lambdas_limit_fails_the_call_with_lambdas_error(
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
     call, delivered = await api.handed_out()
 
-    too_large = await api.runtime.respond(delivered.request_id, "x" * MAX_RESPONSE_BYTES)
+    # JSON quotes make the body two bytes longer than the string.
+    too_large = await api.runtime.respond(delivered.request_id, "x" * (MAX_RESPONSE_BYTES - 1))
 
     assert too_large.status == 413
-    # The invocation is still open: the runtime may answer again within the deadline.
-    assert (await api.runtime.respond(delivered.request_id, "small")).status == 202
-    assert (await call).payload == b'"small"'
+    assert too_large.document()["errorType"] == "PayloadTooLarge"
+    result = await asyncio.wait_for(call, timeout=1)  # answered now, not at the deadline
+    assert result.error_type == "Function.ResponseSizeTooLarge"
+    assert json.loads(result.payload) == {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": "Response payload size exceeded maximum allowed payload size"
+        " (6291556 bytes).",
+    }
+
+
+async def test_a_response_of_exactly_lambdas_limit_is_accepted(runtime_api: ApiFactory) -> None:
+    api = await runtime_api()
+    call, delivered = await api.handed_out()
+    body = b'"' + b"x" * (MAX_RESPONSE_BYTES - 2) + b'"'
+
+    reply = await api.runtime.respond(delivered.request_id, body)
+
+    assert reply.status == 202
+    assert len((await call).payload) == MAX_RESPONSE_BYTES
 
 
 async def test_a_sandbox_polls_once_at_a_time(runtime_api: ApiFactory) -> None:

@@ -16,6 +16,12 @@ TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"
 EXIT_ERROR_TYPE = "Runtime.ExitError"
 OOM_ERROR_TYPE = "Runtime.OutOfMemory"
 INIT_TIMEOUT_ERROR_TYPE = "Runtime.InitTimeout"
+TOO_LARGE_ERROR_TYPE = "Function.ResponseSizeTooLarge"
+# Lambda's limit on a synchronous response, in bytes: 6 MB as its error message counts it,
+# "Response payload size exceeded maximum allowed payload size (6291556 bytes)." (quoted in
+# zaccharles.medium.com, "Deep Dive: Lambda's Response Payload Size Limit"; the whole limit
+# is usable).
+MAX_RESPONSE_BYTES = 6_291_556
 
 
 class ResponseStream:
@@ -76,6 +82,14 @@ def error_result(error_type: str, message: str) -> InvocationResult:
 def timeout_result(timeout_s: float) -> InvocationResult:
     """Lambda's error for an invocation that ran past its timeout."""
     return error_result(TIMEOUT_ERROR_TYPE, f"Task timed out after {timeout_s:.2f} seconds")
+
+
+def too_large_result() -> InvocationResult:
+    """Lambda's error for a response over :data:`MAX_RESPONSE_BYTES`."""
+    message = (
+        f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+    )
+    return error_result(TOO_LARGE_ERROR_TYPE, message)
 
 
 def exit_result(exit_code: int, is_oom: bool) -> InvocationResult:

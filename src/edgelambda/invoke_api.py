@@ -31,7 +31,13 @@ from edgelambda.errors import (
     TooManyRequestsService,
     Unauthorized,
 )
-from edgelambda.invocation import Invocation, InvocationResult, ResponseStream
+from edgelambda.invocation import (
+    MAX_RESPONSE_BYTES,
+    Invocation,
+    InvocationResult,
+    ResponseStream,
+    too_large_result,
+)
 from edgelambda.logs import tail
 from edgelambda.pool import Pool
 from edgelambda.routing import RoutingTable
@@ -101,15 +107,21 @@ def invocation_type(header: str | None) -> InvocationType:
 
 
 def client_context(header: str | None) -> str | None:
-    """``X-Amz-Client-Context`` (base64 JSON) decoded, as the runtime receives it."""
+    """``X-Amz-Client-Context`` decoded, as the runtime receives it: it must be a JSON object
+    in base64 (what AWS's Invoke accepts), so nothing else reaches a runtime's header."""
     if not header:
         return None
     if len(header) > MAX_CLIENT_CONTEXT_BYTES:
         raise InvalidRequestContent("Client context must be 3583 bytes or less")
     try:
-        return base64.b64decode(header, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidRequestContent("Client context must be base64-encoded JSON") from None
+        text = base64.b64decode(header, validate=True).decode()
+        document = json.loads(text)
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        raise InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.")
+    # JSON allows line breaks between its tokens; a header value does not: re-encode then.
+    return text if text.isprintable() else json.dumps(document, separators=(",", ":"))
 
 
 def checked_payload(body: bytes, kind: InvocationType) -> bytes:
@@ -212,9 +224,10 @@ class InvokeApi:
             raise TooManyRequestsService("Rate Exceeded.") from exc
         except EngineUnavailable as exc:
             raise ServiceError(f"The function could not be run: {exc}") from exc
-        payload = result.payload
         if result.stream is not None:  # Invoke buffers what a streaming function sends
-            payload = await _collect(result.stream)
+            collected = await _collect(result.stream)
+            result = InvocationResult(collected) if collected is not None else too_large_result()
+        payload = result.payload
         log_tail = None
         if wants_tail:
             await self._backend.pool.journal.settled(invocation, LOG_SETTLE_S)
@@ -260,9 +273,18 @@ def _request_too_large(detail: str) -> RequestTooLarge:
     )
 
 
-async def _collect(stream: ResponseStream) -> bytes:
+async def _collect(stream: ResponseStream) -> bytes | None:
+    """The whole streamed body; None once it grows past Lambda's response limit (the rest
+    is dropped as it comes, so the runtime is not blocked)."""
+    chunks, size = [], 0
     try:
-        return b"".join([chunk async for chunk in stream.chunks()])
+        async for chunk in stream.chunks():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                stream.abandon()
+                return None
+            chunks.append(chunk)
     except StreamBroken as exc:
         log.warning("streamed result broken off", error=str(exc))
         raise ServiceError("The function's response stream broke off") from exc
+    return b"".join(chunks)

@@ -15,16 +15,20 @@ import structlog
 from aiohttp import web
 
 from edgelambda.aws import function_arn
-from edgelambda.errors import EdgeLambdaError, Forbidden
-from edgelambda.invocation import Invocation, ResponseStream
+from edgelambda.errors import EdgeLambdaError, Forbidden, PayloadTooLarge
+from edgelambda.invocation import (
+    MAX_RESPONSE_BYTES,
+    TOO_LARGE_ERROR_TYPE,
+    Invocation,
+    ResponseStream,
+    too_large_result,
+)
 from edgelambda.pool import Pool
 from edgelambda.sandbox import Sandbox
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "/2018-06-01/runtime"
-# A runtime may post a 6 MB response plus JSON framing; larger bodies are refused by aiohttp.
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 64 * 1024
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 
 POOL_KEY = web.AppKey("pool", Pool)
@@ -109,9 +113,21 @@ async def next_invocation(request: web.Request) -> web.StreamResponse:
 async def post_response(request: web.Request) -> web.Response:
     if request.headers.get(RESPONSE_MODE_HEADER, "").lower() == "streaming":
         return await _stream_response(request)
-    payload = await request.read()
+    payload = await _answer(request)
     request.app[POOL_KEY].respond(_sandbox(request), request.match_info["request_id"], payload)
     return _accepted()
+
+
+async def _answer(request: web.Request) -> bytes:
+    """The body a runtime posts as its answer; one over Lambda's response limit fails the
+    invocation with Lambda's error for it, and the runtime is told 413."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        result = too_large_result()
+        sandbox, request_id = _sandbox(request), request.match_info["request_id"]
+        request.app[POOL_KEY].fail(sandbox, request_id, result.payload, TOO_LARGE_ERROR_TYPE)
+        raise PayloadTooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes") from None
 
 
 async def _stream_response(request: web.Request) -> web.Response:
@@ -137,7 +153,7 @@ async def _stream_response(request: web.Request) -> web.Response:
 
 
 async def post_error(request: web.Request) -> web.Response:
-    payload = await request.read()
+    payload = await _answer(request)
     error_type = request.headers.get("Lambda-Runtime-Function-Error-Type") or _error_type(payload)
     pool = request.app[POOL_KEY]
     pool.fail(_sandbox(request), request.match_info["request_id"], payload, error_type)
