@@ -12,6 +12,8 @@ from edgelambda.auth import (
     AUDIENCE,
     CLOCK_SKEW_S,
     ISSUER,
+    LoginThrottle,
+    ThrottlePolicy,
     bearer_token,
     claims_for,
     is_api_key_valid,
@@ -20,7 +22,7 @@ from edgelambda.auth import (
     verify_token,
 )
 from edgelambda.config import Settings
-from edgelambda.errors import BadRequest, InvalidCredentials, Unauthorized
+from edgelambda.errors import BadRequest, InvalidCredentials, LoginThrottled, Unauthorized
 
 SECRET = "test-secret-with-enough-length-for-hs256"
 # pyjwt warns about HMAC keys shorter than the digest, and warnings are errors here.
@@ -386,3 +388,76 @@ def test_login_with_a_malformed_body_is_bad_request(body: bytes, message: str) -
 
     assert caught.value.public_message == message
     assert caught.value.status == 400
+
+
+# --- throttling failed logins ----------------------------------------------------------------
+
+POLICY = ThrottlePolicy(max_failures=3, window_s=60, max_addresses=4)
+
+
+def _fail(throttle: LoginThrottle, address: str, times: int, now_s: float = NOW) -> None:
+    for _ in range(times):
+        throttle.record_failure(address, now_s)
+
+
+def test_an_address_is_throttled_after_its_failures_until_the_window_ends() -> None:
+    throttle = LoginThrottle(POLICY)
+    _fail(throttle, "198.51.100.1", 2)
+    throttle.check("198.51.100.1", NOW + 1)  # two failures: still allowed
+    _fail(throttle, "198.51.100.1", 1, NOW + 10)
+
+    with pytest.raises(LoginThrottled) as refused:
+        throttle.check("198.51.100.1", NOW + 10)
+
+    assert (refused.value.status, refused.value.retry_after_s) == (429, 50)
+    assert refused.value.headers == {"Retry-After": "50"}
+    assert refused.value.body() == {"message": "Too Many Requests"}
+    throttle.check("198.51.100.1", NOW + 60)  # the window is over
+
+
+def test_retry_after_is_at_least_one_second() -> None:
+    throttle = LoginThrottle(POLICY)
+    _fail(throttle, "198.51.100.1", 3)
+
+    with pytest.raises(LoginThrottled) as refused:
+        throttle.check("198.51.100.1", NOW + 59.9)
+
+    assert refused.value.retry_after_s == 1
+
+
+def test_other_addresses_are_not_throttled() -> None:
+    throttle = LoginThrottle(POLICY)
+    _fail(throttle, "198.51.100.1", 10)
+
+    throttle.check("198.51.100.2", NOW)
+    throttle.check("2001:db8::1", NOW)
+
+
+def test_a_success_resets_the_count() -> None:
+    throttle = LoginThrottle(POLICY)
+    _fail(throttle, "198.51.100.1", 2)
+    throttle.record_success("198.51.100.1")
+    _fail(throttle, "198.51.100.1", 2)
+
+    throttle.check("198.51.100.1", NOW)
+
+
+def test_rotating_addresses_keeps_memory_bounded() -> None:
+    throttle = LoginThrottle(POLICY)
+    for n in range(1000):
+        throttle.record_failure(f"10.0.{n // 256}.{n % 256}", NOW + n / 1000)
+
+    assert len(throttle) == POLICY.max_addresses  # the oldest are forgotten
+    _fail(throttle, "10.0.3.231", 2, NOW + 1)
+    with pytest.raises(LoginThrottled):  # the newest are still counted
+        throttle.check("10.0.3.231", NOW + 1)
+
+
+def test_expired_windows_are_forgotten() -> None:
+    throttle = LoginThrottle(POLICY)
+    _fail(throttle, "198.51.100.1", 1)
+    _fail(throttle, "198.51.100.2", 1, NOW + 30)
+
+    _fail(throttle, "198.51.100.3", 1, NOW + 61)
+
+    assert len(throttle) == 2  # .1's window ended; .2's has not

@@ -1,21 +1,25 @@
 """Authentication: the original system's login endpoint and the JWT checks of protected routes.
 
 Pure functions over values, with the clock and the token id passed in; the HTTP wiring in
-``app`` reads the request, calls these and turns the errors raised here into responses.
-Tokens are HS256 JWTs signed with ``JWT_SECRET_KEY``.
+``gateway`` reads the request, calls these and turns the errors raised here into responses.
+Tokens are HS256 JWTs signed with ``JWT_SECRET_KEY``. :class:`LoginThrottle` counts failed
+logins per client address, also with the time passed in.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import math
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
 from edgelambda.config import Settings
-from edgelambda.errors import BadRequest, InvalidCredentials, Unauthorized
+from edgelambda.errors import BadRequest, InvalidCredentials, LoginThrottled, Unauthorized
 
 ALGORITHM = "HS256"
 ISSUER = "edgelambda"
@@ -108,6 +112,83 @@ def login(
             "TokenType": "Bearer",
         }
     }
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """``max_failures`` failed logins within ``window_s`` of the first one, then 429 until the
+    window ends; at most ``max_addresses`` addresses are remembered."""
+
+    max_failures: int
+    window_s: float
+    max_addresses: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ThrottlePolicy:
+        return cls(
+            settings.login_max_failures,
+            settings.login_failure_window_s,
+            settings.login_throttle_addresses,
+        )
+
+
+@dataclass(frozen=True)
+class _Failures:
+    window_start_s: float
+    count: int
+
+
+class LoginThrottle:
+    """Failed logins per client address in fixed windows, so one address cannot guess
+    passwords at full speed while every other address keeps logging in.
+
+    Memory is bounded: addresses are kept least recently failed first; expired windows are
+    dropped from the front, and past ``max_addresses`` the oldest is forgotten (an attacker
+    rotating addresses gains nothing it would not get from that many addresses anyway).
+    """
+
+    def __init__(self, policy: ThrottlePolicy) -> None:
+        self._policy = policy
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def check(self, address: str, now_s: float) -> None:
+        """Raise :class:`LoginThrottled` while ``address`` has used up its failures."""
+        failures = self._current(address, now_s)
+        if failures is not None and failures.count >= self._policy.max_failures:
+            end_s = failures.window_start_s + self._policy.window_s
+            raise LoginThrottled(max(1, math.ceil(end_s - now_s)))
+
+    def record_failure(self, address: str, now_s: float) -> None:
+        failures = self._current(address, now_s) or _Failures(now_s, 0)
+        self._failures[address] = _Failures(failures.window_start_s, failures.count + 1)
+        self._failures.move_to_end(address)
+        self._forget_expired(now_s)
+        while len(self._failures) > self._policy.max_addresses:
+            self._failures.popitem(last=False)
+
+    def record_success(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+    def _current(self, address: str, now_s: float) -> _Failures | None:
+        failures = self._failures.get(address)
+        if failures is not None and self._is_expired(failures, now_s):
+            del self._failures[address]
+            return None
+        return failures
+
+    def _forget_expired(self, now_s: float) -> None:
+        # The front failed least recently; stop at the first one still counting.
+        while self._failures:
+            oldest = next(iter(self._failures.values()))
+            if not self._is_expired(oldest, now_s):
+                return
+            self._failures.popitem(last=False)
+
+    def _is_expired(self, failures: _Failures, now_s: float) -> bool:
+        return now_s >= failures.window_start_s + self._policy.window_s
 
 
 def _decode(token: str, secret: str) -> dict[str, Any]:

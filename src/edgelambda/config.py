@@ -98,6 +98,16 @@ class Settings:
         """Read and validate every setting from ``env`` (normally ``os.environ``)."""
         settings = cls(
             host=_read(env, "EDGELAMBDA_HOST", cls.host, _non_empty),
+    # The login endpoint: largest body read; failed logins per address within a window before
+    # 429; addresses remembered at most (the oldest are forgotten first).
+    login_max_body_bytes: int = 16_384
+    login_max_failures: int = 5
+    login_failure_window_s: float = 60.0
+    login_throttle_addresses: int = 10_000
+    # Slow clients: time to send a request's headers (also the idle keep-alive time), and
+    # connections open at once on each listener; beyond it a new one gets 503 and is closed.
+    header_read_timeout_s: float = 10.0
+    max_connections: int = 1000
             port=_read(env, "EDGELAMBDA_PORT", cls.port, _port),
             routing_config_path=_read(env, "ROUTING_CONFIG_PATH", cls.routing_config_path, Path),
             idle_timeout_s=_read(env, "IDLE_TIMEOUT_MINUTES", 5.0, _positive_float) * 60,
@@ -167,6 +177,20 @@ class Settings:
                 " set each to a value of your own"
             )
 
+            login_max_body_bytes=_read(
+                env, "EDGELAMBDA_LOGIN_MAX_BODY_BYTES", 16_384, _positive_int
+            ),
+            login_max_failures=_read(env, "EDGELAMBDA_LOGIN_MAX_FAILURES", 5, _positive_int),
+            login_failure_window_s=_read(
+                env, "EDGELAMBDA_LOGIN_FAILURE_WINDOW_S", 60.0, _positive_float
+            ),
+            login_throttle_addresses=_read(
+                env, "EDGELAMBDA_LOGIN_THROTTLE_ADDRESSES", 10_000, _positive_int
+            ),
+            header_read_timeout_s=_read(
+                env, "EDGELAMBDA_HEADER_READ_TIMEOUT_S", 10.0, _positive_float
+            ),
+            max_connections=_read(env, "EDGELAMBDA_MAX_CONNECTIONS", 1000, _positive_int),
     def default_secrets(self) -> list[str]:
         """The variables whose development default is still in use, by name."""
         defaults = (

@@ -92,6 +92,18 @@ class TooManyRequests(EdgeLambdaError):
     public_message = "Too Many Requests"
 
 
+class LoginThrottled(TooManyRequests):
+    """Too many failed logins from one client address; ``Retry-After`` says when to retry."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"login throttled for {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class FunctionError(EdgeLambdaError):
     """The function failed: an unhandled exception, a crash, an init error or a malformed
     result. API Gateway answers all of them with 502."""

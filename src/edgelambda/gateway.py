@@ -22,6 +22,7 @@ from edgelambda.errors import (
     FunctionTimeout,
     PayloadTooLarge,
     StreamBroken,
+    Unauthorized,
 )
 from edgelambda.invocation import TIMEOUT_ERROR_TYPE, Invocation, InvocationResult, ResponseStream
 from edgelambda.invoke_api import INVOKE_PATH, MAX_SYNC_PAYLOAD_BYTES, read_body
@@ -139,15 +140,24 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """The original system's token endpoint: API key plus user name and password in,
-    ``{"AuthenticationResult": {"IdToken": <jwt>}}`` out."""
-    body = await read_body(request, PayloadTooLarge)
-    result = auth.login(
-        body,
-        api_key=request.headers.get("x-api-key"),
-        settings=request.app[SERVER_KEY].settings,
-        now_s=time.time(),
-        token_id=uuid.uuid4().hex,
-    )
+    ``{"AuthenticationResult": {"IdToken": <jwt>}}`` out. A throttled address gets 429 and a
+    body over the cap 413, both before the key is checked."""
+    gateway = request.app[SERVER_KEY]
+    address = request.remote or ""
+    gateway.login_throttle.check(address, time.time())
+    body = await _read_login_body(request, gateway.settings.login_max_body_bytes)
+    try:
+        result = auth.login(
+            body,
+            api_key=request.headers.get("x-api-key"),
+            settings=gateway.settings,
+            now_s=time.time(),
+            token_id=uuid.uuid4().hex,
+        )
+    except Unauthorized:  # a wrong key or password: a guess
+        gateway.login_throttle.record_failure(address, time.time())
+        raise
+    gateway.login_throttle.record_success(address)
     return web.json_response(result, headers={"PADMA_USER_AUTHORIZED": "true"})
 
 
@@ -156,6 +166,19 @@ async def invoke(request: web.Request) -> web.Response:
     return await request.app[SERVER_KEY].invoke_api.handle(
         request, request_id=request[REQUEST_ID_KEY], trace_id=request[TRACE_KEY]
     )
+
+async def _read_login_body(request: web.Request, limit: int) -> bytes:
+    """At most ``limit`` bytes; a longer body (declared or sent chunked) is 413 unread."""
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"login body of {request.content_length} bytes; the limit is {limit}")
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    raise PayloadTooLarge(f"login body over the limit of {limit} bytes")
+
 
 
 async def routed(request: web.Request) -> web.StreamResponse:

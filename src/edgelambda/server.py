@@ -14,6 +14,7 @@ from aiohttp import web
 
 from edgelambda import tracing
 from edgelambda.async_events import QueuedEvent, RetryPolicy
+from edgelambda.auth import LoginThrottle, ThrottlePolicy
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
@@ -57,6 +58,7 @@ class Server:
         self._scheduler: Scheduler | None = None
         self._shipper: VictoriaLogsSink | None = None
         self.metrics = Metrics()
+        self.login_throttle = LoginThrottle(ThrottlePolicy.of(settings))
         self.sink: LogSink = sink or StdoutSink()
         if settings.victorialogs_url and sink is None:
             self._shipper = VictoriaLogsSink(
