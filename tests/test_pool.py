@@ -228,3 +228,20 @@ async def test_a_caller_is_answered_even_if_its_deadline_timer_is_lost(
     result = await asyncio.wait_for(call, timeout=5)
     assert result.error_type == TIMEOUT_ERROR_TYPE
     await pool.close()
+
+
+async def test_waiting_payloads_share_one_memory_budget() -> None:
+    pool = make_pool(FakeBackend(), function_spec(max_concurrency=1), queued_payload_mb=1)
+    half_mb = b"x" * (512 * 1024)
+    first = asyncio.create_task(pool.invoke("fn", Invocation(payload=half_mb)))
+    second = asyncio.create_task(pool.invoke("fn", Invocation(payload=half_mb)))
+    await settle()
+
+    with pytest.raises(TooManyRequests, match="waiting payloads"):
+        await pool.invoke("fn", Invocation(payload=b"{}"))  # the budget is full
+
+    runner = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: b"ok"))
+    assert [r.payload for r in await asyncio.gather(first, second)] == [b"ok", b"ok"]
+    assert (await pool.invoke("fn", Invocation(payload=half_mb))).payload == b"ok"  # room again
+    await stop_all(runner)
+    await pool.close()

@@ -78,6 +78,7 @@ class Settings:
     shutdown_grace_s: float = 10.0
     queue_size: int = 100  # invocations waiting per function before 429
     queue_wait_s: float = 30.0  # longest wait for a sandbox before 429
+    queued_payload_mb: int = 256  # all functions' waiting payloads together, before 429
     stopped_retention_s: float = 3600.0  # how long a stopped container is kept for warm starts
     reap_interval_s: float = 1.0  # how often the reaper looks for idle containers
     data_dir: Path = Path("data")  # durable state: the async event queue
@@ -137,6 +138,9 @@ class Settings:
             region=_read(env, "AWS_REGION", cls.region, _non_empty),
             shutdown_grace_s=_read(env, "EDGELAMBDA_SHUTDOWN_GRACE_S", 10.0, _positive_float),
             queue_size=_read(env, "EDGELAMBDA_QUEUE_SIZE", cls.queue_size, _positive_int),
+            queued_payload_mb=_read(
+                env, "EDGELAMBDA_QUEUED_PAYLOAD_MB", cls.queued_payload_mb, _positive_int
+            ),
             queue_wait_s=_read(env, "EDGELAMBDA_QUEUE_WAIT_S", 30.0, _positive_float),
             stopped_retention_s=_read(
                 env, "EDGELAMBDA_STOPPED_RETENTION_S", 3600.0, _positive_float

@@ -34,7 +34,7 @@ from edgelambda.metrics import Metrics
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import FunctionPool, Sandbox, SandboxState, sandboxes_to_start
 from edgelambda.sandbox_engine import SandboxEngine
-from edgelambda.tasks import TaskSet, start_loop
+from edgelambda.tasks import LoopRegistry, TaskSet, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +91,7 @@ class Pool:
         pool = self._pool(function_name)
         if self._is_closing:
             raise EngineUnavailable("the gateway is shutting down")
+        self._check_payload_budget(invocation)
         pool.enqueue(invocation)
         self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)
@@ -107,6 +108,13 @@ class Pool:
             # The caller went away (client disconnect): a still-queued invocation is dropped.
             if not invocation.result.done() and pool.withdraw(invocation):
                 invocation.settle(EngineUnavailable("caller gone"))
+
+    def _check_payload_budget(self, invocation: Invocation) -> None:
+        """One memory budget for every function's waiting payloads: beyond it, 429."""
+        budget = self._settings.queued_payload_mb * 1024 * 1024
+        queued = sum(pool.queued_bytes for pool in self._pools.values())
+        if queued + len(invocation.payload) > budget:
+            raise TooManyRequests(f"waiting payloads would exceed {budget} bytes")
 
     def _answer_bound_s(self, function: FunctionSpec) -> float:
         """The longest a caller can wait: queued, then a start, then the function's timeout."""
@@ -311,15 +319,17 @@ class Pool:
 
     # -- start and shutdown -------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, loops: LoopRegistry | None = None) -> None:
         """Remove what a previous run of this stack left, start ``min_warm`` sandboxes, and
         start the reaper and the exit watcher."""
         removed = await self._engine.remove_stack()
         if removed:
             log.info("removed leftover containers", count=removed, stack=self._settings.stack)
         self._loops = [
-            start_loop(self._lifecycle.reap_forever(), "idle reaper"),
-            start_loop(self._engine.watch_exits(self._lifecycle.container_exited), "exit watcher"),
+            start_loop(self._lifecycle.reap_forever(), "idle reaper", loops),
+            start_loop(
+                self._engine.watch_exits(self._lifecycle.container_exited), "exit watcher", loops
+            ),
         ]
         self.reap(self._clock())
 

@@ -235,6 +235,7 @@ class FunctionPool:
     sandboxes: set[Sandbox] = field(default_factory=set)  # every state but DEAD
     generation: int = 0  # bumped when the function's code or settings change
     is_removed: bool = False  # gone from routing.yaml; kept until its sandboxes are gone
+    queued_bytes: int = 0  # the payloads waiting in ``queue``
 
     def count(self, *states: SandboxState) -> int:
         return sum(1 for s in self.sandboxes if s.state in states)
@@ -312,31 +313,39 @@ class FunctionPool:
         if len(self.queue) >= self.queue_size:
             raise TooManyRequests(f"{self.function.name}: queue of {self.queue_size} is full")
         self.queue.append(invocation)
+        self.queued_bytes += len(invocation.payload)
 
     def requeue_first(self, invocation: Invocation) -> None:
         """``invocation`` was handed out but never reached a runtime: it goes first again."""
         self.queue.appendleft(invocation)
+        self.queued_bytes += len(invocation.payload)
 
     def withdraw(self, invocation: Invocation) -> bool:
         """Take ``invocation`` out of the queue; whether it was still waiting there."""
         if invocation not in self.queue:
             return False
         self.queue.remove(invocation)
+        self.queued_bytes -= len(invocation.payload)
         return True
 
     def take_first(self) -> Invocation | None:
-        return self.queue.popleft() if self.queue else None
+        return self._pop() if self.queue else None
 
     def fail_waiting(self, error: BaseException) -> None:
         """Answer every waiting invocation with ``error``."""
         while self.queue:
-            self.queue.popleft().settle(error)
+            self._pop().settle(error)
 
     def take_pairs(self) -> Iterator[tuple[Sandbox, Invocation]]:
         """Pairs of a ready sandbox and the oldest waiting invocation, while both last; the
         sandbox freed last goes first (its container is the warmest)."""
         while self.queue and self.idle:
-            yield self.idle.pop(), self.queue.popleft()
+            yield self.idle.pop(), self._pop()
+
+    def _pop(self) -> Invocation:
+        invocation = self.queue.popleft()
+        self.queued_bytes -= len(invocation.payload)
+        return invocation
 
 
 @dataclass(frozen=True)
