@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict
 
 from edgelambda.config import Settings
 from edgelambda.cors import CorsPolicy
@@ -70,6 +71,50 @@ class Gateway:
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+class RawHttp:
+    """One kept-alive HTTP/1.1 connection to a gateway, read byte by byte as the wire has
+    it: what an HTTP client library would hide (a body framed twice, bytes left over for the
+    next response) shows up here. Every read is bounded, so a response that never ends fails
+    the test instead of hanging it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, client: TestClient[web.Request, web.Application]) -> RawHttp:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        return cls(reader, writer)
+
+    def send(self, method: str, path: str) -> None:
+        self._writer.write(f"{method} {path} HTTP/1.1\r\nHost: gateway\r\n\r\n".encode())
+
+    async def receive(self, timeout_s: float = 5.0) -> tuple[int, CIMultiDict[str], bytes]:
+        """The next response on the connection: status, headers and the body as framed."""
+        return await asyncio.wait_for(self._receive(), timeout_s)
+
+    async def _receive(self) -> tuple[int, CIMultiDict[str], bytes]:
+        head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status_line, *lines = head.split("\r\n")[:-2]
+        headers = CIMultiDict(line.split(": ", 1) for line in lines)
+        if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return int(status_line.split()[1]), headers, await self._chunked_body()
+        body = await self._reader.readexactly(int(headers.get("Content-Length", "0")))
+        return int(status_line.split()[1]), headers, body
+
+    async def _chunked_body(self) -> bytes:
+        body = b""
+        while size := int((await self._reader.readuntil(b"\r\n")).strip(), 16):
+            body += await self._reader.readexactly(size)
+            await self._reader.readexactly(2)
+        await self._reader.readexactly(2)  # the empty trailer section
+        return body
+
+    async def close(self) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
 
 
 @asynccontextmanager

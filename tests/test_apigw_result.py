@@ -231,6 +231,74 @@ def test_parse_result_follows_the_payload_version() -> None:
         parse_result(raw, PayloadVersion.V1)  # 1.0 has no "plain JSON" rule
 
 
+# --- framing and hop-by-hop headers ----------------------------------------------------------
+
+# A function's own framing must never reach the client: the gateway frames what it sends.
+FRAMING = {
+    "Content-Length": "5",
+    "Transfer-Encoding": "chunked",
+    "Connection": "close",
+    "Keep-Alive": "timeout=5",
+    "Upgrade": "websocket",
+    "TE": "trailers",
+    "Trailer": "Expires",
+    "Proxy-Authenticate": "Basic",
+    "Proxy-Connection": "keep-alive",
+}
+
+
+def names(response: HttpResponse) -> set[str]:
+    return {name.lower() for name, _ in response.headers}
+
+
+def test_v1_remaps_framing_headers_as_rest_apis_do() -> None:
+    raw = result(statusCode=200, headers={**FRAMING, "X-Kept": "1"}, body="hello world")
+
+    response = parse_v1_result(raw)
+
+    assert not names(response) & {name.lower() for name in FRAMING}
+    assert ("x-amzn-Remapped-Content-Length", "5") in response.headers
+    assert ("x-amzn-Remapped-Transfer-Encoding", "chunked") in response.headers
+    assert ("x-amzn-Remapped-Connection", "close") in response.headers
+    assert ("X-Kept", "1") in response.headers
+    assert response.body == b"hello world"
+
+
+def test_v1_remaps_framing_headers_given_as_multi_value_headers() -> None:
+    raw = result(
+        statusCode=200,
+        multiValueHeaders={"content-length": ["5", "7"], "transfer-encoding": ["chunked"]},
+        body="hello world",
+    )
+
+    response = parse_v1_result(raw)
+
+    assert not names(response) & {"content-length", "transfer-encoding"}
+    remapped = [pair for pair in response.headers if pair[0].startswith("x-amzn-Remapped-")]
+    assert remapped == [
+        ("x-amzn-Remapped-content-length", "5"),
+        ("x-amzn-Remapped-content-length", "7"),
+        ("x-amzn-Remapped-transfer-encoding", "chunked"),
+    ]
+
+
+def test_v2_drops_framing_headers_http_apis_reserve() -> None:
+    raw = result(statusCode=200, headers={**FRAMING, "X-Kept": "1"}, body="hello world")
+
+    response = parse_v2_result(raw)
+
+    assert names(response) == {"x-kept", "content-type"}
+    assert response.body == b"hello world"
+
+
+def test_a_streamed_prelude_drops_framing_headers() -> None:
+    prelude = json.dumps({"statusCode": 200, "headers": {**FRAMING, "X-Kept": "1"}}).encode()
+
+    response = prelude_response(prelude)
+
+    assert names(response) == {"x-kept", "content-type"}
+
+
 # --- streamed responses ----------------------------------------------------------------------
 
 

@@ -14,9 +14,10 @@ import pytest
 from edgelambda.auth import issue_token
 from edgelambda.config import Settings
 from edgelambda.cors import CorsPolicy
+from edgelambda.invocation import MAX_RESPONSE_BYTES
 from edgelambda.routing import AuthMode, PayloadVersion
 from tests.fakes import function_spec
-from tests.gateway_box import LOOPBACK, GatewayFactory, open_gateways, route
+from tests.gateway_box import LOOPBACK, GatewayFactory, RawHttp, open_gateways, route
 
 TRACE = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
 ORIGIN = "https://app.example.com"
@@ -200,6 +201,47 @@ async def test_a_malformed_result_is_502(gateway: GatewayFactory, result: object
     assert response.status == 502
     assert await response.json() == {"message": "Internal server error"}
     assert response.headers["x-amzn-ErrorType"] == "MalformedResult"
+
+
+@pytest.mark.parametrize(
+    ("payload", "framing"),
+    [
+        (PayloadVersion.V1, {"Transfer-Encoding": "chunked"}),
+        (PayloadVersion.V1, {"Content-Length": "5"}),
+        (PayloadVersion.V2, {"Transfer-Encoding": "chunked"}),
+        (PayloadVersion.V2, {"Content-Length": "5", "Connection": "close"}),
+    ],
+    ids=["v1-chunked", "v1-short-length", "v2-chunked", "v2-short-length-close"],
+)
+async def test_a_functions_framing_headers_never_frame_the_response(
+    gateway: GatewayFactory, payload: PayloadVersion, framing: dict[str, str]
+) -> None:
+    box = await gateway(route(payload=payload))
+    result = {"statusCode": 200, "headers": framing, "body": "hello world"}
+    connection = await RawHttp.open(box.client)
+    try:
+        for n in (1, 2):  # the second request rides the same kept-alive connection
+            connection.send("GET", f"/items/{n}")
+            delivered = await box.delivered()
+            await box.runtime.respond(delivered.request_id, result)
+
+            status, headers, body = await connection.receive()
+
+            assert (status, body) == (200, b"hello world")
+            assert "Connection" not in headers
+    finally:
+        await connection.close()
+
+
+async def test_a_result_over_lambdas_limit_is_502(gateway: GatewayFactory) -> None:
+    box = await gateway(route())
+    over = {"statusCode": 200, "body": "x" * MAX_RESPONSE_BYTES}
+
+    response, _ = await box.call("GET", "/items/1", over)
+
+    assert response.status == 502
+    assert await response.json() == {"message": "Internal server error"}
+    assert response.headers["x-amzn-ErrorType"] == "Function.ResponseSizeTooLarge"
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.gateway_box import GatewayFactory, open_gateways, route
+from edgelambda import gateway as gateway_module
+from tests.gateway_box import GatewayFactory, RawHttp, open_gateways, route
 
 # Lambda's streamed HTTP response: a JSON prelude, eight NUL bytes, then the body.
 HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
@@ -102,3 +103,48 @@ async def test_a_stream_broken_after_its_first_bytes_cuts_the_connection(
     assert response.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):
         await response.read()
+
+
+async def test_a_streamed_preludes_framing_headers_never_frame_the_response(
+    gateway: GatewayFactory,
+) -> None:
+    box = await gateway(route())
+    prelude = {"statusCode": 200, "headers": {"Content-Length": "5", "Connection": "close"}}
+    connection = await RawHttp.open(box.client)
+    try:
+        for n in (1, 2):  # the second request rides the same kept-alive connection
+            connection.send("GET", f"/items/{n}")
+            delivered = await box.delivered()
+
+            async def body() -> AsyncIterator[bytes]:
+                yield json.dumps(prelude).encode() + PRELUDE_END + b"hello "
+                yield b"world"
+
+            await box.runtime.stream(delivered.request_id, body(), HTTP_INTEGRATION)
+            status, headers, received = await connection.receive()
+
+            assert (status, received) == (200, b"hello world")
+            assert "Connection" not in headers
+    finally:
+        await connection.close()
+
+
+async def test_a_stream_over_its_limit_cuts_the_connection(
+    gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_module, "MAX_STREAMED_RESULT_BYTES", 10)
+    box = await gateway(route())
+    sent = box.send("GET", "/items/1")
+    delivered = await box.delivered()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"0123456789"  # exactly the limit
+        yield b"!"
+
+    posting = asyncio.create_task(box.runtime.stream(delivered.request_id, body(), "text/plain"))
+    response = await sent
+
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    await posting

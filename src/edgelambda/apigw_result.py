@@ -36,6 +36,27 @@ MALFORMED_RESULT = "MalformedResult"  # FunctionError.error_type for results we 
 _DEFAULT_CONTENT_TYPE = "application/json"  # what API Gateway sends when the function gave none
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
+# Headers about the connection and the message's framing rather than its content. The gateway
+# frames what it sends (aiohttp writes Content-Length, or chunks a stream), so a function's
+# values never reach the client as given: a short Content-Length cuts the body and leaves the
+# rest to be read as the next response on a kept-alive connection; "Transfer-Encoding:
+# chunked" on a plain body leaves the client waiting for a chunk that never comes. API Gateway
+# does the same, by payload version:
+# - REST APIs (1.0) remap Connection, Content-Length, Proxy-Authenticate, TE, Trailer,
+#   Transfer-Encoding and Upgrade, among others, to x-amzn-Remapped-<name> in what an
+#   integration sends back (API Gateway Developer Guide, "Amazon API Gateway important notes",
+#   REST APIs; awsdocs/amazon-api-gateway-developer-guide doc_source/api-gateway-known-issues.md).
+#   Keep-Alive and the other Proxy-* headers are remapped the same way here.
+# - HTTP APIs (2.0) reserve Connection, Content-Length, Keep-Alive, Proxy-Authenticate,
+#   Proxy-Authorization, TE, Trailers, Transfer-Encoding and Upgrade (the same guide,
+#   "Transforming API requests and responses", Reserved headers): a function does not set
+#   them, so they are dropped, as they are from a streamed response's prelude (function URLs).
+_FRAMING_HEADERS = frozenset(
+    {"connection", "content-length", "keep-alive", "te", "trailer", "trailers"}
+    | {"transfer-encoding", "upgrade"}
+)
+_REMAPPED_PREFIX = "x-amzn-Remapped-"
+
 
 @dataclass(frozen=True)
 class HttpResponse:
@@ -100,12 +121,31 @@ def _structured_response(
     headers = _result_headers(result.get("headers"))
     if multi_value:
         headers = _merge_multi_value(headers, result.get("multiValueHeaders"))
+    # Payload 1.0 is REST APIs' (remapped), the rest HTTP APIs' and function URLs' (dropped).
+    headers = _without_framing(headers, is_remapped=multi_value)
     if cookies:
         headers += [("Set-Cookie", cookie) for cookie in _result_cookies(result.get("cookies"))]
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", _DEFAULT_CONTENT_TYPE))
     body = _result_body(result.get("body"), result.get("isBase64Encoded"))
     return HttpResponse(_status_code(result.get("statusCode")), tuple(headers), body)
+
+
+def _is_framing_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _FRAMING_HEADERS or lowered.startswith("proxy-")
+
+
+def _without_framing(headers: list[tuple[str, str]], *, is_remapped: bool) -> list[tuple[str, str]]:
+    """``headers`` without the function's framing headers, or with them renamed to
+    ``x-amzn-Remapped-<name>`` when ``is_remapped``."""
+    kept = []
+    for name, value in headers:
+        if not _is_framing_header(name):
+            kept.append((name, value))
+        elif is_remapped:
+            kept.append((_REMAPPED_PREFIX + name, value))
+    return kept
 
 
 def _status_code(value: object) -> int:

@@ -38,6 +38,12 @@ TRACE_KEY = web.RequestKey("trace", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Lambda's limit on a streamed response: "The maximum response payload size is 200 MB" (Lambda
+# Developer Guide, "Invoking a response streaming enabled function using Lambda function URLs";
+# a 20 MB soft limit before). Past it the client's connection is cut, so the client sees an
+# incomplete body. A buffered result is held to Lambda's 6 MB by the Runtime API (502 here).
+MAX_STREAMED_RESULT_BYTES = 200 * 1024 * 1024
+
 
 SERVER_KEY = web.AppKey("server", Server)
 
@@ -223,9 +229,9 @@ async def _stream_to_client(
         response = web.StreamResponse(status=head.status, headers=headers)
         await response.prepare(request)
         try:
-            await response.write(first)
+            sent = await _write_bounded(response, first, 0)
             async for chunk in chunks:
-                await response.write(chunk)
+                sent = await _write_bounded(response, chunk, sent)
         except StreamBroken as exc:
             log.warning("streamed response broken off", function=route.function, error=str(exc))
             if request.transport is not None:
@@ -237,6 +243,16 @@ async def _stream_to_client(
         raise FunctionError(str(exc), error_type="Runtime.StreamBroken") from exc
     finally:
         stream.abandon()  # a no-op once drained; frees the runtime if the client left
+
+
+async def _write_bounded(response: web.StreamResponse, chunk: bytes, sent: int) -> int:
+    """Write ``chunk`` after ``sent`` bytes; the bytes sent then. Raises StreamBroken (the
+    client's connection is cut) past Lambda's limit on a streamed response."""
+    sent += len(chunk)
+    if sent > MAX_STREAMED_RESULT_BYTES:
+        raise StreamBroken(f"the streamed response is over {MAX_STREAMED_RESULT_BYTES} bytes")
+    await response.write(chunk)
+    return sent
 
 
 async def _stream_head(
