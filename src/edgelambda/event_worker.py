@@ -24,7 +24,7 @@ import structlog
 from edgelambda.async_events import DeadLetter, QueuedEvent, RetryPolicy
 from edgelambda.errors import EventStoreError
 from edgelambda.event_queue import EventQueue
-from edgelambda.tasks import TaskSet, start_loop
+from edgelambda.tasks import LoopRegistry, TaskSet, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -67,10 +67,10 @@ class EventWorker:
         """Events being run now."""
         return len(self._running)
 
-    def start(self) -> None:
+    def start(self, loops: LoopRegistry | None = None) -> None:
         """Start the loop."""
         if self._loop_task is None:
-            self._loop_task = start_loop(self._loop(), "event worker")
+            self._loop_task = start_loop(self._loop(), "event worker", loops)
 
     def notify(self) -> None:
         """Look for due events now (call after an enqueue)."""

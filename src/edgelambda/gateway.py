@@ -134,8 +134,15 @@ def _error_response(
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 while every background loop runs; 503 naming each loop that died (the part of the
+    gateway it drove has stopped: scheduling, Event invocations, reaping, log shipping...)."""
     gateway = request.app[SERVER_KEY]
-    return web.json_response({"status": "healthy", "functions": len(gateway.table.functions)})
+    functions = len(gateway.table.functions)
+    dead = gateway.loops.dead()
+    if dead:
+        body = {"status": "unhealthy", "functions": functions, "dead_loops": dead}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "healthy", "functions": functions})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -167,12 +174,6 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response(result, headers={"PADMA_USER_AUTHORIZED": "true"})
 
 
-async def invoke(request: web.Request) -> web.Response:
-    """The AWS Lambda Invoke API."""
-    return await request.app[SERVER_KEY].invoke_api.handle(
-        request, request_id=request[REQUEST_ID_KEY], trace_id=request[TRACE_KEY]
-    )
-
 async def _read_login_body(request: web.Request, limit: int) -> bytes:
     """At most ``limit`` bytes; a longer body (declared or sent chunked) is 413 unread."""
     if (request.content_length or 0) > limit:
@@ -185,6 +186,12 @@ async def _read_login_body(request: web.Request, limit: int) -> bytes:
         body += chunk
     raise PayloadTooLarge(f"login body over the limit of {limit} bytes")
 
+
+async def invoke(request: web.Request) -> web.Response:
+    """The AWS Lambda Invoke API."""
+    return await request.app[SERVER_KEY].invoke_api.handle(
+        request, request_id=request[REQUEST_ID_KEY], trace_id=request[TRACE_KEY]
+    )
 
 
 async def routed(request: web.Request) -> web.StreamResponse:

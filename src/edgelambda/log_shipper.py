@@ -17,7 +17,7 @@ import structlog
 
 from edgelambda.backoff import backoff_s
 from edgelambda.logs import LogRecord, jsonline
-from edgelambda.tasks import start_loop
+from edgelambda.tasks import LoopRegistry, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +64,9 @@ class VictoriaLogsSink:
         if len(self._buffer) >= self._settings.batch_size:
             self._wake.set()
 
-    def start(self) -> None:
+    def start(self, loops: LoopRegistry | None = None) -> None:
         self._session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT)
-        self._task = start_loop(self._run(), "log shipper")
+        self._task = start_loop(self._run(), "log shipper", loops)
 
     async def close(self) -> None:
         """Stop the loop, try once more (bounded) to ship what is left, close the session."""

@@ -13,7 +13,7 @@ import structlog
 import watchfiles
 
 from edgelambda.routing import FunctionSpec
-from edgelambda.tasks import start_loop
+from edgelambda.tasks import LoopRegistry, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +88,8 @@ class Watcher:
         self._round_stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = start_loop(self._run(), "reload watcher")
+    def start(self, loops: LoopRegistry | None = None) -> None:
+        self._task = start_loop(self._run(), "reload watcher", loops)
 
     async def close(self) -> None:
         self._is_closing = True

@@ -17,7 +17,7 @@ import structlog
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.routing import FunctionSpec
 from edgelambda.schedule import Schedule, parse_schedule
-from edgelambda.tasks import start_loop
+from edgelambda.tasks import LoopRegistry, start_loop
 
 log = structlog.get_logger(__name__)
 
@@ -109,8 +109,8 @@ class Scheduler:
         self._last = {t.key: self._last.get(t.key, now) for t in self._targets}
         self._changed.set()
 
-    def start(self) -> None:
-        self._task = start_loop(self._run(), "scheduler")
+    def start(self, loops: LoopRegistry | None = None) -> None:
+        self._task = start_loop(self._run(), "scheduler", loops)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -32,6 +32,7 @@ from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_routing
 from edgelambda.runtime_api import create_runtime_app
 from edgelambda.scheduler import Scheduler
+from edgelambda.tasks import LoopRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,7 @@ class Server:
         self._shipper: VictoriaLogsSink | None = None
         self.metrics = Metrics()
         self.login_throttle = LoginThrottle(ThrottlePolicy.of(settings))
+        self.loops = LoopRegistry()  # every background loop, for /health
         self.sink: LogSink = sink or StdoutSink()
         if settings.victorialogs_url and sink is None:
             self._shipper = VictoriaLogsSink(
@@ -120,10 +122,10 @@ class Server:
             concurrency=settings.event_concurrency,
             drain_timeout_s=settings.shutdown_grace_s,
         )
-        self._worker.start()
+        self._worker.start(self.loops)
         self._scheduler = Scheduler(enqueue=self._enqueue_scheduled, region=settings.region)
         self._scheduler.update(self.table.functions)
-        self._scheduler.start()
+        self._scheduler.start(self.loops)
 
     async def _enqueue_scheduled(self, function: str, payload: bytes) -> None:
         await self.enqueue(function, payload, trace_id=tracing.new_trace_header(time.time()))
@@ -139,7 +141,7 @@ class Server:
         self.runtime_api = f"{host}:{sock.getsockname()[1]}"
         lambda_url = settings.lambda_endpoint_url or f"http://{host}:{settings.port}"
         if self._shipper is not None:
-            self._shipper.start()
+            self._shipper.start(self.loops)
         self._pool = Pool(
             functions=self.table.functions,
             backend=self._backend,
@@ -152,7 +154,7 @@ class Server:
         self.metrics.watch_pool(self._pool.snapshot)
         shipper = self._shipper
         self.metrics.watch_dropped_logs(lambda: shipper.dropped if shipper else 0)
-        await self._pool.start()
+        await self._pool.start(self.loops)
         # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
         # is ever handed to a poller that is gone.
         runner = web.AppRunner(
@@ -186,7 +188,7 @@ class Server:
                 on_change=self._files_changed,
                 debounce_ms=settings.reload_debounce_ms,
             )
-            self._watcher.start()
+            self._watcher.start(self.loops)
 
     async def close(self) -> None:
         """Stop in order: watching and scheduling, then the event worker (its in-flight events

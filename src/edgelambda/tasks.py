@@ -36,10 +36,43 @@ class TaskSet:
         return set(self._tasks)
 
 
-def start_loop(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+class LoopRegistry:
+    """The background loops of one gateway by name, for ``/health``: a loop that ended other
+    than by cancellation has died, and the part of the gateway it drove has stopped. A loop
+    started again under the same name replaces the one before it."""
+
+    def __init__(self) -> None:
+        self._loops: dict[str, asyncio.Task[None]] = {}
+
+    def add(self, task: asyncio.Task[None]) -> None:
+        self._loops[task.get_name()] = task
+
+    def names(self) -> list[str]:
+        return sorted(self._loops)
+
+    def dead(self) -> dict[str, str]:
+        """Each loop that died, by name, with how it ended."""
+        return {
+            name: _how_it_ended(task)
+            for name, task in sorted(self._loops.items())
+            if task.done() and not task.cancelled()
+        }
+
+
+def start_loop(
+    coro: Coroutine[Any, Any, None], name: str, loops: LoopRegistry | None = None
+) -> asyncio.Task[None]:
+    """Run ``coro`` as the loop ``name``; ``loops`` (the gateway's) watches it for /health."""
     task = asyncio.create_task(coro, name=name)
     task.add_done_callback(_report_exit)
+    if loops is not None:
+        loops.add(task)
     return task
+
+
+def _how_it_ended(task: asyncio.Task[None]) -> str:
+    exc = task.exception()
+    return "returned" if exc is None else f"{type(exc).__name__}: {exc}"
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:
