@@ -92,13 +92,6 @@ class Settings:
     is_reload_enabled: bool = True  # watch routing.yaml and code directories
     reload_debounce_ms: int = 400
     init_timeout_s: float = 10.0  # Lambda's limit for the init phase
-    log_format: str = "console"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read and validate every setting from ``env`` (normally ``os.environ``)."""
-        settings = cls(
-            host=_read(env, "EDGELAMBDA_HOST", cls.host, _non_empty),
     # The login endpoint: largest body read; failed logins per address within a window before
     # 429; addresses remembered at most (the oldest are forgotten first).
     login_max_body_bytes: int = 16_384
@@ -109,6 +102,13 @@ class Settings:
     # connections open at once on each listener; beyond it a new one gets 503 and is closed.
     header_read_timeout_s: float = 10.0
     max_connections: int = 1000
+    log_format: str = "console"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate every setting from ``env`` (normally ``os.environ``)."""
+        settings = cls(
+            host=_read(env, "EDGELAMBDA_HOST", cls.host, _non_empty),
             port=_read(env, "EDGELAMBDA_PORT", cls.port, _port),
             routing_config_path=_read(env, "ROUTING_CONFIG_PATH", cls.routing_config_path, Path),
             idle_timeout_s=_read(env, "IDLE_TIMEOUT_MINUTES", 5.0, _positive_float) * 60,
@@ -161,6 +161,20 @@ class Settings:
             is_reload_enabled=_read(env, "EDGELAMBDA_RELOAD", True, _bool),
             reload_debounce_ms=_read(env, "EDGELAMBDA_RELOAD_DEBOUNCE_MS", 400, _positive_int),
             init_timeout_s=_read(env, "EDGELAMBDA_INIT_TIMEOUT_S", 10.0, _positive_float),
+            login_max_body_bytes=_read(
+                env, "EDGELAMBDA_LOGIN_MAX_BODY_BYTES", 16_384, _positive_int
+            ),
+            login_max_failures=_read(env, "EDGELAMBDA_LOGIN_MAX_FAILURES", 5, _positive_int),
+            login_failure_window_s=_read(
+                env, "EDGELAMBDA_LOGIN_FAILURE_WINDOW_S", 60.0, _positive_float
+            ),
+            login_throttle_addresses=_read(
+                env, "EDGELAMBDA_LOGIN_THROTTLE_ADDRESSES", 10_000, _positive_int
+            ),
+            header_read_timeout_s=_read(
+                env, "EDGELAMBDA_HEADER_READ_TIMEOUT_S", 10.0, _positive_float
+            ),
+            max_connections=_read(env, "EDGELAMBDA_MAX_CONNECTIONS", 1000, _positive_int),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
         )
         settings.check_production()
@@ -181,20 +195,6 @@ class Settings:
                 " set each to a value of your own"
             )
 
-            login_max_body_bytes=_read(
-                env, "EDGELAMBDA_LOGIN_MAX_BODY_BYTES", 16_384, _positive_int
-            ),
-            login_max_failures=_read(env, "EDGELAMBDA_LOGIN_MAX_FAILURES", 5, _positive_int),
-            login_failure_window_s=_read(
-                env, "EDGELAMBDA_LOGIN_FAILURE_WINDOW_S", 60.0, _positive_float
-            ),
-            login_throttle_addresses=_read(
-                env, "EDGELAMBDA_LOGIN_THROTTLE_ADDRESSES", 10_000, _positive_int
-            ),
-            header_read_timeout_s=_read(
-                env, "EDGELAMBDA_HEADER_READ_TIMEOUT_S", 10.0, _positive_float
-            ),
-            max_connections=_read(env, "EDGELAMBDA_MAX_CONNECTIONS", 1000, _positive_int),
     def default_secrets(self) -> list[str]:
         """The variables whose development default is still in use, by name."""
         defaults = (
