@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from edgelambda.gateway import SERVER_KEY
 from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text, stack_containers
+from tests.gateway_box import RawHttp
 
 pytestmark = pytest.mark.docker
 
@@ -146,3 +147,38 @@ async def test_a_jwt_routes_handler_sees_the_user_as_cognito_did(gateway: Gatewa
         assert claims["cognito:username"] == claims["username"] == claims["sub"] == "ada"
         assert all(isinstance(value, str) for value in claims.values())  # as API Gateway
     assert authorizer["cognito:username"] == authorizer["username"] == "ada"
+
+
+FRAMING = routing_text(
+    {"framing": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "framing")}},
+    [
+        {"path": "/framing/v1", "method": "GET", "function": "framing", "auth": "none"},
+        {
+            "path": "/framing/v2",
+            "method": "GET",
+            "function": "framing",
+            "auth": "none",
+            "payload": "2.0",
+        },
+    ],
+)
+
+
+async def test_a_functions_framing_headers_never_frame_the_response(
+    gateway: GatewayFactory,
+) -> None:
+    client = await gateway(FRAMING)
+    connection = await RawHttp.open(client)
+    try:
+        # One kept-alive connection: a body framed by the function's headers would be cut
+        # short (the rest read as the next response) or never end.
+        for path in ("/framing/v1", "/framing/v2"):
+            for case in ("chunked", "short", "chunked"):
+                connection.send("GET", f"{path}?case={case}")
+
+                status, headers, body = await connection.receive(timeout_s=60)
+
+                assert (status, body) == (200, b"hello world"), (path, case)
+                assert "Connection" not in headers
+    finally:
+        await connection.close()
