@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from edgelambda.config import DEFAULT_RUNTIME_IMAGES, Settings
+from edgelambda.config import DEFAULT_RUNTIME_IMAGES, Settings, default_stack
 from edgelambda.errors import ConfigError
 
 
@@ -111,3 +113,42 @@ def test_empty_values_mean_the_default() -> None:
 def test_a_short_jwt_secret_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^JWT_SECRET_KEY=.*at least 32 bytes"):
         Settings.from_env({"JWT_SECRET_KEY": "short"})
+
+
+# -- the stack id: which containers this gateway owns -----------------------------------------
+
+# How each launcher starts a gateway on one engine: `make run` in a checkout (data/, :8000,
+# the default network), the compose stack's gateway (/data in its container, :8000 inside, its
+# stack's network), a second compose project on its own network, a second `make run` on
+# another port, and the same `make run` from another checkout.
+MAKE_RUN = {"EDGELAMBDA_DATA_DIR": "/srv/checkout/data"}
+COMPOSE = {"EDGELAMBDA_DATA_DIR": "/data", "DOCKER_NETWORK": "edgelambda_default"}
+LAUNCHERS = {
+    "make run": MAKE_RUN,
+    "make up": COMPOSE,
+    "make up, another project": {**COMPOSE, "DOCKER_NETWORK": "other_default"},
+    "make run, another port": {**MAKE_RUN, "EDGELAMBDA_PORT": "8001"},
+    "make run, another checkout": {"EDGELAMBDA_DATA_DIR": "/srv/other/data"},
+}
+
+
+def test_each_gateway_on_an_engine_has_its_own_default_stack() -> None:
+    stacks = {name: Settings.from_env(env).stack for name, env in LAUNCHERS.items()}
+
+    assert len(set(stacks.values())) == len(LAUNCHERS), stacks
+    assert all(stack.startswith("edgelambda-") for stack in stacks.values())
+
+
+def test_the_default_stack_survives_a_restart_of_the_same_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative data directory is the checkout's
+
+    first = Settings.from_env({"EDGELAMBDA_DATA_DIR": "data"}).stack
+    again = Settings.from_env({"EDGELAMBDA_DATA_DIR": str(tmp_path / "data")}).stack
+
+    assert first == again == default_stack(tmp_path / "data", 8000, "edgelambda_default")
+
+
+def test_an_explicit_stack_wins() -> None:
+    assert Settings.from_env({**MAKE_RUN, "EDGELAMBDA_STACK": "edgelambda"}).stack == "edgelambda"

@@ -7,8 +7,9 @@ are read as they are; everything else uses the ``EDGELAMBDA_`` prefix. A bad val
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
@@ -73,7 +74,7 @@ class Settings:
     dynamodb_endpoint_url: str | None = None
     resources_wait_s: float = 120.0  # how long start-up waits for S3/DynamoDB to answer
     runtime_images: Mapping[str, str] = field(default_factory=lambda: DEFAULT_RUNTIME_IMAGES)
-    stack: str = "edgelambda"
+    stack: str = "edgelambda"  # from_env's default is per deployment: default_stack()
     region: str = "us-east-1"
     shutdown_grace_s: float = 10.0
     queue_size: int = 100  # invocations waiting per function before 429
@@ -177,6 +178,9 @@ class Settings:
             max_connections=_read(env, "EDGELAMBDA_MAX_CONNECTIONS", 1000, _positive_int),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
         )
+        if not env.get("EDGELAMBDA_STACK", "").strip():
+            stack = default_stack(settings.data_dir, settings.port, settings.docker_network)
+            settings = replace(settings, stack=stack)
         settings.check_production()
         return settings
 
@@ -230,6 +234,21 @@ class Settings:
         except KeyError:
             known = ", ".join(sorted(self.runtime_images))
             raise ConfigError(f"runtime {runtime!r} has no base image (known: {known})") from None
+
+
+def default_stack(data_dir: Path, port: int, docker_network: str) -> str:
+    """The stack id of a gateway that names none: ``edgelambda-`` and a hash of what sets one
+    deployment apart from another on the same engine.
+
+    The pool removes every container labelled with its stack at start and shutdown, so two
+    gateways sharing an id remove each other's containers. The absolute data directory and
+    the port tell apart gateways started on the host (`make run` in two checkouts, or on two
+    ports) and from the compose stack's gateway (/data in its container); the network tells
+    apart compose projects, whose gateways all see /data and :8000. None of them changes when
+    the same deployment restarts, so it still removes what its previous run left.
+    """
+    identity = f"{data_dir.resolve()}|{port}|{docker_network}"
+    return f"edgelambda-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
 
 def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
