@@ -9,8 +9,11 @@ from dataclasses import replace
 
 import pytest
 
+from edgelambda.config import Settings
 from edgelambda.containers import ContainerSpec, container_spec
-from edgelambda.docker_backend import engine_config
+from edgelambda.docker_backend import BackendLimits, engine_config
+from edgelambda.errors import ConfigError
+from edgelambda.images import CodeLimits
 from edgelambda.routing import FunctionSpec
 from tests.fakes import function_spec
 
@@ -56,7 +59,37 @@ def test_the_sandbox_is_unprivileged_read_only_and_limited() -> None:
         "SecurityOpt": ["no-new-privileges"],
         "ReadonlyRootfs": True,
         "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=512m"},
-    }  # and nothing more: no LogConfig, no Binds, no Privileged, no extra capabilities
+        # Rotated by the engine: a chatty function keeps at most 3 x 10 MB of output on disk.
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+    }  # and nothing more: no Binds, no Privileged, no extra capabilities
+
+
+def test_the_log_limits_come_from_the_settings() -> None:
+    env = {"EDGELAMBDA_FUNCTION_LOG_MAX_MB": "25", "EDGELAMBDA_FUNCTION_LOG_MAX_FILES": "2"}
+    env |= {"EDGELAMBDA_CODE_MAX_MB": "5", "EDGELAMBDA_CODE_MAX_FILES": "100"}
+    limits = BackendLimits.from_settings(Settings.from_env(env))
+
+    config = engine_config(spec_of(), limits.logs)
+
+    assert config["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "25m", "max-file": "2"},
+    }
+    assert limits.code == CodeLimits(max_bytes=5 * 1024 * 1024, max_files=100)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EDGELAMBDA_FUNCTION_LOG_MAX_FILES", "1"),  # a follower would hang on rotation
+        ("EDGELAMBDA_FUNCTION_LOG_MAX_MB", "0"),
+        ("EDGELAMBDA_CODE_MAX_MB", "-1"),
+        ("EDGELAMBDA_CODE_MAX_FILES", "many"),
+    ],
+)
+def test_a_bad_limit_stops_start_up_naming_it(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
 
 
 def test_the_limits_follow_the_spec() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiodocker
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -21,6 +22,7 @@ from tests.conftest import (
     BASE_IMAGE,
     TEST_FUNCTIONS,
     GatewayFactory,
+    Starter,
     lifecycle_routing,
     one_function,
     report,
@@ -307,3 +309,64 @@ async def test_containers_are_hardened_and_labelled(
     assert labels["edgelambda.function"] == "fn"
     assert labels["edgelambda.stack"] == client.app[SERVER_KEY].settings.stack
     assert len(labels["edgelambda.instance"]) == 32
+
+
+# -- bounded code and output (issue 13, 5 and 6): a real `edgelambda serve`, whose settings
+# reach the backend ---------------------------------------------------------------------------
+
+FLOOD_HANDLER = """\
+def handler(event, context):
+    query = event.get("queryStringParameters") or {}
+    for i in range(int(query.get("lines", "0"))):
+        print(f"{i:08d} " + "x" * 1000)
+    print("marker " + query.get("marker", ""))
+    return {"statusCode": 200, "body": "ok"}
+"""
+
+
+async def test_code_that_cannot_be_packed_is_a_prompt_502_until_fixed(
+    serve_factory: Starter, tmp_path: Path
+) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text(FLOOD_HANDLER)
+    (code / "mem").symlink_to("/proc/self/mem")  # unreadable, even for root (EIO)
+    server = await serve_factory(one_function(code), log=tmp_path / "gateway.log")
+
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        async with session.get(f"{server.url}/fn") as response:
+            assert response.status == 502  # it used to wait out the queue (30 s), then 429
+        assert time.monotonic() - started < 10
+        (code / "mem").unlink()
+        async with session.get(f"{server.url}/fn") as response:
+            assert response.status == 200, await response.text()
+    assert "symlink leaving the code directory" in (tmp_path / "gateway.log").read_text()
+
+
+async def test_function_output_is_rotated_by_the_engine_and_still_followed(
+    serve_factory: Starter, tmp_path: Path, docker: aiodocker.Docker
+) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text(FLOOD_HANDLER)
+    log = tmp_path / "gateway.log"
+    env = {"EDGELAMBDA_FUNCTION_LOG_MAX_MB": "1", "EDGELAMBDA_FUNCTION_LOG_MAX_FILES": "2"}
+    server = await serve_factory(one_function(code), env=env, log=log)
+
+    async with aiohttp.ClientSession() as session:
+        for query in ("lines=3000&marker=first", "marker=after-rotation"):  # 3 MB, then 1 line
+            async with session.get(f"{server.url}/fn?{query}") as response:
+                assert response.status == 200, await response.text()
+    (container,) = await docker.containers.list(
+        filters=json.dumps({"label": [f"{LABEL_STACK}={server.stack}"]})
+    )
+    info = await container.show()
+    assert info["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-file": "2", "max-size": "1m"},
+    }
+    deadline = time.monotonic() + 10
+    while "marker after-rotation" not in log.read_text():  # the follower outlived rotations
+        assert time.monotonic() < deadline, "output after a rotation never reached the log"
+        await asyncio.sleep(0.2)

@@ -117,14 +117,15 @@ def test_defaults_merge_and_the_function_wins() -> None:
 
 
 def test_code_paths_resolve_against_base_dir_unless_absolute() -> None:
+    # An absolute path must still be inside base_dir (test_routing_file_validation).
     table = parse("""\
         functions:
           rel: {handler: app.handler, code: src/rel}
-          abs: {handler: app.handler, code: /opt/code/abs}
+          abs: {handler: app.handler, code: /srv/app/code/abs}
         """)
 
     assert table.functions["rel"].code_dir == Path("/srv/app/src/rel")
-    assert table.functions["abs"].code_dir == Path("/opt/code/abs")
+    assert table.functions["abs"].code_dir == Path("/srv/app/code/abs")
 
 
 def test_an_image_function_needs_no_handler() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgelambda.errors import RoutingConfigError
-from edgelambda.routing_file import parse_routing
+from edgelambda.routing_file import load_routing, parse_routing
 from tests.routing_tables import BASE_DIR, CORS_FUNCTIONS, parse, table_of
 
 # --- validation: each error names file, line and key ------------------------------------------
@@ -205,6 +207,25 @@ INVALID = [
     pytest.param(
         "resources: [a, b]\n", 1, "resources", "must be a mapping", id="resources-list",
     ),
+    pytest.param(
+        "functions:\n  f:\n    handler: a.b\n    code: /etc\n",
+        4, "functions.f.code", "'/etc' must be inside the routing file's directory (/srv/app)",
+        id="code-absolute-elsewhere",
+    ),
+    pytest.param(
+        "functions:\n  f:\n    handler: a.b\n    code: ../other/f\n",
+        4, "functions.f.code", "must be inside the routing file's directory",
+        id="code-dot-dot",
+    ),
+    pytest.param(
+        "functions:\n  f:\n    handler: a.b\n    code: functions/../../app-old/f\n",
+        4, "functions.f.code", "must be inside the routing file's directory",
+        id="code-dot-dot-inside-the-path",
+    ),
+    pytest.param(
+        "functions:\n  f:\n    handler: a.b\n    code: /srv/app-other/f\n",
+        4, "functions.f.code", "must be inside", id="code-sibling-with-the-same-prefix",
+    ),
 ]  # fmt: skip
 
 
@@ -289,3 +310,53 @@ def test_invalid_resources_name_line_and_key(text: str, line: int, key: str) -> 
         parse(text)
 
     assert (caught.value.line, caught.value.key) == (line, key)
+
+
+# --- code directories through symlinks (a real directory tree) ---------------------------------
+
+
+def _app(tmp_path: Path, code: str | None) -> Path:
+    """A routing file in tmp_path/app for one function `f`, with ``code`` when given."""
+    app = tmp_path / "app"
+    (app / "functions").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    line = f"    code: {code}\n" if code is not None else ""
+    (app / "routing.yaml").write_text(f"functions:\n  f:\n    handler: a.b\n{line}")
+    return app
+
+
+def test_a_code_symlink_leaving_the_directory_names_its_line(tmp_path: Path) -> None:
+    app = _app(tmp_path, "functions/f")
+    (app / "functions" / "f").symlink_to(tmp_path / "elsewhere")
+
+    with pytest.raises(RoutingConfigError) as caught:
+        load_routing(app / "routing.yaml")
+
+    error = caught.value
+    assert (error.line, error.key) == (4, "functions.f.code")
+    assert f"resolves through a symlink to {tmp_path / 'elsewhere'}" in error.problem
+
+
+def test_the_default_code_directory_may_not_leave_through_a_symlink(tmp_path: Path) -> None:
+    app = _app(tmp_path, None)
+    (app / "functions" / "f").symlink_to(tmp_path / "elsewhere")
+
+    with pytest.raises(RoutingConfigError) as caught:
+        load_routing(app / "routing.yaml")
+
+    assert (caught.value.line, caught.value.key) == (2, "functions.f.code")
+    assert "'functions/f' resolves through a symlink" in caught.value.problem
+
+
+def test_code_inside_the_directory_may_be_absolute_or_a_symlink_within(tmp_path: Path) -> None:
+    app = _app(tmp_path, None)
+    (app / "src").mkdir()
+    (app / "functions" / "f").symlink_to(app / "src")
+    (app / "routing.yaml").write_text(
+        f"functions:\n  f: {{handler: a.b}}\n  g: {{handler: a.b, code: {app / 'src'}}}\n"
+    )
+
+    table = load_routing(app / "routing.yaml")
+
+    assert table.functions["f"].code_dir == app / "functions" / "f"
+    assert table.functions["g"].code_dir == app / "src"

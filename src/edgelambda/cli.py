@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from edgelambda.config import Settings
-from edgelambda.docker_backend import DockerBackend
+from edgelambda.docker_backend import BackendLimits, DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.gateway import create_app
@@ -243,7 +243,7 @@ def print_routes(table: RoutingTable) -> None:
 async def serve(settings: Settings, table: RoutingTable) -> None:
     """Serve until SIGTERM or SIGINT, then shut down in order: stop accepting, drain
     in-flight work, remove every container, close the engine client."""
-    backend = await DockerBackend.connect()
+    backend = await DockerBackend.connect(BackendLimits.from_settings(settings))
     try:
         runner = web.AppRunner(
             create_app(settings, table, backend),

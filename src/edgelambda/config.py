@@ -74,6 +74,12 @@ class Settings:
     dynamodb_endpoint_url: str | None = None
     resources_wait_s: float = 120.0  # how long start-up waits for S3/DynamoDB to answer
     runtime_images: Mapping[str, str] = field(default_factory=lambda: DEFAULT_RUNTIME_IMAGES)
+    # A code directory packed into an image: at most this size and file count, else the
+    # function's start fails (502). The engine's log files kept per function container.
+    code_max_mb: int = 250  # AWS's limit for an unzipped deployment package
+    code_max_files: int = 20_000
+    function_log_max_mb: int = 10
+    function_log_max_files: int = 3
     stack: str = "edgelambda"  # from_env's default is per deployment: default_stack()
     region: str = "us-east-1"
     shutdown_grace_s: float = 10.0
@@ -135,6 +141,16 @@ class Settings:
             dynamodb_endpoint_url=env.get("EDGELAMBDA_DYNAMODB_ENDPOINT_URL") or None,
             resources_wait_s=_read(env, "EDGELAMBDA_RESOURCES_WAIT_S", 120.0, _positive_float),
             runtime_images=_read(env, "EDGELAMBDA_RUNTIME_IMAGES", {}, _image_map),
+            code_max_mb=_read(env, "EDGELAMBDA_CODE_MAX_MB", cls.code_max_mb, _positive_int),
+            code_max_files=_read(
+                env, "EDGELAMBDA_CODE_MAX_FILES", cls.code_max_files, _positive_int
+            ),
+            function_log_max_mb=_read(
+                env, "EDGELAMBDA_FUNCTION_LOG_MAX_MB", cls.function_log_max_mb, _positive_int
+            ),
+            function_log_max_files=_read(
+                env, "EDGELAMBDA_FUNCTION_LOG_MAX_FILES", cls.function_log_max_files, _log_files
+            ),
             stack=_read(env, "EDGELAMBDA_STACK", cls.stack, _label_value),
             region=_read(env, "AWS_REGION", cls.region, _non_empty),
             shutdown_grace_s=_read(env, "EDGELAMBDA_SHUTDOWN_GRACE_S", 10.0, _positive_float),
@@ -297,6 +313,14 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _log_files(raw: str) -> int:
+    # With one file, a reader following the log hangs when it rotates (moby/moby#39235).
+    value = int(raw)
+    if value < 2:
+        raise ValueError("must be at least 2")
     return value
 
 

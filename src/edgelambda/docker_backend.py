@@ -6,10 +6,10 @@ Every engine error is wrapped into :class:`EngineUnavailable` here, where it hap
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiodocker
@@ -19,6 +19,7 @@ from aiodocker.events import DockerEvents
 from aiodocker.multiplexed import multiplexed_result_stream
 
 from edgelambda import images
+from edgelambda.config import Settings
 from edgelambda.containers import (
     LABEL_FUNCTION,
     LABEL_STACK,
@@ -37,6 +38,36 @@ NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)  # streams last a
 CONFLICT = 409
 
 
+@dataclass(frozen=True)
+class LogLimits:
+    """How much output the engine keeps per function container: ``max_files`` files of
+    ``max_size_mb`` each, the oldest dropped on rotation."""
+
+    max_size_mb: int = 10
+    max_files: int = 3
+
+
+@dataclass(frozen=True)
+class BackendLimits:
+    """The bounds this backend puts on what functions bring (code) and produce (output)."""
+
+    code: images.CodeLimits = field(default_factory=images.CodeLimits)
+    logs: LogLimits = field(default_factory=LogLimits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BackendLimits:
+        return cls(
+            code=images.CodeLimits(
+                max_bytes=settings.code_max_mb * 1024 * 1024,
+                max_files=settings.code_max_files,
+            ),
+            logs=LogLimits(
+                max_size_mb=settings.function_log_max_mb,
+                max_files=settings.function_log_max_files,
+            ),
+        )
+
+
 @asynccontextmanager
 async def engine_errors(action: str) -> AsyncIterator[None]:
     """Turn aiodocker and connection errors into EngineUnavailable naming the action."""
@@ -51,12 +82,13 @@ async def engine_errors(action: str) -> AsyncIterator[None]:
 class DockerBackend:
     """:class:`edgelambda.containers.ContainerBackend` on the Docker Engine API."""
 
-    def __init__(self, docker: aiodocker.Docker) -> None:
+    def __init__(self, docker: aiodocker.Docker, limits: BackendLimits | None = None) -> None:
         self._docker = docker
+        self._limits = limits or BackendLimits()
         self._image_builds: dict[str, asyncio.Task[str]] = {}
 
     @classmethod
-    async def connect(cls) -> DockerBackend:
+    async def connect(cls, limits: BackendLimits | None = None) -> DockerBackend:
         """Connect to the engine named by DOCKER_HOST (default: the local socket)."""
         async with engine_errors("connect"):
             docker = aiodocker.Docker()
@@ -65,7 +97,7 @@ class DockerBackend:
             except BaseException:
                 await docker.close()
                 raise
-        return cls(docker)
+        return cls(docker, limits)
 
     async def close(self) -> None:
         for build in self._image_builds.values():
@@ -94,13 +126,24 @@ class DockerBackend:
 
     async def function_image(self, function: FunctionSpec, base_image: str) -> str:
         base = await self._base_image(base_image)
-        digest = await asyncio.to_thread(images.code_digest, function.code_dir, base["Id"])
-        tag = images.image_tag(function.name, digest)
+        # Every cold start packs the code anew (raising CodeError when it cannot): the tag
+        # is the hash of this very tar, which is also what a build sends.
+        context = await asyncio.to_thread(
+            images.build_context,
+            function.code_dir,
+            base_image,
+            base_image_id=base["Id"],
+            limits=self._limits.code,
+        )
+        tag = images.image_tag(function.name, context.digest)
         # Concurrent cold starts of one function share a single build.
         build = self._image_builds.get(tag)
         if build is None or build.cancelled():
-            build = asyncio.create_task(self._ensure_image(tag, function, base_image))
+            build = asyncio.create_task(self._ensure_image(tag, function, context))
+            build.add_done_callback(lambda _: context.close())  # the build owns the tar
             self._image_builds[tag] = build
+        else:
+            context.close()  # these very bytes are being (or were) built by another call
         try:
             return await asyncio.shield(build)
         except EngineUnavailable:
@@ -129,7 +172,9 @@ class DockerBackend:
             pulled: dict[str, Any] = await self._docker.images.inspect(name)
             return pulled
 
-    async def _ensure_image(self, tag: str, function: FunctionSpec, base_image: str) -> str:
+    async def _ensure_image(
+        self, tag: str, function: FunctionSpec, context: images.BuildContext
+    ) -> str:
         async with engine_errors(f"build {tag}"):
             try:
                 await self._docker.images.inspect(tag)
@@ -137,9 +182,8 @@ class DockerBackend:
             except aiodocker.DockerError as exc:
                 if exc.status != NOT_FOUND:
                     raise
-            context = await asyncio.to_thread(images.build_context, function.code_dir, base_image)
             output = await self._docker.images.build(
-                fileobj=io.BytesIO(context),
+                fileobj=context.file,
                 encoding="application/x-tar",
                 tag=tag,
                 labels={LABEL_FUNCTION: function.name},
@@ -154,7 +198,8 @@ class DockerBackend:
 
     async def start(self, spec: ContainerSpec) -> StartedContainer:
         async with engine_errors(f"start {spec.name}"):
-            container = await self._docker.containers.create(engine_config(spec), name=spec.name)
+            config = engine_config(spec, self._limits.logs)
+            container = await self._docker.containers.create(config, name=spec.name)
             try:
                 await container.start()
                 info = await container.show()
@@ -297,8 +342,9 @@ def _address(info: dict[str, Any]) -> str:
     return str(next(iter(networks.values()))["IPAddress"])
 
 
-def engine_config(spec: ContainerSpec) -> dict[str, Any]:
+def engine_config(spec: ContainerSpec, logs: LogLimits | None = None) -> dict[str, Any]:
     """Engine API ``containers/create`` body for a hardened sandbox."""
+    logs = logs or LogLimits()
     memory = spec.memory_mb * 1024 * 1024
     entrypoint = {} if spec.entrypoint is None else {"Entrypoint": list(spec.entrypoint)}
     return {
@@ -318,5 +364,19 @@ def engine_config(spec: ContainerSpec) -> dict[str, Any]:
             "SecurityOpt": ["no-new-privileges"],
             "ReadonlyRootfs": True,
             "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size_mb}m"},
+            "LogConfig": log_config(logs),
         },
+    }
+
+
+def log_config(logs: LogLimits) -> dict[str, Any]:
+    """``HostConfig.LogConfig``: the json-file driver, rotated, so a chatty function cannot
+    fill the engine's disk; the engine's defaults keep every line (max-size -1). The options
+    are strings, units k/m/g, and max-file counts only with max-size
+    (https://docs.docker.com/engine/logging/drivers/json-file/). ``output()`` follows the
+    engine's log stream, which reads on across rotations; max-file 1 would make a follower
+    hang on rotation (moby/moby#39235), so the settings require at least 2."""
+    return {
+        "Type": "json-file",
+        "Config": {"max-size": f"{logs.max_size_mb}m", "max-file": str(logs.max_files)},
     }

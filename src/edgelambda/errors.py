@@ -225,6 +225,14 @@ class EventNotInFlight(EdgeLambdaError):
     """``ack``/``fail`` named an event that is not running: a bug in the caller."""
 
 
+class CodeError(EdgeLambdaError):
+    """A function's code directory cannot be packed into its image: a file unreadable or
+    gone, a special file, a symlink leaving the directory, or a size or file-count cap
+    passed. The function's start fails and its callers get 502 at once."""
+
+    status = 502
+
+
 class ResourcesUnavailable(EdgeLambdaError):
     """A declared bucket or table could not be checked or created in time."""
 

@@ -1,6 +1,7 @@
 """Reading ``routing.yaml`` into a :class:`~edgelambda.routing.RoutingTable`.
 
-Pure: no I/O except :func:`load_routing` reading the one file. Every problem in the file raises
+Pure but for two reads: :func:`load_routing` reads the one file, and code directories' paths
+are resolved (symlinks followed) to check they stay inside it. Every problem in the file raises
 :class:`~edgelambda.errors.RoutingConfigError` naming the file, the 1-based line and the dotted
 key (``routing.yaml:12: functions.hello.timeout: must be a positive number``). Line numbers come
 from the composed YAML node tree, which also reveals duplicate keys that PyYAML's loader would
@@ -9,6 +10,7 @@ silently collapse.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -193,7 +195,7 @@ def _read_function(
     return FunctionSpec(
         name=name,
         handler=handler or "",
-        code_dir=_read_code_dir(reader, items, name, base_dir),
+        code_dir=_read_code_dir(reader, item, items, base_dir),
         runtime=first(own.runtime, defaults.runtime, default=DEFAULT_RUNTIME),
         image=image,
         environment={**defaults.environment, **own.environment},
@@ -213,10 +215,37 @@ def _read_handler(reader: Reader, item: Item) -> str:
     return handler
 
 
-def _read_code_dir(reader: Reader, items: Mapping[str, Item], name: str, base_dir: Path) -> Path:
-    code = optional(items, "code", reader.string)
+def _read_code_dir(
+    reader: Reader, function: Item, items: Mapping[str, Item], base_dir: Path
+) -> Path:
+    """The function's code directory, which must lie inside ``base_dir``, also once its
+    symlinks are followed: its whole tree is packed into an image that functions can read,
+    so a path out of the routing file's directory could ship any file of the machine."""
+    item = items.get("code")
+    if item is None:  # the default is checked too: functions/<name> may be a symlink
+        name = function.key.rpartition(".")[2]
+        where = Item(f"{function.key}.code", function.key_node, function.key_node)
+        code = f"functions/{name}"
+    else:
+        where, code = item, reader.string(item)
     # Joining keeps an absolute `code` as it is and anchors a relative one at base_dir.
-    return base_dir / (code if code is not None else f"functions/{name}")
+    code_dir = base_dir / code
+    problem = _escape(code_dir, base_dir)
+    if problem is not None:
+        raise reader.error(where.node, where.key, f"{code!r} {problem}")
+    return code_dir
+
+
+def _escape(code_dir: Path, base_dir: Path) -> str | None:
+    """Why ``code_dir`` is not inside ``base_dir`` (by its path, then through symlinks),
+    or None when it is. A directory that does not exist yet is judged by its path alone."""
+    inside = f"must be inside the routing file's directory ({base_dir})"
+    if not Path(os.path.normpath(code_dir)).is_relative_to(os.path.normpath(base_dir)):
+        return inside
+    resolved = code_dir.resolve()
+    if not resolved.is_relative_to(base_dir.resolve()):
+        return f"resolves through a symlink to {resolved}; it {inside}"
+    return None
 
 
 def _read_min_warm(reader: Reader, items: Mapping[str, Item], max_concurrency: int) -> int:
