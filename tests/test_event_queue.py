@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from edgelambda.async_events import DeadLetter, DeadLetterReason, QueuedEvent, Retry, RetryPolicy
-from edgelambda.errors import EventNotInFlight
+from edgelambda.async_events import (
+    DeadLetter,
+    DeadLetterReason,
+    DeadLetterRetention,
+    QueuedEvent,
+    Retry,
+    RetryPolicy,
+)
+from edgelambda.errors import EventNotInFlight, EventQueueFull
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
 
 POLICY = RetryPolicy(delays_s=(60.0, 120.0), max_age_s=21600.0)
@@ -271,3 +278,121 @@ async def test_depth_and_next_due(queue: EventQueue) -> None:
     await queue.fail(first, "boom", now_s=6.0, policy=POLICY)
     await queue.claim(now_s=7.0, limit=1)
     assert (await queue.depth(), await queue.next_due_s()) == (2, 66.0)
+
+
+async def test_a_function_queue_at_its_bound_refuses_more(queue: EventQueue) -> None:
+    await queue.enqueue("fn", b"1", trace_id=None, now_s=0.0, max_queued=2)
+    await queue.enqueue("fn", b"2", trace_id=None, now_s=0.0, max_queued=2)
+    await queue.claim(now_s=0.0, limit=1)  # running events count too
+
+    with pytest.raises(EventQueueFull, match="fn"):
+        await queue.enqueue("fn", b"3", trace_id=None, now_s=0.0, max_queued=2)
+    await queue.enqueue("other", b"1", trace_id=None, now_s=0.0, max_queued=2)  # its own bound
+
+    assert await queue.depth() == 3
+    [running] = await queue.claim(now_s=0.0, limit=1)
+    await queue.ack(running.id)
+    await queue.enqueue("fn", b"3", trace_id=None, now_s=0.0, max_queued=2)  # room again
+
+
+async def bury(queue: EventQueue, n: int, *, now_s: float) -> list[str]:
+    ids = await enqueue_n(queue, n, now_s=now_s)
+    for claimed in await queue.claim(now_s=now_s, limit=n):
+        await queue.fail(claimed.id, "boom", now_s=now_s, policy=RetryPolicy(delays_s=()))
+    return ids
+
+
+async def test_dead_letters_are_kept_for_their_retention_time(queue: EventQueue) -> None:
+    retention = DeadLetterRetention(max_age_s=100.0, max_count=1000)
+    old = await bury(queue, 2, now_s=0.0)
+    young = await bury(queue, 1, now_s=50.0)
+
+    assert await queue.prune_dead_letters(now_s=100.0, retention=retention) == 0  # exactly
+    assert await queue.prune_dead_letters(now_s=101.0, retention=retention) == 2
+
+    assert [d.id for d in await queue.dead_letters()] == young
+    assert old[0] not in {d.id for d in await queue.dead_letters()}
+
+
+async def test_dead_letters_beyond_the_count_drop_the_oldest(queue: EventQueue) -> None:
+    retention = DeadLetterRetention(max_age_s=1e9, max_count=3)
+    ids = await bury(queue, 5, now_s=0.0)
+
+    assert await queue.prune_dead_letters(now_s=1.0, retention=retention) == 2
+    assert await queue.prune_dead_letters(now_s=1.0, retention=retention) == 0
+
+    assert [d.id for d in await queue.dead_letters()] == ids[2:]
+
+
+async def test_requeue_orphans_spares_the_events_still_held(queue: EventQueue) -> None:
+    ids = await enqueue_n(queue, 3, now_s=0.0)
+    await queue.claim(now_s=0.0, limit=3)  # say the claim's reply was lost for ids[1:]
+
+    assert await queue.requeue_orphans(held={ids[0]}, now_s=5.0) == 2
+
+    claimed = await queue.claim(now_s=5.0, limit=10)
+    assert [e.id for e in claimed] == ids[1:]
+    assert [e.attempts for e in claimed] == [2, 2]
+    await queue.ack(ids[0])  # the held one is still running, its outcome still welcome
+
+
+KILLED_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from edgelambda.async_events import RetryPolicy
+    from edgelambda.event_queue import EventQueue
+    from edgelambda.event_worker import EventWorker
+
+    async def run(event):
+        print("settling", event.id, flush=True)  # said before its outcome may be stored
+        return "boom" if event.payload == b'"fail"' else None
+
+    async def main():
+        queue = await EventQueue.open(Path(sys.argv[1]))
+        await queue.recover(time.time())
+        worker = EventWorker(queue, run, policy=RetryPolicy(delays_s=(0.0, 0.0)),
+                             poll_interval_s=0.001)
+        worker.start()
+        for i in range(1000):
+            payload = b'"fail"' if i % 3 == 0 else b"{}"
+            event_id = await queue.enqueue("fn", payload, trace_id=None, now_s=time.time())
+            print("accepted", event_id, flush=True)  # the 202
+            worker.notify()
+            await asyncio.sleep(0)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("kill_after_s", [0.05, 0.2, 0.5])
+async def test_sigkill_mid_run_leaves_every_accepted_event_to_finish(
+    open_queue: QueueFactory, db_path: Path, kill_after_s: float
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_WORKER, str(db_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    first = await process.stdout.readline()  # the first 202: the worker is running
+    await asyncio.sleep(kill_after_s)
+    process.kill()
+    output, _ = await process.communicate()
+    lines = [line.split() for line in (first + output).decode().splitlines()]
+    said = [line for line in lines if len(line) == 2]  # not the worker's own log lines
+    accepted = {event_id for word, event_id in said if word == "accepted"}
+    settling = {event_id for word, event_id in said if word == "settling"}
+    assert accepted
+
+    queue = await open_queue()
+    await queue.recover(now_s=0.0)
+    stored = {e.id for e in await queue.claim(now_s=1e12, limit=100_000)}
+    dead = {d.id for d in await queue.dead_letters()}
+
+    # Every acknowledged event is still queued, dead-lettered, or was being settled (acked
+    # or failed for good) when the process died.
+    assert accepted <= stored | dead | settling
+    for event_id in stored:  # the rest finish in the next process
+        await queue.ack(event_id)
+    assert await queue.depth() == 0

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from edgelambda.async_events import DeadLetterReason, QueuedEvent, RetryPolicy
+from edgelambda.async_events import DeadLetterReason, DeadLetterRetention, QueuedEvent, RetryPolicy
+from edgelambda.errors import EventStoreError
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.event_worker import EventWorker
 
@@ -224,3 +226,58 @@ async def test_worker_close_leaves_unfinished_events_for_recover(queue: EventQue
     assert worker.in_flight == 0
     assert await queue.recover(now_s=clock.now_s) == 1
     assert await queue.depth() == 1
+
+
+async def test_worker_survives_any_exception_in_its_loop(
+    queue: EventQueue, make_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, run = FakeClock(), FakeRun()
+    real_claim = queue.claim
+    failures = [ValueError("a bug"), EventStoreError("disk I/O error")]
+
+    async def claim(now_s: float, limit: int) -> list[QueuedEvent]:
+        if failures:
+            raise failures.pop(0)
+        return await real_claim(now_s, limit)
+
+    monkeypatch.setattr(queue, "claim", claim)
+    with capture_logs() as logs:
+        make_worker(run, clock)
+        event_id = await queue.enqueue("fn", b"{}", trace_id=None, now_s=clock.now_s)
+
+        async def ran() -> bool:
+            return await queue.depth() == 0
+
+        await eventually(ran)
+
+    assert [e.id for e in run.calls] == [event_id]
+    [bug] = [e for e in logs if e.get("exc_info")]
+    assert bug["log_level"] == "error"
+
+
+async def test_worker_prunes_dead_letters(queue: EventQueue) -> None:
+    clock, run = FakeClock(), FakeRun("boom", "boom", "boom")
+    worker = EventWorker(
+        queue,
+        run,
+        policy=RetryPolicy(delays_s=()),
+        retention=DeadLetterRetention(max_age_s=100.0, max_count=2),
+        clock=clock,
+        poll_interval_s=0.01,
+    )
+    await enqueue_n(queue, 3, now_s=clock.now_s)
+    worker.start()
+    try:
+
+        async def two_kept() -> bool:
+            return len(run.calls) == 3 and len(await queue.dead_letters()) == 2
+
+        await eventually(two_kept)
+        clock.now_s += 101.0
+
+        async def none_kept() -> bool:
+            return await queue.dead_letters() == []
+
+        await eventually(none_kept)
+    finally:
+        await worker.close()

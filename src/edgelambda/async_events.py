@@ -7,7 +7,9 @@ killed at any moment loses nothing. Each event is ``queued`` until due, ``runnin
 worker (:class:`~edgelambda.event_worker.EventWorker`) holds it, and deleted once it succeeds.
 A failure is retried on AWS's schedule (two retries, about 1 then 2 minutes) until it succeeds,
 runs out of attempts or grows older than the maximum event age; then it moves to the
-dead-letter table, where the CLI can list and replay it.
+dead-letter table, where the CLI can list and replay it for as long as
+:class:`DeadLetterRetention` keeps it. Each function may hold a bounded number of queued
+events (the Invoke API answers ``TooManyRequestsException`` beyond it).
 
 Delivery is at-least-once: an event that was ``running`` when the previous process died is
 queued again by :meth:`~edgelambda.event_queue.EventQueue.recover` and may run a second time,
@@ -74,6 +76,16 @@ class RetryPolicy:
     def max_attempts(self) -> int:
         """The first attempt plus one per retry delay."""
         return len(self.delays_s) + 1
+
+
+@dataclass(frozen=True)
+class DeadLetterRetention:
+    """How long dead letters are kept and how many at most; beyond either, the oldest are
+    dropped. 14 days is SQS's longest message retention (``MessageRetentionPeriod``
+    1,209,600 s), the longest an AWS on-failure queue would keep one."""
+
+    max_age_s: float = 1_209_600.0
+    max_count: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,9 @@ class Settings:
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS's back-off for Event calls
     event_max_age_s: float = 21600.0  # MaximumEventAgeInSeconds
     event_concurrency: int = 4  # Event invocations run at once
+    event_queue_size: int = 1000  # Event invocations stored per function before 429
+    event_dead_letter_retention_s: float = 1_209_600.0  # 14 days, SQS's longest retention
+    event_dead_letter_max: int = 10_000  # dead letters kept; beyond, the oldest are dropped
     victorialogs_url: str | None = None  # None: function logs go to the gateway's stdout
     log_batch_size: int = 500
     log_flush_interval_s: float = 1.0
@@ -169,6 +172,13 @@ class Settings:
             ),
             event_max_age_s=_read(env, "EDGELAMBDA_EVENT_MAX_AGE_S", 21600.0, _positive_float),
             event_concurrency=_read(env, "EDGELAMBDA_EVENT_CONCURRENCY", 4, _positive_int),
+            event_queue_size=_read(env, "EDGELAMBDA_EVENT_QUEUE_SIZE", 1000, _positive_int),
+            event_dead_letter_retention_s=_read(
+                env, "EDGELAMBDA_EVENT_DEAD_LETTER_RETENTION_S", 1_209_600.0, _positive_float
+            ),
+            event_dead_letter_max=_read(
+                env, "EDGELAMBDA_EVENT_DEAD_LETTER_MAX", 10_000, _positive_int
+            ),
             victorialogs_url=env.get("EDGELAMBDA_VICTORIALOGS_URL") or None,
             log_batch_size=_read(env, "EDGELAMBDA_LOG_BATCH_SIZE", 500, _positive_int),
             log_flush_interval_s=_read(

@@ -221,6 +221,11 @@ class EventStoreError(EdgeLambdaError):
     """The event store could not be read or written; an ``Event`` invocation is not accepted."""
 
 
+class EventQueueFull(TooManyRequests):
+    """A function already has its bound of queued events; the Invoke API answers AWS's
+    ``TooManyRequestsException``, a schedule's fire is logged and skipped."""
+
+
 class EventNotInFlight(EdgeLambdaError):
     """``ack``/``fail`` named an event that is not running: a bug in the caller."""
 

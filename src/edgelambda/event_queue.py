@@ -2,19 +2,23 @@
 ``synchronous=FULL``) holding the queued and running events and the dead letters.
 
 :meth:`EventQueue.enqueue` returns once the event is committed, the point after which the
-caller may answer 202. Every time is passed in; what to do after a failure is
+caller may answer 202; a write that fails (a full disk) raises :class:`EventStoreError` and
+leaves no row behind. Every time is passed in; what to do after a failure is
 :func:`~edgelambda.async_events.decide_after_failure`'s decision. One process owns the file
 at a time (the CLI may briefly replay dead letters into it); at start-up,
-:meth:`EventQueue.recover` queues again what the previous process left running.
+:meth:`EventQueue.recover` queues again what the previous process left running, and the
+gateway sets a corrupt file aside rather than stop (``set_aside_corrupt``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +28,26 @@ import structlog
 from edgelambda.async_events import (
     DeadLetteredEvent,
     DeadLetterReason,
+    DeadLetterRetention,
     Decision,
     QueuedEvent,
     Retry,
     RetryPolicy,
     decide_after_failure,
 )
-from edgelambda.errors import EventNotInFlight, EventStoreError
+from edgelambda.errors import EventNotInFlight, EventQueueFull, EventStoreError
 
 log = structlog.get_logger(__name__)
 
 QUEUE_FILE = "events.sqlite3"  # the one file under the data dir
 BUSY_TIMEOUT_S = 5.0  # the CLI may hold the write lock briefly while it replays dead letters
+# The primary result codes of a damaged file (https://www.sqlite.org/rescode.html): set aside
+# at start-up. A full disk (SQLITE_FULL) or an I/O error is not damage and never moves it.
+CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# Files SQLite keeps beside the database in WAL mode; the -wal one holds committed
+# transactions not yet copied back, so it moves with the file it belongs to, and a fresh
+# file never meets an old log.
+SIDE_FILES = ("-wal", "-shm")
 
 # -- SQL ------------------------------------------------------------------------------------
 
@@ -62,6 +74,7 @@ SCHEMA = (
         state TEXT NOT NULL CHECK (state IN ('queued', 'running'))
     )""",
     "CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at_s, seq)",
+    "CREATE INDEX IF NOT EXISTS events_function ON events (function)",  # the per-function bound
     """CREATE TABLE IF NOT EXISTS dead_letters (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
@@ -74,7 +87,11 @@ SCHEMA = (
         reason TEXT NOT NULL,
         last_error TEXT
     )""",
+    "CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at_s)",
 )
+# quick_check: integrity_check's O(N) subset (no index contents), enough to find damaged
+# pages before the store is trusted (https://www.sqlite.org/pragma.html#pragma_quick_check).
+QUICK_CHECK = "PRAGMA quick_check(1)"
 
 EVENT_COLUMNS = (
     "id, function, payload, trace_id, attempts, enqueued_at_s, next_attempt_at_s, last_error"
@@ -85,6 +102,7 @@ DEAD_COLUMNS = (
 
 BEGIN = "BEGIN IMMEDIATE"  # take the write lock up front: no upgrade deadlock with the CLI
 
+COUNT_FUNCTION = "SELECT COUNT(*) FROM events WHERE function = ?"
 INSERT_EVENT = f"""INSERT INTO events ({EVENT_COLUMNS}, state)
     VALUES (?, ?, ?, ?, 0, ?, ?, NULL, 'queued')"""
 
@@ -104,6 +122,10 @@ REQUEUE_FAILED = """UPDATE events SET state = 'queued', next_attempt_at_s = ?, l
 REQUEUE_RUNNING = (
     "UPDATE events SET state = 'queued', next_attempt_at_s = ? WHERE state = 'running'"
 )
+# The same for running events no worker holds: a claim whose commit landed though SQLite
+# reported an error (SQLITE_IOERR after the WAL write), or an outcome given up on.
+REQUEUE_ORPHANS = """UPDATE events SET state = 'queued', next_attempt_at_s = ?1
+    WHERE state = 'running' AND id NOT IN (SELECT value FROM json_each(?2))"""
 
 BURY_FAILED = f"""INSERT INTO dead_letters ({DEAD_COLUMNS})
     SELECT id, function, payload, trace_id, attempts, enqueued_at_s, ?, ?, ?
@@ -119,6 +141,11 @@ REPLAY_DEAD = f"""INSERT INTO events ({EVENT_COLUMNS}, state)
     SELECT id, function, payload, trace_id, 0, ?2, ?2, NULL, 'queued'
     FROM dead_letters WHERE ?1 IS NULL OR id = ?1 ORDER BY seq"""
 DELETE_DEAD = "DELETE FROM dead_letters WHERE ?1 IS NULL OR id = ?1"
+
+DROP_OLD_DEAD = "DELETE FROM dead_letters WHERE dead_at_s < ?"
+# Everything older than the max_count newest (seq is insertion order); nothing when fewer.
+DROP_EXCESS_DEAD = """DELETE FROM dead_letters WHERE seq <= (
+    SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT 1 OFFSET ?)"""
 
 COUNT_EVENTS = "SELECT COUNT(*) FROM events"
 NEXT_DUE = "SELECT MIN(next_attempt_at_s) FROM events WHERE state = 'queued'"
@@ -157,13 +184,44 @@ class EventQueue:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path) -> EventQueue:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        set_aside_corrupt: bool = False,
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ) -> EventQueue:
         """Open the store at ``path``, creating the file, its directory and the tables if
-        needed."""
+        needed.
+
+        A damaged file raises :class:`EventStoreError`, or with ``set_aside_corrupt`` (the
+        gateway's start-up; never a second process such as the CLI) is renamed with a
+        timestamp suffix, logged as an error, and replaced by a fresh store: the events in it
+        are lost to the gateway, kept for an operator, and start-up goes on.
+        ``connection_factory`` is ``sqlite3.connect``'s, for tests that fail statements.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            return await cls._open(path, connection_factory)
+        except EventStoreError as exc:
+            if not (set_aside_corrupt and _is_corrupt(exc.__cause__)):
+                raise
+            aside = _set_aside(path)
+            log.error(
+                "event store corrupt; set aside and started afresh",
+                path=str(path),
+                set_aside_as=str(aside),
+                error=str(exc.__cause__),
+            )
+        return await cls._open(path, connection_factory)
+
+    @classmethod
+    async def _open(cls, path: Path, factory: type[sqlite3.Connection]) -> EventQueue:
+        try:
             # isolation_level=None: no implicit transactions, every write says BEGIN itself.
-            db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+            db = await aiosqlite.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT_S, factory=factory
+            )
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot open event store {path}: {exc}") from exc
         queue = cls(db, path)
@@ -179,9 +237,15 @@ class EventQueue:
         await self._db.close()
 
     async def _prepare(self) -> None:
-        async with self._guard():
+        async with self._guard() as db:
+            # Checked first, so a damaged file is set aside as it was found.
+            [(verdict,)] = await db.execute_fetchall(QUICK_CHECK)
+            if verdict != "ok":
+                damaged = sqlite3.DatabaseError(f"quick_check: {verdict}")
+                damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+                raise damaged
             for pragma in PRAGMAS:
-                await self._db.execute(pragma)
+                await db.execute(pragma)
         async with self._transaction() as db:
             for statement in SCHEMA:
                 await db.execute(statement)
@@ -206,6 +270,10 @@ class EventQueue:
         """
         async with self._guard() as db:
             try:
+                if db.in_transaction:
+                    # A rollback that failed (full disk) left one open: end it first, or
+                    # every BEGIN from now on would fail.
+                    await db.rollback()
                 await db.execute(BEGIN)
                 yield db
                 await db.commit()
@@ -218,12 +286,25 @@ class EventQueue:
             return list(await db.execute_fetchall(sql, params))
 
     async def enqueue(
-        self, function: str, payload: bytes, *, trace_id: str | None, now_s: float
+        self,
+        function: str,
+        payload: bytes,
+        *,
+        trace_id: str | None,
+        now_s: float,
+        max_queued: int | None = None,
     ) -> str:
         """Store a new event, due now, and return its id once it is committed (the point
-        after which the caller may answer 202)."""
+        after which the caller may answer 202). With ``max_queued``, a function that already
+        has that many events queued or running gets :class:`EventQueueFull` instead."""
         event_id = str(uuid.uuid4())
         async with self._transaction() as db:
+            if max_queued is not None:
+                [(count,)] = await db.execute_fetchall(COUNT_FUNCTION, (function,))
+                if count >= max_queued:
+                    raise EventQueueFull(
+                        f"function {function} has {count} Event invocations stored, its limit"
+                    )
             await db.execute(INSERT_EVENT, (event_id, function, payload, trace_id, now_s, now_s))
         return event_id
 
@@ -272,6 +353,22 @@ class EventQueue:
             await db.execute(DELETE_EXPIRED, (cutoff_s,))
         return cursor.rowcount
 
+    async def prune_dead_letters(self, now_s: float, retention: DeadLetterRetention) -> int:
+        """Drop the dead letters older than the retention time, then the oldest beyond its
+        count; return how many went."""
+        async with self._transaction() as db:
+            old = await db.execute(DROP_OLD_DEAD, (now_s - retention.max_age_s,))
+            excess = await db.execute(DROP_EXCESS_DEAD, (retention.max_count,))
+        return old.rowcount + excess.rowcount
+
+    async def requeue_orphans(self, held: Collection[str], now_s: float) -> int:
+        """Queue again, due now, every running event whose id is not in ``held`` (the events
+        the one worker is running or settling); return how many. Their interrupted attempt
+        still counts, as in :meth:`recover`."""
+        async with self._transaction() as db:
+            cursor = await db.execute(REQUEUE_ORPHANS, (now_s, json.dumps(sorted(held))))
+        return cursor.rowcount
+
     async def recover(self, now_s: float) -> int:
         """At start-up, before any worker runs: queue again, due now, every event the previous
         process left running (it died mid-attempt); return how many."""
@@ -303,3 +400,21 @@ class EventQueue:
         rows = await self._fetchall(NEXT_DUE)
         due = rows[0][0]
         return None if due is None else float(due)
+
+
+def _is_corrupt(error: BaseException | None) -> bool:
+    """Whether SQLite said the file is damaged or not a database at all."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in CORRUPT_CODES  # the primary code's byte
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged store, and its WAL side files, with a timestamp suffix that sorts;
+    return the new name of the store itself."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", *SIDE_FILES):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(aside.with_name(aside.name + suffix))
+    return aside

@@ -21,6 +21,8 @@ from edgelambda.errors import (
     AccessDenied,
     EdgeLambdaError,
     EngineUnavailable,
+    EventQueueFull,
+    EventStoreError,
     InvalidParameterValue,
     InvalidRequestContent,
     RequestTooLarge,
@@ -197,7 +199,7 @@ class InvokeApi:
         if kind is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"X-Amz-Executed-Version": LATEST})
         if kind is InvocationType.EVENT:
-            await self._backend.enqueue(name, payload, trace_id=trace_id)
+            await _enqueue(self._backend, name, payload, trace_id)
             return web.Response(status=202, headers={"X-Amz-Executed-Version": LATEST})
         invocation = Invocation(
             payload=payload,
@@ -288,3 +290,14 @@ async def _collect(stream: ResponseStream) -> bytes | None:
         log.warning("streamed result broken off", error=str(exc))
         raise ServiceError("The function's response stream broke off") from exc
     return b"".join(chunks)
+
+
+async def _enqueue(backend: Backend, name: str, payload: bytes, trace_id: str) -> None:
+    """Store an Event invocation (the 202 follows only a committed row), or answer as AWS
+    does when it cannot be stored."""
+    try:
+        await backend.enqueue(name, payload, trace_id=trace_id)
+    except EventQueueFull as exc:
+        raise TooManyRequestsService(f"Too many queued Event invocations: {exc}") from exc
+    except EventStoreError as exc:  # a full disk, an I/O error: no 202 without the row
+        raise ServiceError("The Event invocation could not be stored") from exc

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from edgelambda import tracing
-from edgelambda.async_events import QueuedEvent, RetryPolicy
+from edgelambda.async_events import DeadLetterRetention, QueuedEvent, RetryPolicy
 from edgelambda.auth import LoginThrottle, ThrottlePolicy
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
@@ -92,7 +92,11 @@ class Server:
         if self._events is None or self._worker is None:
             raise RuntimeError("the gateway has not been started")
         event_id = await self._events.enqueue(
-            function, payload, trace_id=trace_id, now_s=time.time()
+            function,
+            payload,
+            trace_id=trace_id,
+            now_s=time.time(),
+            max_queued=self.settings.event_queue_size,
         )
         self._worker.notify()
         return event_id
@@ -111,7 +115,8 @@ class Server:
 
     async def _start_events(self) -> None:
         settings = self.settings
-        self._events = await EventQueue.open(settings.data_dir / QUEUE_FILE)
+        # A corrupt store must not stop start-up (a crash loop under a restart policy).
+        self._events = await EventQueue.open(settings.data_dir / QUEUE_FILE, set_aside_corrupt=True)
         recovered = await self._events.recover(time.time())
         if recovered:
             log.info("events recovered from the previous run", count=recovered)
@@ -119,6 +124,9 @@ class Server:
             self._events,
             self._run_event,
             policy=RetryPolicy(settings.event_retry_delays_s, settings.event_max_age_s),
+            retention=DeadLetterRetention(
+                settings.event_dead_letter_retention_s, settings.event_dead_letter_max
+            ),
             concurrency=settings.event_concurrency,
             drain_timeout_s=settings.shutdown_grace_s,
         )
