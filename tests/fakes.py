@@ -149,19 +149,32 @@ class Delivered:
 class FakeRuntime:
     """Plays a Lambda runtime against the Runtime API at ``runtime_api`` (``host:port``), as
     awslambdaric does: poll ``next``, post a response, an error, an init error or a stream.
-    The Runtime API knows a sandbox by its caller's address, so the pool's backend must hand
-    the containers this client's address (``FakeBackend(address="127.0.0.1")``)."""
+    The Runtime API knows a sandbox by its caller's address and by the host name it calls
+    (its ``AWS_LAMBDA_RUNTIME_API``, carrying its secret), so the pool's backend must hand the
+    containers this client's address (``FakeBackend(address="127.0.0.1")``), and the runtime
+    calls by the name of the sandbox ``backend`` started last."""
 
-    def __init__(self, runtime_api: str) -> None:
+    def __init__(self, runtime_api: str, backend: FakeBackend | None = None) -> None:
         self.runtime_api = runtime_api
+        self._backend = backend
         self._session = aiohttp.ClientSession(f"http://{runtime_api}")
+
+    @property
+    def host(self) -> str:
+        """The ``Host`` it calls by: its sandbox's runtime API name (or the plain address)."""
+        if self._backend is None or not self._backend.started:
+            return self.runtime_api
+        return self._backend.started[-1].env["AWS_LAMBDA_RUNTIME_API"]
 
     async def close(self) -> None:
         await self._session.close()
 
     async def next(self) -> Delivered:
         """Wait for an invocation; raises :class:`Refused` with the reply if none is given."""
-        async with self._session.get(f"{RUNTIME_PATH}/invocation/next") as response:
+        headers = {"Host": self.host}
+        async with self._session.get(
+            f"{RUNTIME_PATH}/invocation/next", headers=headers
+        ) as response:
             payload = await response.read()
             if response.status != 200:
                 raise Refused(Reply(response.status, payload.decode()))
@@ -209,7 +222,7 @@ class FakeRuntime:
         _, writer = await asyncio.open_connection(host, int(port))
         head = (
             f"POST {RUNTIME_PATH}/invocation/{request_id}/response HTTP/1.1\r\n"
-            f"Host: {self.runtime_api}\r\n"
+            f"Host: {self.host}\r\n"
             f"Content-Type: {content_type}\r\n"
             "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
             "Transfer-Encoding: chunked\r\n\r\n"
@@ -228,6 +241,7 @@ class FakeRuntime:
         """Any POST under the runtime prefix, for callers that break the rules."""
         # A file-like body is sent without blocking the loop, however large.
         data = io.BytesIO(body) if isinstance(body, bytes) else body
+        headers = {"Host": self.host, **(headers or {})}
         async with self._session.post(f"{RUNTIME_PATH}{path}", data=data, headers=headers) as reply:
             return Reply(reply.status, await reply.text())
 

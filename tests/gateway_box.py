@@ -142,7 +142,7 @@ async def open_gateways(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         app = create_app(replace(base, **settings), table, backend, sink)
         client = TestClient(TestServer(app))
         await client.start_server()
-        runtime = FakeRuntime(app[SERVER_KEY].runtime_api)
+        runtime = FakeRuntime(app[SERVER_KEY].runtime_api, backend)
         opened.append((client, runtime))
         return Gateway(client, backend, runtime, sink)
 

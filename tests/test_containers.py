@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerSpec, container_spec
+from edgelambda.containers import ContainerSpec, container_spec, runtime_token
 from edgelambda.docker_backend import BackendLimits, engine_config
 from edgelambda.errors import ConfigError
 from edgelambda.images import CodeLimits
@@ -61,6 +61,7 @@ def test_the_sandbox_is_unprivileged_read_only_and_limited() -> None:
         "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=512m"},
         # Rotated by the engine: a chatty function keeps at most 3 x 10 MB of output on disk.
         "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        "ExtraHosts": [],
     }  # and nothing more: no Binds, no Privileged, no extra capabilities
 
 
@@ -239,3 +240,27 @@ def test_a_custom_runtime_runs_the_functions_bootstrap(runtime: str) -> None:
     assert config["Entrypoint"] == ["/var/task/bootstrap"]
     assert config["Cmd"] == []  # the handler reaches bootstrap as _HANDLER, not as an argument
     assert spec.env["_HANDLER"] == "app.handler"
+
+
+def test_a_sandbox_calls_the_runtime_api_by_a_name_carrying_its_token() -> None:
+    token = "f" * 32
+    spec = container_spec(
+        function_spec(),
+        image="fake:1",
+        instance=INSTANCE,
+        stack="stk",
+        network="edgelambda-stk",
+        runtime_api=RUNTIME_API,
+        region="eu-west-1",
+        host_cpus=2,
+        token=token,
+    )
+
+    assert spec.env["AWS_LAMBDA_RUNTIME_API"] == f"runtime-{token}:9001"
+    assert engine_config(spec)["HostConfig"]["ExtraHosts"] == [f"runtime-{token}:10.0.0.1"]
+    assert runtime_token(spec.env["AWS_LAMBDA_RUNTIME_API"]) == token
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1:9001", "10.0.0.1", "runtimes:9001", ""])
+def test_a_host_without_a_sandbox_name_carries_no_token(host: str) -> None:
+    assert runtime_token(host) is None

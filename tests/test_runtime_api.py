@@ -93,7 +93,7 @@ async def runtime_api() -> AsyncIterator[ApiFactory]:
         )
         server = TestServer(create_runtime_app(pool, region=REGION))
         await server.start_server()
-        runtime = FakeRuntime(f"{server.host}:{server.port}")
+        runtime = FakeRuntime(f"{server.host}:{server.port}", backend)
         built.append((pool, server, runtime))
         return RuntimeApi(pool, backend, clock, runtime)
 
@@ -368,7 +368,8 @@ async def test_an_invocation_whose_runtime_dies_while_receiving_it_goes_to_anoth
     await api.backend.wait_started()
     host, port = api.runtime.runtime_api.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    request = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
+    writer.write(request.encode())
 
     await reader.readexactly(1024)  # the invocation starts to arrive ...
     writer.transport.abort()  # ... and the runtime dies
@@ -378,3 +379,25 @@ async def test_an_invocation_whose_runtime_dies_while_receiving_it_goes_to_anoth
     assert delivered.payload == payload  # the same invocation, first in line again
     await api.runtime.respond(delivered.request_id, "done")
     assert (await asyncio.wait_for(call, timeout=5)).payload == b'"done"'
+
+
+async def test_a_caller_at_a_sandbox_s_address_without_its_name_gets_403_and_no_work(
+    runtime_api: ApiFactory,
+) -> None:
+    # After an engine restart another container can get a dead sandbox's address: the address
+    # alone no longer identifies a sandbox, the secret in its runtime API name does too.
+    api = await runtime_api()
+    call = api.invoke(Invocation(payload=b'"work"'))
+    await api.backend.wait_started()
+    impostor = FakeRuntime(api.runtime.runtime_api)  # same address, calls by the bare address
+
+    try:
+        refused = await refusal(impostor)
+    finally:
+        await impostor.close()
+
+    assert refused.status == 403
+    delivered = await api.runtime.next()  # the sandbox's own runtime still gets the work
+    assert delivered.payload == b'"work"'
+    await api.runtime.respond(delivered.request_id, "done")
+    assert (await call).payload == b'"done"'

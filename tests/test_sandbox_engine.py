@@ -116,7 +116,10 @@ async def test_create_starts_a_container_from_the_function_s_spec() -> None:
         LABEL_IMAGE: "fake:1",
     }
     assert spec.network == "shop_net"
-    assert spec.env["AWS_LAMBDA_RUNTIME_API"] == RUNTIME_API
+    # The Runtime API's address, called by the sandbox's own name (its secret is in it).
+    address, _, port = RUNTIME_API.rpartition(":")
+    assert spec.env["AWS_LAMBDA_RUNTIME_API"] == f"runtime-{sandbox.token}:{port}"
+    assert spec.extra_hosts == (f"runtime-{sandbox.token}:{address}",)
     assert spec.env["AWS_REGION"] == "eu-central-1"
     assert spec.env["AWS_ENDPOINT_URL_S3"] == "http://s3.box:9000"
     assert spec.env["AWS_ACCESS_KEY_ID"] == "box-key"

@@ -21,6 +21,7 @@ TMP_SIZE_MB = 512  # Lambda's default ephemeral storage
 PIDS_LIMIT = 1024  # Lambda's process/thread limit
 MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB
 CUSTOM_RUNTIME_PREFIX = "provided"  # provided, provided.al2, provided.al2023
+RUNTIME_ALIAS_PREFIX = "runtime-"  # + a sandbox's token: a DNS label of 40 characters
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ContainerSpec:
     user: str = SANDBOX_USER
     tmp_size_mb: int = TMP_SIZE_MB
     entrypoint: tuple[str, ...] | None = None  # None: the image's own
+    extra_hosts: tuple[str, ...] = ()  # "name:address" lines for the container's /etc/hosts
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,21 @@ class ContainerBackend(Protocol):
         EngineUnavailable, when the engine's event stream ends."""
 
 
+def runtime_alias(token: str) -> str:
+    """The host name a sandbox calls its Runtime API by: it carries the sandbox's secret
+    token, so the Runtime API knows its caller by the name it called (HTTP's ``Host``) as well
+    as by its address, which the engine may give to another container after a restart."""
+    return f"{RUNTIME_ALIAS_PREFIX}{token}"
+
+
+def runtime_token(host: str) -> str | None:
+    """The token in a Runtime API request's ``Host`` (``runtime-<token>:<port>``), if any."""
+    name = host.rpartition(":")[0] or host
+    return (
+        name.removeprefix(RUNTIME_ALIAS_PREFIX) if name.startswith(RUNTIME_ALIAS_PREFIX) else None
+    )
+
+
 def container_spec(
     function: FunctionSpec,
     *,
@@ -105,10 +122,20 @@ def container_spec(
     region: str,
     host_cpus: int,
     aws_env: Mapping[str, str] | None = None,
+    token: str | None = None,
 ) -> ContainerSpec:
-    """The spec of one sandbox of ``function``: Lambda's environment, labels and limits."""
+    """The spec of one sandbox of ``function``: Lambda's environment, labels and limits.
+    With a ``token``, the sandbox reaches the Runtime API (``address:port``) by its own
+    :func:`runtime_alias`, an entry of its /etc/hosts; every runtime takes
+    ``AWS_LAMBDA_RUNTIME_API`` as ``host:port``, so a name works wherever an address does."""
     is_custom_runtime = function.runtime.startswith(CUSTOM_RUNTIME_PREFIX)
+    extra_hosts: tuple[str, ...] = ()
+    if token is not None:
+        address, _, port = runtime_api.rpartition(":")
+        runtime_api = f"{runtime_alias(token)}:{port}"
+        extra_hosts = (f"{runtime_alias(token)}:{address}",)
     return ContainerSpec(
+        extra_hosts=extra_hosts,
         name=f"{stack}-{function.name}-{instance[:12]}".lower(),
         image=image,
         # A custom runtime is the function's own bootstrap, as on Lambda's provided runtimes.

@@ -365,6 +365,7 @@ def engine_config(spec: ContainerSpec, logs: LogLimits | None = None) -> dict[st
             "ReadonlyRootfs": True,
             "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size_mb}m"},
             "LogConfig": log_config(logs),
+            "ExtraHosts": list(spec.extra_hosts),  # the sandbox's name for the Runtime API
         },
     }
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerBackend
+from edgelambda.containers import ContainerBackend, runtime_token
 from edgelambda.errors import (
     EngineUnavailable,
     InvalidRequestId,
@@ -206,6 +206,12 @@ class Pool:
         if not any(p.count(SandboxState.STARTING) for p in self._pools.values()):
             return None
         return await self._engine.wait_for(address, wait_s)
+
+    async def sandbox_calling(self, address: str, host: str, wait_s: float = 2.0) -> Sandbox | None:
+        """The sandbox a Runtime API request comes from: it calls by its own host name (which
+        carries its secret token) from its own address; None for anyone else."""
+        token = runtime_token(host)
+        return None if token is None else await self._engine.identify(address, token, wait_s)
 
     async def next_invocation(self, sandbox: Sandbox) -> Invocation:
         """Wait until ``sandbox`` is handed an invocation (its runtime polls ``/next``)."""

@@ -1,7 +1,9 @@
 """The Lambda Runtime API (2018-06-01) that function containers poll.
 
-It listens only on the function network. A caller is identified by its address: each
-container can receive and answer only its own sandbox's invocations; anyone else gets 403.
+It listens only on the function network. A caller is identified by its address and by the
+host name it calls (its ``AWS_LAMBDA_RUNTIME_API``, which carries its sandbox's secret token):
+each container can receive and answer only its own sandbox's invocations, even at an address
+the engine gave another container before; anyone else gets 403.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ async def runtime_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 @web.middleware
 async def identify_sandbox(request: web.Request, handler: Handler) -> web.StreamResponse:
-    sandbox = await request.app[POOL_KEY].sandbox_at(request.remote or "")
+    sandbox = await request.app[POOL_KEY].sandbox_calling(request.remote or "", request.host)
     if sandbox is None:
-        log.warning("runtime api call from an unknown address", remote=request.remote)
+        log.warning("runtime api call from a stranger", remote=request.remote, host=request.host)
         raise Forbidden(f"{request.remote} is not a function sandbox")
     request[SANDBOX_KEY] = sandbox
     return await handler(request)

@@ -15,6 +15,7 @@ the async shell that applies them.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -54,6 +55,7 @@ class Sandbox:
         self.function = function
         self.generation = generation  # the function's generation (code/settings) it runs
         self.instance = uuid.uuid4().hex
+        self.token = secrets.token_hex(16)  # its Runtime API secret (containers.runtime_alias)
         self._state = SandboxState.STARTING
         self.container_id: str | None = None
         self.address: str | None = None

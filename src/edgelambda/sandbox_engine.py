@@ -53,6 +53,7 @@ class SandboxEngine:
         self._runtime_api = runtime_api
         self._aws_env = dict(aws_env)
         self._by_address: dict[str, Sandbox] = {}
+        self._by_token: dict[str, Sandbox] = {}
         self._by_container: dict[str, Sandbox] = {}
         self._registered = asyncio.Condition()
 
@@ -75,11 +76,13 @@ class SandboxEngine:
             region=settings.region,
             host_cpus=os.cpu_count() or 1,
             aws_env=self._aws_env,
+            token=sandbox.token,
         )
         since_s = time.time()
         started = await self._backend.start(spec)
         sandbox.container_id = started.id
         self._by_container[started.id] = sandbox
+        self._by_token[sandbox.token] = sandbox
         return Running(started.address, since_s)
 
     async def restart(self, sandbox: Sandbox) -> Running:
@@ -107,6 +110,7 @@ class SandboxEngine:
     async def remove(self, sandbox: Sandbox) -> None:
         assert sandbox.container_id is not None
         self._by_container.pop(sandbox.container_id, None)
+        self._by_token.pop(sandbox.token, None)
         try:
             await self._backend.remove(sandbox.container_id)
         except EngineUnavailable as exc:
@@ -130,6 +134,19 @@ class SandboxEngine:
 
     def at(self, address: str) -> Sandbox | None:
         return self._by_address.get(address)
+
+    async def identify(self, address: str, token: str, wait_s: float) -> Sandbox | None:
+        """The sandbox whose token is ``token``, if it is the one at ``address``: a caller
+        must know the secret and call from its sandbox's address. A runtime may call before
+        its sandbox's address is registered: wait up to ``wait_s`` for that."""
+        found = self._by_token.get(token)
+        if found is None:
+            return None
+        if found.address is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s), self._registered:
+                    await self._registered.wait_for(lambda: found.address is not None)
+        return found if found.address == address else None
 
     async def wait_for(self, address: str, wait_s: float) -> Sandbox | None:
         """The sandbox at ``address``, waiting up to ``wait_s`` for it to be registered."""
