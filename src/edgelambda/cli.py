@@ -28,6 +28,7 @@ from edgelambda.errors import ConfigError, EdgeLambdaError
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.gateway import create_app
 from edgelambda.invoke_api import INVOKE_PATH
+from edgelambda.listener import ConnectionLimits, GuardedSite
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_routing
 
@@ -252,7 +253,8 @@ async def serve(settings: Settings, table: RoutingTable) -> None:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, settings.host, settings.port).start()
+            limits = ConnectionLimits.of(settings)
+            await GuardedSite(runner, limits, host=settings.host, port=settings.port).start()
             log.info("gateway listening", host=settings.host, port=settings.port)
             _warn_if_open(settings)
             await _until_signalled()

@@ -57,7 +57,13 @@ def create_app(
     """The gateway application: routed functions, the Invoke API, ``/health``, ``/metrics``,
     and the lifecycle. ``sink`` overrides where function logs go (by default VictoriaLogs
     when configured, else stdout)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_SYNC_PAYLOAD_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=MAX_SYNC_PAYLOAD_BYTES,
+        # A kept-alive connection's next request has the header-read bound too (the first
+        # one is bounded by the listener, see edgelambda.listener).
+        handler_args={"keepalive_timeout": settings.header_read_timeout_s},
+    )
     app[SERVER_KEY] = Server(settings, table, backend, sink)
     app.cleanup_ctx.append(_gateway_lifecycle)
     app.on_response_prepare.append(_identify_response)
