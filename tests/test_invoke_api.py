@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import jwt
@@ -27,9 +28,11 @@ from edgelambda.invoke_api import (
     function_name,
     invocation_type,
     is_authorised,
+    may_invoke,
     result_headers,
 )
 from edgelambda.sigv4 import SignedRequest
+from tests.fakes import function_spec
 
 REGION = "us-east-1"
 
@@ -168,3 +171,22 @@ def test_client_context_with_line_breaks_reaches_the_runtime_on_one_line() -> No
     text = client_context(base64.b64encode(decoded).decode())
 
     assert text == '{"custom":{"k":"v"}}'
+
+
+@pytest.mark.parametrize(
+    ("can_invoke", "is_production", "allowed"),
+    [
+        (None, False, {"billing", "orders"}),  # development: any function
+        (None, True, set()),  # production: none unless listed
+        (frozenset({"billing"}), False, {"billing"}),
+        (frozenset({"billing"}), True, {"billing"}),
+        (frozenset(), False, set()),
+    ],
+)
+def test_a_function_may_invoke_what_can_invoke_lists(
+    can_invoke: frozenset[str] | None, is_production: bool, allowed: set[str]
+) -> None:
+    caller = replace(function_spec(), name="orders", can_invoke=can_invoke)
+    settings = Settings(is_production=is_production)
+
+    assert {t for t in ("billing", "orders") if may_invoke(caller, t, settings=settings)} == allowed

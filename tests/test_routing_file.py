@@ -316,3 +316,18 @@ def test_resources_declare_buckets_and_tables() -> None:
     gsis = orders.properties["GlobalSecondaryIndexes"]
     assert isinstance(gsis, list)
     assert gsis[0]["IndexName"] == "by-user"
+
+
+def test_can_invoke_lists_the_functions_a_function_may_call() -> None:
+    table = parse(
+        """
+        functions:
+          orders: {handler: app.handler, can_invoke: [billing, orders]}
+          billing: {handler: app.handler, can_invoke: []}
+          reports: {handler: app.handler}
+        """
+    )
+
+    assert table.functions["orders"].can_invoke == frozenset({"billing", "orders"})
+    assert table.functions["billing"].can_invoke == frozenset()  # explicitly none
+    assert table.functions["reports"].can_invoke is None  # not set: the mode decides

@@ -13,6 +13,10 @@ from tests.routing_tables import BASE_DIR, CORS_FUNCTIONS, parse, table_of
 # --- validation: each error names file, line and key ------------------------------------------
 
 INVALID = [
+    pytest.param(
+        "functions:\n  f: {handler: a.b}\n  g:\n    handler: a.b\n    can_invoke: [f, h]\n",
+        5, "functions.g.can_invoke", "no function named 'h'", id="can-invoke-unknown",
+    ),
     pytest.param("functions:\n  f: {handler: a.b\n", 3, "(syntax)", "", id="yaml-syntax"),
     pytest.param("- a\n- b\n", 1, "(top level)", "must be a mapping", id="top-level-list"),
     pytest.param("functions: {}\nfunction: {}\n", 2, "function", "unknown key", id="top-key"),

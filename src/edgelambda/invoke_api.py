@@ -42,7 +42,7 @@ from edgelambda.invocation import (
 )
 from edgelambda.logs import tail
 from edgelambda.pool import Pool
-from edgelambda.routing import RoutingTable
+from edgelambda.routing import FunctionSpec, RoutingTable
 from edgelambda.sigv4 import SignedRequest
 
 log = structlog.get_logger(__name__)
@@ -165,6 +165,16 @@ def is_authorised(request: SignedRequest, *, settings: Settings, now_s: float) -
     return True
 
 
+def may_invoke(caller: FunctionSpec, target: str, *, settings: Settings) -> bool:
+    """Whether a sandbox of ``caller`` may invoke ``target`` (functions call functions
+    through ``AWS_ENDPOINT_URL_LAMBDA``): its ``can_invoke`` list when set; otherwise any
+    function in development mode and none in production mode. Its credentials do not
+    matter: every sandbox holds the box's keys."""
+    if caller.can_invoke is not None:
+        return target in caller.can_invoke
+    return not settings.is_production
+
+
 def result_headers(result: InvocationResult, log_tail: bytes | None) -> dict[str, str]:
     headers = {"X-Amz-Executed-Version": LATEST}
     if result.is_error:
@@ -188,10 +198,14 @@ class InvokeApi:
         response's ``x-amzn-RequestId`` header carries, as on AWS."""
         settings = self._backend.settings
         body = await read_body(request, _request_too_large)  # a signature covers it
-        self._authorise(request, body, settings)
+        caller = self._backend.pool.function_at(request.remote or "")
+        if caller is None:
+            self._authorise(request, body, settings)
         name = function_name(
             request.match_info["function"], request.query.get("Qualifier"), region=settings.region
         )
+        if caller is not None and not may_invoke(caller, name, settings=settings):
+            raise AccessDenied(f"function {caller.name!r} may not invoke {name!r} (can_invoke)")
         if name not in self._backend.table.functions:
             raise ResourceNotFound(f"Function not found: {function_arn(name, settings.region)}")
         kind = invocation_type(request.headers.get("X-Amz-Invocation-Type"))
@@ -210,9 +224,6 @@ class InvokeApi:
         return await self._run(name, invocation, wants_tail=_wants_tail(request))
 
     def _authorise(self, request: web.Request, body: bytes, settings: Settings) -> None:
-        # A function in the stack calls through AWS_ENDPOINT_URL_LAMBDA: it is already ours.
-        if self._backend.pool.has_sandbox_at(request.remote or ""):
-            return
         if not is_authorised(signed_request(request, body), settings=settings, now_s=time.time()):
             raise AccessDenied(
                 "Missing or invalid credentials (x-api-key, a JWT, or a SigV4 signature with"

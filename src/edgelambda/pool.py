@@ -197,6 +197,12 @@ class Pool:
         """Whether ``address`` is a running sandbox (a function calling back into the stack)."""
         return self._engine.at(address) is not None
 
+    def function_at(self, address: str) -> FunctionSpec | None:
+        """The function whose running sandbox has ``address`` (a function calling back into
+        the stack), if any."""
+        sandbox = self._engine.at(address)
+        return None if sandbox is None else sandbox.function
+
     async def sandbox_at(self, address: str, wait_s: float = 2.0) -> Sandbox | None:
         """The running sandbox whose container has ``address``. A runtime can poll before
         its start has been recorded, so wait briefly while any sandbox is starting."""

@@ -64,6 +64,9 @@ class FunctionSpec:
     min_warm: int
     idle_timeout_s: float | None  # None: use the global IDLE_TIMEOUT_MINUTES
     schedules: tuple[str, ...]  # raw "rate(...)" / "cron(...)" expressions
+    # The functions its sandboxes may invoke through the Invoke API; None: not set, so the
+    # mode decides (any in development, none in production).
+    can_invoke: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

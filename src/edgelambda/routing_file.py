@@ -65,7 +65,7 @@ _SETTING_KEYS = frozenset(
     {"runtime", "environment", "timeout", "memory", "max_concurrency", "idle_timeout"}
 )
 _DEFAULT_KEYS = _SETTING_KEYS
-_FUNCTION_KEYS = _SETTING_KEYS | {"handler", "code", "image", "min_warm", "schedule"}
+_FUNCTION_KEYS = _SETTING_KEYS | {"handler", "code", "image", "min_warm", "schedule", "can_invoke"}
 _ROUTE_KEYS = frozenset({"path", "method", "function", "auth", "payload", "cors"})
 _REQUIRED_ROUTE_KEYS = ("path", "method", "function")
 
@@ -172,10 +172,13 @@ def _read_functions(
     reader: Reader, node: Node | None, defaults: _Settings, base_dir: Path
 ) -> dict[str, FunctionSpec]:
     entries = reader.mapping(node, "functions")
-    return {
+    functions = {
         name: _read_function(reader, name, item, defaults, base_dir)
         for name, item in entries.items()
     }
+    for item in entries.values():
+        _check_can_invoke(reader, reader.mapping(item.node, item.key), functions)
+    return functions
 
 
 def _read_function(
@@ -205,6 +208,7 @@ def _read_function(
         min_warm=_read_min_warm(reader, items, max_concurrency),
         idle_timeout_s=first(own.idle_timeout_s, defaults.idle_timeout_s, default=None),
         schedules=_read_schedules(reader, items),
+        can_invoke=_read_can_invoke(reader, items),
     )
 
 
@@ -246,6 +250,27 @@ def _escape(code_dir: Path, base_dir: Path) -> str | None:
     if not resolved.is_relative_to(base_dir.resolve()):
         return f"resolves through a symlink to {resolved}; it {inside}"
     return None
+
+
+def _read_can_invoke(reader: Reader, items: Mapping[str, Item]) -> frozenset[str] | None:
+    item = items.get("can_invoke")
+    if item is None:
+        return None
+    if isinstance(item.node, SequenceNode) and not item.node.value:
+        return frozenset()  # explicitly none
+    return frozenset(name for name, _ in reader.strings(item))
+
+
+def _check_can_invoke(
+    reader: Reader, items: Mapping[str, Item], functions: Mapping[str, FunctionSpec]
+) -> None:
+    """Each name in ``can_invoke`` must be a function of this file."""
+    item = items.get("can_invoke")
+    if item is None or (isinstance(item.node, SequenceNode) and not item.node.value):
+        return
+    for name, node in reader.strings(item):
+        if name not in functions:
+            raise reader.error(node, item.key, f"no function named {name!r}")
 
 
 def _read_min_warm(reader: Reader, items: Mapping[str, Item], max_concurrency: int) -> int:
