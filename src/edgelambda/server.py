@@ -22,6 +22,7 @@ from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.event_worker import EventWorker
 from edgelambda.invocation import Invocation
 from edgelambda.invoke_api import InvokeApi
+from edgelambda.listener import ConnectionLimits, GuardedSite
 from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
@@ -170,9 +171,10 @@ class Server:
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=1.0,
+            keepalive_timeout=settings.header_read_timeout_s,
         )
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await GuardedSite(runner, ConnectionLimits.of(settings), sock=sock).start()
         self._runtime_runner = runner
         log.info("runtime api listening", address=self.runtime_api)
         # Buckets and tables first: recovered and scheduled events may run at once.
