@@ -1,6 +1,10 @@
-"""Random interleavings of callers, runtimes (right, wrong and gone) and the engine, against
-the pool over a fake backend: every invocation is settled once, within its bound, and only
-ever runs in a sandbox of its own function."""
+"""Random interleavings of callers, runtimes (each sandbox's own, one using another sandbox's
+name, and strangers) and the engine, against the pool behind its Runtime API over HTTP on
+127.0.0.1: every invocation is settled once, within its bound, and only ever runs in a
+sandbox of its own function.
+
+Every fake container gets the address 127.0.0.1, so sandboxes differ only by the secret name
+each calls the Runtime API by: the identity check is exercised on every request."""
 
 from __future__ import annotations
 
@@ -9,65 +13,65 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
+import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
+from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
-from edgelambda.errors import EdgeLambdaError
 from edgelambda.invocation import Invocation, InvocationResult
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
-from edgelambda.sandbox import Sandbox
-from tests.fakes import Clock, FakeBackend, function_spec
+from edgelambda.runtime_api import create_runtime_app
+from tests.fakes import RUNTIME_PATH, Clock, FakeBackend, function_spec
 
 FUNCTIONS = ("a", "b")
-TIMEOUT_S = 0.05  # each function's timeout
-QUEUE_WAIT_S = 0.1
-INIT_TIMEOUT_S = 0.05
+TIMEOUT_S = 0.1  # each function's timeout
+QUEUE_WAIT_S = 0.2
+INIT_TIMEOUT_S = 0.2
 SLACK_S = 0.05  # the pool's last-resort bound, shortened for the test
 BOUND_S = QUEUE_WAIT_S + INIT_TIMEOUT_S + TIMEOUT_S + SLACK_S
 LATENESS_S = 0.25  # a loaded test machine's timers may fire this late
+STRANGER = "runtime-" + "0" * 32 + ":9001"  # a well-formed name no sandbox has
 # The common steps of a working runtime appear more often than the faults between them.
 ACTIONS = (
     *("invoke", "invoke", "poll", "poll", "poll", "respond", "respond", "respond"),
-    *("error", "forge", "disconnect", "lose", "exit", "restart", "wait", "idle"),
+    *("error", "forge", "stranger", "disconnect", "exit", "restart", "wait", "idle"),
 )
 
 
 class Engine(FakeBackend):
-    """A fake engine whose containers can die, and which can restart (its event stream ends
-    and every container is gone)."""
+    """A fake engine (every container at 127.0.0.1) whose containers can die, and which can
+    restart: its event stream ends and every container is gone."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.address_of: dict[str, str] = {}
-        self.restarted = asyncio.Event()
+        super().__init__(address="127.0.0.1")
+        self.host_of: dict[str, str] = {}  # container -> the name its runtime calls by
+        self.function_of: dict[str, str] = {}
+        self.restarted_engine = asyncio.Event()
 
     async def start(self, spec: ContainerSpec) -> StartedContainer:
         started = await super().start(spec)
-        self.address_of[started.id] = started.address
+        self.host_of[started.id] = spec.env["AWS_LAMBDA_RUNTIME_API"]
+        self.function_of[started.id] = spec.env["AWS_LAMBDA_FUNCTION_NAME"]
         return started
 
-    async def restart(self, container_id: str) -> str:
-        self.address_of[container_id] = await super().restart(container_id)
-        return self.address_of[container_id]
-
     async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
-        while not self.restarted.is_set():
+        while not self.restarted_engine.is_set():
             get = asyncio.ensure_future(self.exit_events.get())
-            restart = asyncio.ensure_future(self.restarted.wait())
+            restart = asyncio.ensure_future(self.restarted_engine.wait())
             done, _ = await asyncio.wait({get, restart}, return_when=asyncio.FIRST_COMPLETED)
             get.cancel()
             restart.cancel()
             if get in done and not get.cancelled():
                 yield get.result()
-        self.restarted.clear()
+        self.restarted_engine.clear()
 
     def restart_engine(self) -> None:
-        self.removed.extend(self.address_of)  # every container stopped with the engine
-        self.restarted.set()
+        self.removed.extend(self.host_of)  # every container stopped with the engine
+        self.restarted_engine.set()
 
 
 @dataclass
@@ -81,47 +85,48 @@ class Call:
 
 @dataclass
 class World:
-    """The pool, the engine, the callers and what each sandbox's runtime holds."""
+    """The pool behind its Runtime API, the engine, the callers, and what each container's
+    runtime holds."""
 
     pool: Pool
     engine: Engine
+    http: aiohttp.ClientSession
     calls: list[Call] = field(default_factory=list)
-    polls: dict[str, asyncio.Task[Invocation]] = field(default_factory=dict)  # by container
-    held: dict[str, tuple[Sandbox, Invocation]] = field(default_factory=dict)  # by container
-    accepted: dict[str, bytes] = field(default_factory=dict)  # request id -> what was answered
-    delivered_to: dict[str, Sandbox] = field(default_factory=dict)  # request id -> sandbox
+    polls: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # by container
+    held: dict[str, str] = field(default_factory=dict)  # container -> request id it holds
+    accepted: dict[str, bytes] = field(default_factory=dict)  # request id -> its answer
     misplaced: list[str] = field(default_factory=list)  # ran in another function's sandbox
+    forged: list[str] = field(default_factory=list)  # answers accepted for another's call
 
     def container(self, n: int) -> str | None:
-        ids = list(self.engine.address_of)
+        ids = list(self.engine.host_of)
         return ids[n % len(ids)] if ids else None
 
-    async def sandbox(self, container_id: str) -> Sandbox | None:
-        return await self.pool.sandbox_at(self.engine.address_of[container_id], wait_s=0.0)
+    async def poll(self, container_id: str) -> None:
+        """The container's runtime asks for work; what it gets, it holds."""
+        host = self.engine.host_of[container_id]
+        async with self.http.get(f"{RUNTIME_PATH}/invocation/next", headers={"Host": host}) as r:
+            await r.read()
+            if r.status != 200:
+                return
+            request_id = r.headers["Lambda-Runtime-Aws-Request-Id"]
+        call = next(c for c in self.calls if c.invocation.request_id == request_id)
+        if call.function != self.engine.function_of[container_id]:
+            self.misplaced.append(request_id)
+        self.held[container_id] = request_id
 
-    def collect(self) -> None:
-        """Polls that ended: what they delivered is now held by that sandbox's runtime."""
-        for container_id, task in list(self.polls.items()):
-            if not task.done():
-                continue
-            del self.polls[container_id]
-            if task.cancelled() or task.exception() is not None:
-                continue
-            invocation = task.result()
-            self.held[container_id] = (self.delivered_to[invocation.request_id], invocation)
-
-
-async def poll(world: World, sandbox: Sandbox) -> Invocation:
-    invocation = await world.pool.next_invocation(sandbox)
-    world.delivered_to[invocation.request_id] = sandbox
-    call = next(c for c in world.calls if c.invocation is invocation)
-    if sandbox.function.name != call.function:
-        world.misplaced.append(invocation.request_id)
-    return invocation
+    async def post(self, container_id: str | None, request_id: str, kind: str) -> int:
+        host = STRANGER if container_id is None else self.engine.host_of[container_id]
+        path = f"{RUNTIME_PATH}/invocation/{request_id}/{kind}"
+        body = f'"{kind} from {container_id}"'.encode()
+        async with self.http.post(path, data=body, headers={"Host": host}) as reply:
+            await reply.read()
+            if reply.status == 202:
+                self.accepted[request_id] = body
+            return reply.status
 
 
 async def act(world: World, action: str, n: int) -> None:  # noqa: C901 - one case per action
-    world.collect()
     container_id = world.container(n)
     if action == "invoke":
         function = FUNCTIONS[n % len(FUNCTIONS)]
@@ -139,40 +144,32 @@ async def act(world: World, action: str, n: int) -> None:  # noqa: C901 - one ca
         world.pool.reap(clock.now_s)
     elif action == "restart":
         world.engine.restart_engine()
+    elif action == "stranger" and world.calls:
+        request_id = world.calls[n % len(world.calls)].invocation.request_id
+        assert await world.post(None, request_id, "response") == 403
+        async with world.http.get(
+            f"{RUNTIME_PATH}/invocation/next", headers={"Host": "127.0.0.1:9001"}
+        ) as reply:
+            assert reply.status == 403  # the right address, but not a sandbox's name
     elif container_id is None:
         return
     elif action == "exit":
         world.engine.exit_events.put_nowait(ContainerExit(container_id, 1, is_oom=n % 2 == 0))
-    elif action == "poll":
-        sandbox = await world.sandbox(container_id)
-        if sandbox is not None and container_id not in world.polls:
-            world.polls[container_id] = asyncio.create_task(poll(world, sandbox))
+    elif action == "poll" and container_id not in world.polls:
+        world.polls[container_id] = asyncio.create_task(world.poll(container_id))
+        world.polls[container_id].add_done_callback(lambda _: world.polls.pop(container_id))
     elif action == "disconnect" and container_id in world.polls:
-        world.polls.pop(container_id).cancel()  # the runtime vanished while polling
-    elif action in ("respond", "error", "lose") and container_id in world.held:
-        sandbox, invocation = world.held.pop(container_id)
-        answer(world, action, sandbox, invocation, n)
+        world.polls[container_id].cancel()  # the runtime vanished while polling
+    elif action in ("respond", "error") and container_id in world.held:
+        kind = "response" if action == "respond" else "error"
+        await world.post(container_id, world.held.pop(container_id), kind)
     elif action == "forge" and world.held:
-        victim = next(iter(world.held.values()))[1]
-        sandbox = await world.sandbox(container_id)
-        if sandbox is not None and sandbox.current is not victim:
-            with pytest.raises(EdgeLambdaError):  # another sandbox's invocation: refused
-                world.pool.respond(sandbox, victim.request_id, b'"forged"')
-
-
-def answer(world: World, action: str, sandbox: Sandbox, invocation: Invocation, n: int) -> None:
-    if action == "lose":  # delivered, but the runtime never got it
-        world.pool.undeliverable(sandbox, invocation)
-        return
-    payload = f'"answer {n}"'.encode()
-    try:
-        if action == "respond":
-            world.pool.respond(sandbox, invocation.request_id, payload)
-        else:
-            world.pool.fail(sandbox, invocation.request_id, payload, "Handler.Error")
-    except EdgeLambdaError:
-        return  # too late (timed out, sandbox retired): refused, as it should be
-    world.accepted[invocation.request_id] = payload
+        owner, request_id = next(iter(world.held.items()))
+        if owner != container_id and await world.post(container_id, request_id, "response") in (
+            200,
+            202,
+        ):
+            world.forged.append(request_id)
 
 
 def make_pool(engine: Engine) -> Pool:
@@ -190,7 +187,7 @@ def make_pool(engine: Engine) -> Pool:
             stopped_retention_s=600,
             reap_interval_s=3600,
         ),
-        runtime_api="10.0.0.1:9001",
+        runtime_api="127.0.0.1:9001",
         clock=Clock(),
         sink=RecordingSink(),
     )
@@ -198,20 +195,23 @@ def make_pool(engine: Engine) -> Pool:
 
 async def scenario(actions: list[tuple[str, int]]) -> World:
     engine = Engine()
-    world = World(make_pool(engine), engine)
-    await world.pool.start()
-    for action, n in actions:
-        await act(world, action, n)
-        for _ in range(3):  # let starts, polls and exits the action set off go on
-            await asyncio.sleep(0)
-    await asyncio.wait(
-        [c.task for c in world.calls] or [asyncio.ensure_future(asyncio.sleep(0))],
-        timeout=BOUND_S + LATENESS_S + 0.5,
-    )
-    world.collect()
-    for task in world.polls.values():
-        task.cancel()
-    await world.pool.close()
+    pool = make_pool(engine)
+    server = TestServer(create_runtime_app(pool, region="us-east-1"))
+    await server.start_server()
+    async with aiohttp.ClientSession(f"http://{server.host}:{server.port}") as http:
+        world = World(pool, engine, http)
+        await pool.start()
+        for action, n in actions:
+            await act(world, action, n)
+            await asyncio.sleep(0.001)  # let the starts, polls and exits it set off go on
+        await asyncio.wait(
+            [c.task for c in world.calls] or [asyncio.ensure_future(asyncio.sleep(0))],
+            timeout=BOUND_S + LATENESS_S + 0.5,
+        )
+        for task in list(world.polls.values()):
+            task.cancel()
+        await pool.close()
+    await server.close()
     return world
 
 
@@ -221,8 +221,13 @@ def short_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("edgelambda.sandbox_engine.WATCH_BACKOFF_S", (0.001,))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 7)), max_size=30))
+# A runtime polling again while it holds an invocation (a handler calling its own Runtime
+# API), a runtime answering another sandbox's invocation, and a stranger, always tried:
+@example([("invoke", 0), ("poll", 0), ("wait", 0), ("invoke", 0), ("poll", 0), ("wait", 0)])
+@example([("invoke", 0), ("invoke", 1), ("poll", 0), ("poll", 1), ("wait", 0), ("forge", 1)])
+@example([("invoke", 0), ("poll", 0), ("wait", 0), ("stranger", 0), ("respond", 0)])
 def test_every_invocation_is_settled_once_in_time_and_in_its_own_function(
     actions: list[tuple[str, int]],
 ) -> None:
@@ -236,3 +241,4 @@ def test_every_invocation_is_settled_once_in_time_and_in_its_own_function(
             # The runtime's accepted answer is the one the caller got: never overwritten.
             assert call.task.result().payload == world.accepted[call.invocation.request_id]
     assert world.misplaced == []
+    assert world.forged == []  # no sandbox answered another's invocation
