@@ -16,7 +16,7 @@ export EDGELAMBDA_STANDINS := $(call env_value,EDGELAMBDA_STANDINS)
 
 .PHONY: help install engine base-images stack-images dind-image run check-settings up down \
 	dind dind-down \
-	test check lint types unit bench clean
+	test check lint types unit bench soak clean
 
 help:
 	@echo "make run          run the gateway on :8000 with the local runtime base"
@@ -27,6 +27,8 @@ help:
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
 	@echo "make bench        gateway vs raw engine costs, one JSON report"
+	@echo "make soak         mixed and hostile traffic for SOAK_MINUTES (10), one JSON report;"
+	@echo "                  restarts the engine midway (SOAK_ARGS=--no-engine-restart: not)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -120,6 +122,10 @@ check: lint types test
 
 bench: install base-images
 	$(BIN)/python bench/pool_bench.py
+
+SOAK_MINUTES ?= 10
+soak: install base-images
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
