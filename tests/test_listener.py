@@ -138,3 +138,33 @@ def test_the_end_of_the_headers_is_found_across_reads(
     scan = HeaderScan()
 
     assert [scan.feed(data) for data in reads][-1] is is_complete
+
+
+async def raw_from(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+
+
+async def test_one_address_cannot_take_every_connection(listen: Listen) -> None:
+    # 127.0.0.2 stands for a slow client: its half-sent requests are held, up to its own cap.
+    limits = ConnectionLimits(
+        header_read_timeout_s=30, max_connections=4, max_connections_per_address=2
+    )
+    port = await listen(limits)
+    held = [await raw_from("127.0.0.2", port) for _ in range(2)]
+    await asyncio.sleep(0.05)
+
+    third_reader, third_writer = await raw_from("127.0.0.2", port)
+    refused = await read_all(third_reader)
+    third_writer.close()
+    served = await get(port)  # from 127.0.0.1: not locked out by 127.0.0.2
+    held[0][1].close()
+    await asyncio.sleep(0.05)
+    again_reader, again_writer = await raw_from("127.0.0.2", port)
+    again_writer.write(REQUEST)
+    after_one_closed = await asyncio.wait_for(again_reader.readuntil(b"hello"), 2)
+    for _, writer in [*held, (again_reader, again_writer)]:
+        writer.close()
+
+    assert refused.startswith(b"HTTP/1.1 503 ")
+    assert served == (200, "hello")
+    assert after_one_closed.startswith(b"HTTP/1.1 200")

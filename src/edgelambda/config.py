@@ -109,9 +109,11 @@ class Settings:
     login_failure_window_s: float = 60.0
     login_throttle_addresses: int = 10_000
     # Slow clients: time to send a request's headers (also the idle keep-alive time), and
-    # connections open at once on each listener; beyond it a new one gets 503 and is closed.
+    # connections open at once on each listener; beyond it a new one gets 503 and is closed;
+    # and of those, connections open at once from one client address (503 beyond it too).
     header_read_timeout_s: float = 10.0
     max_connections: int = 1000
+    max_connections_per_address: int = 250
     log_format: str = "console"
 
     @classmethod
@@ -202,6 +204,9 @@ class Settings:
                 env, "EDGELAMBDA_HEADER_READ_TIMEOUT_S", 10.0, _positive_float
             ),
             max_connections=_read(env, "EDGELAMBDA_MAX_CONNECTIONS", 1000, _positive_int),
+            max_connections_per_address=_read(
+                env, "EDGELAMBDA_MAX_CONNECTIONS_PER_ADDRESS", 250, _positive_int
+            ),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
         )
         if not env.get("EDGELAMBDA_STACK", "").strip():

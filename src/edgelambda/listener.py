@@ -1,7 +1,9 @@
 """The HTTP listeners' guard against slow and numerous clients (slowloris): a connection must
 send its first request's headers within ``header_read_timeout_s`` or it is closed, and at most
 ``max_connections`` are open at once; beyond that a new connection gets 503 and is closed at
-once, while the open ones are served. aiohttp has no header-read timeout and no connection cap
+once, while the open ones are served; and one client address may hold at most
+``max_connections_per_address`` of them, so that one slow or greedy client cannot take the
+whole cap from the others. aiohttp has no header-read timeout and no connection cap
 (its ``keepalive_timeout`` only bounds idle time between requests, and only 3.14 arms it at
 connect: aio-libs/aiohttp#13681), so :class:`GuardedSite` wraps the protocol factory that
 ``web.TCPSite`` would hand to ``loop.create_server``. Later requests on a kept-alive connection
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,10 +40,15 @@ HEADER_TIMEOUT = (
 class ConnectionLimits:
     header_read_timeout_s: float
     max_connections: int
+    max_connections_per_address: int | None = None  # None: only the listener's cap
 
     @classmethod
     def of(cls, settings: Settings) -> ConnectionLimits:
-        return cls(settings.header_read_timeout_s, settings.max_connections)
+        return cls(
+            settings.header_read_timeout_s,
+            settings.max_connections,
+            settings.max_connections_per_address,
+        )
 
 
 class HeaderScan:
@@ -56,16 +64,34 @@ class HeaderScan:
 
 
 class ConnectionGuard:
-    """A protocol factory around aiohttp's: counts open connections, refuses beyond the cap
-    and times out the first request's headers."""
+    """A protocol factory around aiohttp's: counts open connections, in all and per client
+    address, refuses beyond either cap and times out the first request's headers."""
 
     def __init__(self, factory: Callable[[], asyncio.Protocol], limits: ConnectionLimits) -> None:
         self.limits = limits
         self.factory = factory
         self.open_connections = 0
+        self.open_by_address: Counter[str] = Counter()
 
     def __call__(self) -> asyncio.Protocol:
         return _GuardedProtocol(self)
+
+    def admit(self, address: str) -> bool:
+        """Count a new connection from ``address`` in, unless a cap is reached."""
+        per_address = self.limits.max_connections_per_address
+        if self.open_connections >= self.limits.max_connections or (
+            per_address is not None and self.open_by_address[address] >= per_address
+        ):
+            return False
+        self.open_connections += 1
+        self.open_by_address[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.open_connections -= 1
+        self.open_by_address[address] -= 1
+        if self.open_by_address[address] <= 0:
+            del self.open_by_address[address]  # the table holds open addresses only
 
 
 class _GuardedProtocol(asyncio.Protocol):
@@ -75,15 +101,17 @@ class _GuardedProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._scan = HeaderScan()
+        self._address = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         guard = self._guard
-        if guard.open_connections >= guard.limits.max_connections:
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else ""
+        if not guard.admit(self._address):
             transport.write(TOO_MANY_CONNECTIONS)
             transport.close()
             return
-        guard.open_connections += 1
         self._transport = transport
         self._timer = asyncio.get_running_loop().call_later(
             guard.limits.header_read_timeout_s, self._headers_timed_out
@@ -113,7 +141,7 @@ class _GuardedProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._inner is None:
             return
-        self._guard.open_connections -= 1
+        self._guard.release(self._address)
         if self._timer is not None:
             self._timer.cancel()
         inner, self._inner = self._inner, None
