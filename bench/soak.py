@@ -114,6 +114,8 @@ class Tally:
     doubled: list[str] = field(default_factory=list)
     # (second of the run, whether the connection cap refused it) per legitimate request.
     cap_refusals: list[tuple[int, bool]] = field(default_factory=list)
+    # The first body seen per kind and status, to tell a 500 or a 503 from another.
+    first_bodies: dict[str, str] = field(default_factory=dict)
 
     def answered(self, kind: str, status: int | str) -> None:
         self.by_status[str(status)] += 1
@@ -166,6 +168,9 @@ class Clients:
             self.tally.answered(kind, f"lost:{type(exc).__name__}")
             return None
         self.tally.answered(kind, answer.status)
+        self.tally.first_bodies.setdefault(
+            f"{kind} {answer.status}", answer.body[:160].decode("utf-8", "replace")
+        )
         is_cap = answer.status == 503 and b"Too many connections" in answer.body
         self.tally.cap_refusals.append((int(time.monotonic() - self.started), is_cap))
         return answer
@@ -173,6 +178,9 @@ class Clients:
     def check_echo(self, kind: str, answer: Answer | None, sent_id: str) -> None:
         """A 200 from an answering function must echo the id sent, exactly once."""
         if answer is None or answer.status != 200:
+            return
+        if "X-Amz-Function-Error" in answer.headers:  # the Invoke API's function error: no echo
+            self.tally.answered(f"{kind}:function_error", answer.status)
             return
         ids = {answer.headers.get("x-amzn-RequestId", "")}
         try:
@@ -266,7 +274,12 @@ async def fault_traffic(run: Run, *, through: str) -> None:
             )  # fmt: skip
         if fault in ("flood", "poll_next"):
             run.clients.check_echo(kind, answer, caller_id)
-        if fault == "poll_next" and answer is not None and answer.status == 200:
+        if (
+            fault == "poll_next"
+            and answer is not None
+            and answer.status == 200
+            and ("X-Amz-Function-Error" not in answer.headers)
+        ):
             next_status = json.loads(answer.body).get("next_status")
             run.runtime_api_next[str(next_status)] += 1
         await pause_after(answer, 0.2)
@@ -765,6 +778,9 @@ def assemble(
         "answered_twice_examples": (tally.doubled + tally.mismatched)[:10],
         "not_sent_connect_failed": dict(tally.not_sent),
         "by_kind": {k: dict(sorted(v.items())) for k, v in sorted(tally.by_kind.items())},
+        "first_body_by_kind_and_status": {
+            k: v for k, v in sorted(tally.first_bodies.items()) if not k.endswith(" 200")
+        },
         "events": events,
         "health": {
             "polls": sum(run.health_status.values()),
