@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,13 +24,35 @@ from edgelambda.containers import LABEL_STACK
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.gateway import SERVER_KEY, create_app
 from edgelambda.logs import RecordingSink
-from edgelambda.routing_file import parse_routing
+from edgelambda.routing_file import load_routing
 
 TEST_FUNCTIONS = Path(__file__).parent / "functions"
 REPO_ROOT = Path(__file__).parent.parent
 BASE_IMAGE = os.environ.get("EDGELAMBDA_TEST_BASE_IMAGE", "edgelambda/runtime-python:local")
+# What a box's functions/ holds: the repository's example (hello) and the test functions.
+FUNCTION_SOURCES = (REPO_ROOT / "functions", TEST_FUNCTIONS)
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]
+
+
+def function_code(name: str) -> str:
+    """The ``code:`` of function directory `name` in a box (:func:`lay_out_box`): relative to
+    the routing file, as a user writes it."""
+    return f"functions/{name}"
+
+
+def lay_out_box(box: Path, routing_name: str, text: str) -> Path:
+    """Lay ``box`` out as a deployment: the routing file `routing_name` (returned) with, beside
+    it, ``functions/`` holding a copy of each function in :data:`FUNCTION_SOURCES`, since
+    ``code:`` must lie inside the routing file's directory. The copy is made once per box, so
+    the gateways of one test share it, edits included."""
+    functions = box / "functions"
+    if not functions.exists():
+        for source in FUNCTION_SOURCES:
+            shutil.copytree(source, functions, dirs_exist_ok=True)
+    routing = box / routing_name
+    routing.write_text(text)
+    return routing
 
 
 def routing_text(functions: dict[str, dict[str, object]], routes: list[dict[str, object]]) -> str:
@@ -47,7 +70,7 @@ def one_function(code: Path | str, *, path: str = "/fn", **function: object) -> 
 def lifecycle_routing(**function: object) -> str:
     """:func:`one_function` serving the `lifecycle` test function, which reports (or sleeps,
     crashes, runs out of memory) as its ``?action=`` asks."""
-    return one_function(TEST_FUNCTIONS / "lifecycle", **function)
+    return one_function(function_code("lifecycle"), **function)
 
 
 async def report(client: TestClient, query: str = "") -> dict[str, object]:
@@ -82,6 +105,16 @@ async def stack_containers(docker: aiodocker.Docker, stack: str) -> list[str]:
     return [c.id for c in found]
 
 
+async def remove_container(docker: aiodocker.Docker, container_id: str) -> None:
+    """Force-remove a leftover; one the engine is already removing (a request the killed
+    gateway sent last) or has removed is gone either way."""
+    try:
+        await docker.containers.container(container_id).delete(force=True)
+    except aiodocker.DockerError as exc:
+        if exc.status not in (404, 409):
+            raise
+
+
 @pytest.fixture
 async def gateway(
     docker: aiodocker.Docker,
@@ -89,7 +122,8 @@ async def gateway(
     tmp_path: Path,
 ) -> AsyncIterator[GatewayFactory]:
     """Factory: ``await gateway(routing_yaml_text, **settings)`` -> a client of a gateway
-    started in-process, with its own network and stack label. On teardown it checks that the
+    started in-process, with its own network and stack label, its routing file
+    ``tmp_path/routing.yaml`` in a box (:func:`lay_out_box`). On teardown it checks that the
     gateway left no container behind, then removes the network."""
     stack = f"test-{uuid.uuid4().hex[:10]}"
     network = f"edgelambda-{stack}"
@@ -99,10 +133,8 @@ async def gateway(
     async def start(
         text: str, *, reachable_from_functions: bool = False, **overrides: object
     ) -> TestClient:
-        routing = tmp_path / "routing.yaml"
-        routing.write_text(textwrap.dedent(text))
-        # Relative code paths in test tables mean the repository's (functions/hello).
-        table = parse_routing(routing.read_text(), source=str(routing), base_dir=REPO_ROOT)
+        routing = lay_out_box(tmp_path, "routing.yaml", textwrap.dedent(text))
+        table = load_routing(routing)  # as `serve` reads it
         server_kwargs: dict[str, object] = {}
         if reachable_from_functions:
             # Functions calling back (AWS_ENDPOINT_URL_LAMBDA) reach the gateway through the
@@ -142,7 +174,7 @@ async def gateway(
         await backend.close()
     leftovers = await stack_containers(docker, stack)
     for container_id in leftovers:
-        await docker.containers.container(container_id).delete(force=True)
+        await remove_container(docker, container_id)
     for net in await docker.networks.list(filters={"name": network}):
         await (await docker.networks.get(net["Id"])).delete()
     assert leftovers == [], f"the gateway left containers behind: {leftovers}"
@@ -163,8 +195,9 @@ Starter = Callable[..., Awaitable[Server]]
 @pytest.fixture
 async def serve_factory(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[Starter]:
     """Factory: ``await serve_factory(routing_yaml_text, env=..., log=path)`` starts
-    `python -m edgelambda serve` as a real process; the processes of one test share a stack
-    and a data directory, as restarts of one gateway do. Teardown kills what still runs and
+    `python -m edgelambda serve` as a real process, its routing file in a box
+    (:func:`lay_out_box`); the processes of one test share a stack, a data directory and the
+    box, as restarts of one gateway do. Teardown kills what still runs and
     removes the containers and the network."""
     stack = f"test-{uuid.uuid4().hex[:10]}"
     processes: list[asyncio.subprocess.Process] = []
@@ -172,8 +205,7 @@ async def serve_factory(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterat
     async def start(
         text: str, *, env: dict[str, str] | None = None, log: Path | None = None
     ) -> Server:
-        routing = tmp_path / "serve-routing.yaml"
-        routing.write_text(text)
+        routing = lay_out_box(tmp_path, "serve-routing.yaml", text)
         port = unused_port()
         environment = {
             **os.environ,
@@ -205,7 +237,7 @@ async def serve_factory(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterat
             process.kill()
             await process.wait()
     for container_id in await stack_containers(docker, stack):
-        await docker.containers.container(container_id).delete(force=True)
+        await remove_container(docker, container_id)
     for net in await docker.networks.list(filters={"name": f"edgelambda-{stack}"}):
         await (await docker.networks.get(net["Id"])).delete()
 

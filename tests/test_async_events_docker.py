@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 
 from edgelambda.gateway import SERVER_KEY
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, Server, Starter, ran_echo, routing_text
+from tests.conftest import GatewayFactory, Server, Starter, function_code, ran_echo, routing_text
 
 pytestmark = pytest.mark.docker
 
-SDK = str(TEST_FUNCTIONS / "sdk")
+SDK = function_code("sdk")
 API_KEY = "dev-api-key-change-in-production"
 CONCURRENCY = 4
 RAN = re.compile(r"ran event (\d+)")

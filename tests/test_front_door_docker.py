@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from edgelambda.gateway import SERVER_KEY
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, one_function, routing_text
+from tests.conftest import TEST_FUNCTIONS, GatewayFactory, function_code, one_function, routing_text
 
 pytestmark = pytest.mark.docker
 
-RESPONSES = str(TEST_FUNCTIONS / "responses")
+RESPONSES = function_code("responses")
 API_KEY = "dev-api-key-change-in-production"
 
 
@@ -153,7 +153,7 @@ async def test_a_streamed_response_reaches_the_client_chunk_by_chunk(
 ) -> None:
     function = {
         "runtime": "provided.al2023",
-        "code": str(TEST_FUNCTIONS / "streaming"),
+        "code": function_code("streaming"),
         "handler": "bootstrap.none",
     }
     route = {"path": "/stream", "method": "GET", "function": "stream", "auth": "none"}

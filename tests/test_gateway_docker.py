@@ -11,15 +11,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from edgelambda.gateway import SERVER_KEY
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text, stack_containers
+from tests.conftest import GatewayFactory, function_code, routing_text, stack_containers
 from tests.gateway_box import RawHttp
 
 pytestmark = pytest.mark.docker
 
 HELLO = routing_text(
     {
-        "hello": {"handler": "app.handler", "code": "functions/hello"},
-        "boom": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "boom")},
+        "hello": {"handler": "app.handler", "code": function_code("hello")},
+        "boom": {"handler": "app.handler", "code": function_code("boom")},
     },
     [
         {"path": "/hello/{name}", "method": "GET", "function": "hello", "auth": "none"},
@@ -119,7 +119,7 @@ async def test_a_missing_base_image_is_a_clear_503(gateway: GatewayFactory) -> N
 
 
 WHO_AM_I = routing_text(
-    {"me": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "responses")}},
+    {"me": {"handler": "app.handler", "code": function_code("responses")}},
     [
         {"path": "/me/v1", "method": "GET", "function": "me", "auth": "jwt"},
         {"path": "/me/v2", "method": "GET", "function": "me", "auth": "jwt", "payload": "2.0"},
@@ -150,7 +150,7 @@ async def test_a_jwt_routes_handler_sees_the_user_as_cognito_did(gateway: Gatewa
 
 
 FRAMING = routing_text(
-    {"framing": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "framing")}},
+    {"framing": {"handler": "app.handler", "code": function_code("framing")}},
     [
         {"path": "/framing/v1", "method": "GET", "function": "framing", "auth": "none"},
         {

@@ -17,11 +17,11 @@ import botocore.config
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, ran_echo, routing_text
+from tests.conftest import GatewayFactory, function_code, ran_echo, routing_text
 
 pytestmark = pytest.mark.docker
 
-SDK = str(TEST_FUNCTIONS / "sdk")
+SDK = function_code("sdk")
 FUNCTIONS = {
     "echo": {"handler": "app.echo", "code": SDK},
     "fail": {"handler": "app.fail", "code": SDK},
@@ -90,7 +90,7 @@ async def test_tail_returns_the_invocations_log(gateway: GatewayFactory) -> None
     assert "Init Duration: " in report  # the first call was a cold start
 
 
-CHATTER = {"chatter": {"handler": "app.handler", "code": str(TEST_FUNCTIONS / "chatter"),
+CHATTER = {"chatter": {"handler": "app.handler", "code": function_code("chatter"),
                        "max_concurrency": 4, "min_warm": 4}}  # fmt: skip
 
 

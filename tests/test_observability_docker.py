@@ -16,11 +16,11 @@ from aiohttp.test_utils import TestClient, unused_port
 
 from edgelambda.gateway import SERVER_KEY
 from edgelambda.tracing import trace_root
-from tests.conftest import TEST_FUNCTIONS, GatewayFactory, routing_text
+from tests.conftest import GatewayFactory, function_code, routing_text
 
 pytestmark = pytest.mark.docker
 
-OBSERVE = str(TEST_FUNCTIONS / "observe")
+OBSERVE = function_code("observe")
 API_KEY = "dev-api-key-change-in-production"
 Line = dict[str, object]
 

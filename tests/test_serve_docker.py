@@ -12,7 +12,7 @@ import aiodocker
 import aiohttp
 import pytest
 
-from tests.conftest import TEST_FUNCTIONS, Server, Starter, routing_text, stack_containers
+from tests.conftest import Server, Starter, function_code, routing_text, stack_containers
 
 pytestmark = pytest.mark.docker
 
@@ -21,7 +21,7 @@ LIFECYCLE = routing_text(
     {
         "fn": {
             "handler": "app.handler",
-            "code": str(TEST_FUNCTIONS / "lifecycle"),
+            "code": function_code("lifecycle"),
             "max_concurrency": 5,
         }
     },
