@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.config import Settings
+from edgelambda.containers import ContainerSpec, StartedContainer
 from edgelambda.errors import StreamBroken
 from edgelambda.invocation import MAX_RESPONSE_BYTES, Invocation, InvocationResult
 from edgelambda.logs import RecordingSink
@@ -401,3 +402,45 @@ async def test_a_caller_at_a_sandbox_s_address_without_its_name_gets_403_and_no_
     assert delivered.payload == b'"work"'
     await api.runtime.respond(delivered.request_id, "done")
     assert (await call).payload == b'"done"'
+
+
+class SlowToReport(FakeBackend):
+    """An engine whose container runs (its runtime may call) before `start` returns."""
+
+    def __init__(self) -> None:
+        super().__init__(address=LOOPBACK)
+        self.may_return = asyncio.Event()
+
+    async def start(self, spec: ContainerSpec) -> StartedContainer:
+        started = await super().start(spec)
+        await self.may_return.wait()
+        return started
+
+
+async def test_a_runtime_calling_before_its_start_is_recorded_is_served() -> None:
+    backend = SlowToReport()
+    pool = Pool(
+        functions={"fn": function_spec(max_concurrency=1)},
+        backend=backend,
+        settings=Settings(queue_size=10, shutdown_grace_s=0.1, reap_interval_s=3600),
+        runtime_api="127.0.0.1:9001",
+        clock=Clock(),
+        sink=RecordingSink(),
+    )
+    server = TestServer(create_runtime_app(pool, region=REGION))
+    await server.start_server()
+    runtime = FakeRuntime(f"{server.host}:{server.port}", backend)
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"early"')))
+    await backend.wait_started()
+
+    poll = asyncio.create_task(runtime.next())  # before the engine said the container runs
+    await asyncio.sleep(0.05)
+    backend.may_return.set()
+
+    delivered = await asyncio.wait_for(poll, timeout=2)
+    assert delivered.payload == b'"early"'
+    await runtime.respond(delivered.request_id, "done")
+    assert (await call).payload == b'"done"'
+    await pool.close()
+    await runtime.close()
+    await server.close()

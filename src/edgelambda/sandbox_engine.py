@@ -79,10 +79,15 @@ class SandboxEngine:
             token=sandbox.token,
         )
         since_s = time.time()
-        started = await self._backend.start(spec)
+        # Known before the container runs: its runtime may call before `start` returns.
+        self._by_token[sandbox.token] = sandbox
+        try:
+            started = await self._backend.start(spec)
+        except BaseException:
+            del self._by_token[sandbox.token]
+            raise
         sandbox.container_id = started.id
         self._by_container[started.id] = sandbox
-        self._by_token[sandbox.token] = sandbox
         return Running(started.address, since_s)
 
     async def restart(self, sandbox: Sandbox) -> Running:
