@@ -352,9 +352,11 @@ async def slow_clients(port: int, count: int, source: str) -> dict[str, Any]:
     held = 0
     most_held = 0
 
+    stop = asyncio.Event()
+
     async def one() -> None:
         nonlocal held, most_held
-        while True:
+        while not stop.is_set():
             try:
                 reader, writer = await asyncio.open_connection(
                     "127.0.0.1", port, local_addr=(source, 0)
@@ -374,12 +376,12 @@ async def slow_clients(port: int, count: int, source: str) -> dict[str, Any]:
             await asyncio.sleep(0.5 + random.random())
 
     tasks = [asyncio.create_task(one()) for _ in range(count)]
-    stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Bounded: a cancellation lost in a race must not keep the report from being printed.
+    await asyncio.wait(tasks, timeout=5)
     return {"clients": count, "source_address": source, "most_open_at_once": most_held, **stats}
 
 
@@ -389,7 +391,8 @@ async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> st
         writer.write(b"GET /soak/echo HTTP/1.1\r\nHost: soak\r\n")
         while True:
             try:
-                first = await asyncio.wait_for(reader.read(64), timeout=2)
+                async with asyncio.timeout(2):
+                    first = await reader.read(64)
             except TimeoutError:
                 writer.write(b"X-Slow: 1\r\n")
                 continue
@@ -410,8 +413,13 @@ async def slow_client_process(port: int, count: int) -> AsyncIterator[dict[str, 
         yield result
     finally:
         process.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-        result.update(json.loads(out or b"{}"))
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+            result.update(json.loads(out or b"{}"))
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            result["error"] = "the slow-client process did not stop within 60 s: killed"
 
 
 # -- the gateway and what it stores ----------------------------------------------------------
