@@ -13,7 +13,9 @@ import pytest
 
 from edgelambda.auth import issue_token
 from edgelambda.config import Settings
+from edgelambda.containers import ContainerSpec, StartedContainer
 from edgelambda.cors import CorsPolicy
+from edgelambda.errors import EngineUnavailable
 from edgelambda.invocation import MAX_RESPONSE_BYTES
 from edgelambda.routing import AuthMode, PayloadVersion
 from tests.fakes import function_spec
@@ -380,3 +382,24 @@ async def test_a_cors_routes_response_carries_its_origin(
     )
 
     assert response.headers.getall("Access-Control-Allow-Origin") == [allow_origin]
+
+
+async def test_an_invoke_the_engine_cannot_run_keeps_the_engine_s_words_to_the_log(
+    gateway: GatewayFactory,
+) -> None:
+    box = await gateway(route())
+
+    async def unreachable(spec: ContainerSpec) -> StartedContainer:
+        raise EngineUnavailable("Cannot connect to the Docker daemon at unix:///run/docker.sock")
+
+    box.backend.start = unreachable  # type: ignore[method-assign]
+    api_key = Settings().api_key
+    response = await box.client.post(
+        "/2015-03-31/functions/fn/invocations", data=b"{}", headers={"x-api-key": api_key}
+    )
+
+    assert response.status == 500
+    assert await response.json() == {
+        "Type": "Service",
+        "message": "The function could not be run: the box is unavailable",
+    }

@@ -291,7 +291,10 @@ class DockerBackend:
             )
         except (aiodocker.DockerError, aiohttp.ClientError):
             return None
-        peak = stats.get("memory_stats", {}).get("max_usage")
+        # A container that has just exited (crashed, OOM-killed) has no stats: null, or
+        # null/empty memory_stats.
+        memory = stats.get("memory_stats") if isinstance(stats, dict) else None
+        peak = memory.get("max_usage") if isinstance(memory, dict) else None
         return round(peak / 1024 / 1024) if isinstance(peak, int) else None
 
     async def running_containers(self, stack: str) -> set[str]:

@@ -236,7 +236,9 @@ class InvokeApi:
         except TooManyRequests as exc:
             raise TooManyRequestsService("Rate Exceeded.") from exc
         except EngineUnavailable as exc:
-            raise ServiceError(f"The function could not be run: {exc}") from exc
+            # The engine's own words (socket paths, network errors) stay in the log.
+            log.warning("invoke failed", function=name, error=str(exc))
+            raise ServiceError("The function could not be run: the box is unavailable") from exc
         if result.stream is not None:  # Invoke buffers what a streaming function sends
             collected = await _collect(result.stream)
             result = InvocationResult(collected) if collected is not None else too_large_result()
