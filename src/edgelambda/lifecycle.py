@@ -108,6 +108,19 @@ class Lifecycle:
         )
         await self._engine.register(sandbox, running.address)
 
+    def runtime_ready(self, sandbox: Sandbox) -> None:
+        """``sandbox``'s runtime polled for the first time: its start is over."""
+        ready_ms = (self._clock() - sandbox.started_s) * 1000
+        if sandbox.is_cold:
+            self._journal.initialised(sandbox, ready_ms)
+        log.info(
+            "runtime ready",
+            function=sandbox.function.name,
+            container=(sandbox.container_id or "")[:12],
+            start="cold" if sandbox.is_cold else "warm",
+            ready_ms=round(ready_ms, 1),
+        )
+
     def _abandon_start(self, pool: FunctionPool, sandbox: Sandbox, error: EdgeLambdaError) -> None:
         """A sandbox could not start: fail the invocation it was for, and every waiting one
         when no other sandbox is left to serve them (also when a reload or shutdown retired

@@ -32,13 +32,25 @@ from edgelambda.lifecycle import Lifecycle
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
 from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import FunctionPool, Sandbox, SandboxState, sandboxes_to_start
+from edgelambda.sandbox import (
+    FunctionPool,
+    Sandbox,
+    SandboxState,
+    check_payload_budget,
+    pools_snapshot,
+    sandboxes_to_start,
+)
 from edgelambda.sandbox_engine import SandboxEngine
 from edgelambda.tasks import LoopRegistry, TaskSet, start_loop
 
 log = structlog.get_logger(__name__)
 
 ANSWER_SLACK_S = 5.0  # beyond every bound on an invocation, before its caller is answered anyway
+
+
+def answer_bound_s(settings: Settings, function: FunctionSpec) -> float:
+    """The longest a caller can wait: queued, then a start, then the function's timeout."""
+    return settings.queue_wait_s + settings.init_timeout_s + function.timeout_s + ANSWER_SLACK_S
 
 
 class Pool:
@@ -91,12 +103,13 @@ class Pool:
         pool = self._pool(function_name)
         if self._is_closing:
             raise EngineUnavailable("the gateway is shutting down")
-        self._check_payload_budget(invocation)
+        budget_bytes = self._settings.queued_payload_mb * 1024 * 1024
+        check_payload_budget(self._pools.values(), len(invocation.payload), budget_bytes)
         pool.enqueue(invocation)
         self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)
         try:
-            async with asyncio.timeout(self._answer_bound_s(pool.function)):
+            async with asyncio.timeout(answer_bound_s(self._settings, pool.function)):
                 return await asyncio.shield(invocation.result)
         except TimeoutError:
             # Every path answers before this (queue wait, init timeout, deadline): reaching it
@@ -108,18 +121,6 @@ class Pool:
             # The caller went away (client disconnect): a still-queued invocation is dropped.
             if not invocation.result.done() and pool.withdraw(invocation):
                 invocation.settle(EngineUnavailable("caller gone"))
-
-    def _check_payload_budget(self, invocation: Invocation) -> None:
-        """One memory budget for every function's waiting payloads: beyond it, 429."""
-        budget = self._settings.queued_payload_mb * 1024 * 1024
-        queued = sum(pool.queued_bytes for pool in self._pools.values())
-        if queued + len(invocation.payload) > budget:
-            raise TooManyRequests(f"waiting payloads would exceed {budget} bytes")
-
-    def _answer_bound_s(self, function: FunctionSpec) -> float:
-        """The longest a caller can wait: queued, then a start, then the function's timeout."""
-        settings = self._settings
-        return settings.queue_wait_s + settings.init_timeout_s + function.timeout_s + ANSWER_SLACK_S
 
     def _pool(self, function_name: str) -> FunctionPool:
         pool = self._pools.get(function_name)
@@ -185,13 +186,7 @@ class Pool:
 
     def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
         """Containers by (function, state) and waiting invocations by function, for metrics."""
-        containers = {
-            (name, state.value): count
-            for name, pool in self._pools.items()
-            for state, count in pool.state_counts().items()
-        }
-        queued = {name: len(pool.queue) for name, pool in self._pools.items()}
-        return containers, queued
+        return pools_snapshot(self._pools)
 
     def has_sandbox_at(self, address: str) -> bool:
         """Whether ``address`` is a running sandbox (a function calling back into the stack)."""
@@ -232,7 +227,7 @@ class Pool:
             self._lifecycle.retire(sandbox, reason="outdated")
             raise SandboxRetired("outdated")
         if sandbox.state is SandboxState.STARTING:
-            self._runtime_ready(sandbox)
+            self._lifecycle.runtime_ready(sandbox)
         poll: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         sandbox.await_work(poll, self._clock())
         pool.park(sandbox)
@@ -244,18 +239,6 @@ class Pool:
             raise
         finally:
             sandbox.poll = None
-
-    def _runtime_ready(self, sandbox: Sandbox) -> None:
-        ready_ms = (self._clock() - sandbox.started_s) * 1000
-        if sandbox.is_cold:
-            self.journal.initialised(sandbox, ready_ms)
-        log.info(
-            "runtime ready",
-            function=sandbox.function.name,
-            container=(sandbox.container_id or "")[:12],
-            start="cold" if sandbox.is_cold else "warm",
-            ready_ms=round(ready_ms, 1),
-        )
 
     def _withdraw(self, sandbox: Sandbox, poll: asyncio.Future[Invocation]) -> None:
         """The runtime's poll ended before it received anything (it disconnected)."""

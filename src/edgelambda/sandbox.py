@@ -18,7 +18,7 @@ import asyncio
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -375,3 +375,23 @@ def reap_plan(
         to_remove=tuple(stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s)),
         to_start=warm_needed(pool.sandboxes, min_warm=0 if pool.is_removed else min_warm),
     )
+
+
+def pools_snapshot(
+    pools: Mapping[str, FunctionPool],
+) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Containers by (function, state) and waiting invocations by function, for metrics."""
+    containers = {
+        (name, state.value): count
+        for name, pool in pools.items()
+        for state, count in pool.state_counts().items()
+    }
+    return containers, {name: len(pool.queue) for name, pool in pools.items()}
+
+
+def check_payload_budget(
+    pools: Iterable[FunctionPool], payload_bytes: int, budget_bytes: int
+) -> None:
+    """One memory budget for every function's waiting payloads: beyond it, 429."""
+    if sum(pool.queued_bytes for pool in pools) + payload_bytes > budget_bytes:
+        raise TooManyRequests(f"waiting payloads would exceed {budget_bytes} bytes")
