@@ -219,12 +219,12 @@ def free_port() -> int:
         return port
 
 
-@asynccontextmanager
-async def gateway_process(
-    routing: Path, network: str, stack: str
-) -> AsyncIterator[tuple[str, int]]:
-    port = free_port()
-    env = {
+def serve_env(
+    routing: Path, *, port: int, stack: str, network: str, **settings: str
+) -> dict[str, str]:
+    """The environment of a benchmark's ``edgelambda serve``: on 127.0.0.1, with its own stack
+    and network, the runtime base image and JSON logs; ``settings`` on top."""
+    return {
         **os.environ,
         "ROUTING_CONFIG_PATH": str(routing),
         "EDGELAMBDA_HOST": "127.0.0.1",
@@ -233,18 +233,39 @@ async def gateway_process(
         "DOCKER_NETWORK": network,
         "EDGELAMBDA_STACK": stack,
         "EDGELAMBDA_RUNTIME_IMAGES": f"python3.12={BASE_IMAGE}",
-        "EDGELAMBDA_REAP_INTERVAL_S": "0.2",
-        # Ten cold starts beside 32 warm containers can take long on two cores.
-        "EDGELAMBDA_QUEUE_WAIT_S": "120",
-        "EDGELAMBDA_INIT_TIMEOUT_S": "60",
         "EDGELAMBDA_LOG_FORMAT": "json",
+        **settings,
     }
-    log_path = gateway_log(stack)
-    with log_path.open("a") as log_file:  # kept on failure, for the post-mortem
-        process = await asyncio.create_subprocess_exec(
+
+
+async def start_serve(
+    env: dict[str, str], log_path: Path, *, mode: str = "a"
+) -> asyncio.subprocess.Process:
+    """``edgelambda serve`` as its own process, its output in ``log_path``."""
+    with log_path.open(mode) as log_file:
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edgelambda", "serve",
             env=env, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
+
+
+@asynccontextmanager
+async def gateway_process(
+    routing: Path, network: str, stack: str
+) -> AsyncIterator[tuple[str, int]]:
+    port = free_port()
+    env = serve_env(
+        routing,
+        port=port,
+        stack=stack,
+        network=network,
+        EDGELAMBDA_REAP_INTERVAL_S="0.2",
+        # Ten cold starts beside 32 warm containers can take long on two cores.
+        EDGELAMBDA_QUEUE_WAIT_S="120",
+        EDGELAMBDA_INIT_TIMEOUT_S="60",
+    )
+    # Appended and kept on failure, for the post-mortem.
+    process = await start_serve(env, gateway_log(stack))
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(url, process)
@@ -254,9 +275,12 @@ async def gateway_process(
         await asyncio.wait_for(process.wait(), timeout=30)
 
 
-async def wait_healthy(url: str, process: asyncio.subprocess.Process) -> None:
+async def wait_healthy(
+    url: str, process: asyncio.subprocess.Process, timeout_s: float = 15.0
+) -> None:
     async with aiohttp.ClientSession() as session:
-        for _ in range(300):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             if process.returncode is not None:
                 raise RuntimeError("the gateway exited during start-up")
             try:

@@ -43,7 +43,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pool_bench import BASE_IMAGE, cleanup, free_port, percentile, rss_mb
+from pool_bench import (
+    cleanup,
+    free_port,
+    percentile,
+    rss_mb,
+    serve_env,
+    start_serve,
+    wait_healthy,
+)
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -470,32 +478,23 @@ async def gateway_process(stack: str, work: Path, logs_url: str) -> AsyncIterato
     port = free_port()
     routing_path = HERE / f".routing-{stack}.yaml"  # code: must be beside the routing file
     routing_path.write_text(routing(reloaded=False))
-    env = {
-        **os.environ,
-        "ROUTING_CONFIG_PATH": str(routing_path),
-        "EDGELAMBDA_HOST": "127.0.0.1",
-        "EDGELAMBDA_PORT": str(port),
-        "EDGELAMBDA_RUNTIME_API_PORT": "0",
-        "EDGELAMBDA_DATA_DIR": str(work / "data"),
-        "DOCKER_NETWORK": f"edgelambda-{stack}",
-        "EDGELAMBDA_STACK": stack,
-        "EDGELAMBDA_RUNTIME_IMAGES": f"python3.12={BASE_IMAGE}",
-        "EDGELAMBDA_QUEUE_WAIT_S": str(QUEUE_WAIT_S),
-        "EDGELAMBDA_INIT_TIMEOUT_S": str(INIT_TIMEOUT_S),
-        "EDGELAMBDA_EVENT_RETRY_DELAYS_S": "1,2",
-        "EDGELAMBDA_EVENT_MAX_AGE_S": "60",
-        "EDGELAMBDA_VICTORIALOGS_URL": logs_url,
-        "EDGELAMBDA_LOG_FORMAT": "json",
-    }
+    env = serve_env(
+        routing_path,
+        port=port,
+        stack=stack,
+        network=f"edgelambda-{stack}",
+        EDGELAMBDA_DATA_DIR=str(work / "data"),
+        EDGELAMBDA_QUEUE_WAIT_S=str(QUEUE_WAIT_S),
+        EDGELAMBDA_INIT_TIMEOUT_S=str(INIT_TIMEOUT_S),
+        EDGELAMBDA_EVENT_RETRY_DELAYS_S="1,2",
+        EDGELAMBDA_EVENT_MAX_AGE_S="60",
+        EDGELAMBDA_VICTORIALOGS_URL=logs_url,
+    )
     log_path = work / "gateway.log"
-    with log_path.open("w") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edgelambda", "serve",
-            env=env, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+    process = await start_serve(env, log_path, mode="w")
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_answering(url, process)
+        await wait_healthy(url, process, timeout_s=60)
         yield Gateway(url, process.pid, work / "data", routing_path, log_path)
     finally:
         if process.returncode is None:
@@ -506,19 +505,6 @@ async def gateway_process(stack: str, work: Path, logs_url: str) -> AsyncIterato
                 process.kill()
                 await process.wait()
         routing_path.unlink(missing_ok=True)
-
-
-async def wait_answering(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            if process.returncode is not None:
-                raise RuntimeError("the gateway exited during start-up")
-            with contextlib.suppress(aiohttp.ClientConnectionError):
-                async with session.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the gateway did not become healthy")
 
 
 def open_fds(pid: int) -> int:
@@ -651,8 +637,8 @@ async def until_added_route(run: Run) -> float:
 def lockout(tally: Tally) -> dict[str, Any]:
     """Seconds in which every legitimate request was refused by the connection cap."""
     per_second: dict[int, list[bool]] = {}
-    for second, refused in tally.cap_refusals:
-        per_second.setdefault(second, []).append(refused)
+    for second, was_refused in tally.cap_refusals:
+        per_second.setdefault(second, []).append(was_refused)
     locked = sorted(s for s, flags in per_second.items() if all(flags))
     longest = run_length = 0
     for index, second in enumerate(locked):
