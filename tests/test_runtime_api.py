@@ -250,7 +250,7 @@ async def test_an_init_error_fails_the_waiting_call_and_retires_the_sandbox(
     result = await call
     assert result.error_type == "Runtime.ImportModuleError"
     assert json.loads(result.payload)["errorMessage"] == "No module named 'app'"
-    assert not api.pool.has_sandbox_at(LOOPBACK)
+    assert api.pool.function_at(LOOPBACK) is None  # no sandbox there any more
     assert (await refusal(api.runtime)).status == 403  # the runtime's next poll
 
 

@@ -188,10 +188,6 @@ class Pool:
         """Containers by (function, state) and waiting invocations by function, for metrics."""
         return pools_snapshot(self._pools)
 
-    def has_sandbox_at(self, address: str) -> bool:
-        """Whether ``address`` is a running sandbox (a function calling back into the stack)."""
-        return self._engine.at(address) is not None
-
     def function_at(self, address: str) -> FunctionSpec | None:
         """The function whose running sandbox has ``address`` (a function calling back into
         the stack), if any."""
