@@ -12,9 +12,11 @@ is skipped too while another pytest runs, since it kills their containers).
 Every request is bounded by a client timeout longer than the gateway's own bound; one that
 ends without an answer is lost. Answers echo a unique id, so a mismatched or doubled answer
 is counted. Event outcomes are read from the event store (still queued, dead-lettered) and
-from the function's own log line of each successful run, which the gateway ships to a
-recorder standing in for VictoriaLogs. Exit status 1 when a must-be-zero count is not zero
-or a budget is exceeded.
+from each successful run's own report: the function posts its id to the soak over the
+functions' network, which does not depend on the engine's log stream (an engine restart can
+cut that). Its log line of the same run, shipped by the gateway to a recorder standing in
+for VictoriaLogs, is counted too, as a check of the log path. Exit status 1 when a
+must-be-zero count is not zero or a budget is exceeded.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import aiohttp
 from aiohttp import web
 from pool_bench import (
@@ -208,10 +211,12 @@ class Clients:
 class Run:
     clients: Clients
     deadline: float
+    report_to: str  # where Event runs post their success (Recorder.event_ok_url)
     reloaded: asyncio.Event = field(default_factory=asyncio.Event)
     events_accepted: set[str] = field(default_factory=set)
     events_refused: Counter[str] = field(default_factory=Counter)
     health_ms: list[float] = field(default_factory=list)
+    health_at_s: list[float] = field(default_factory=list)  # when each answer came
     health_status: Counter[str] = field(default_factory=Counter)
     login: Counter[str] = field(default_factory=Counter)
     # What a handler polling its own Runtime API's `next` got (the README: 400).
@@ -300,7 +305,7 @@ async def event_traffic(run: Run) -> None:
         caller_id = str(uuid.uuid4())
         answer = await run.clients.request(
             "invoke:event", "POST", invoke_path(random.choice(functions)),
-            json={"id": caller_id},
+            json={"id": caller_id, "report_to": run.report_to},
             headers={"x-api-key": API_KEY, "X-Amz-Invocation-Type": "Event"},
         )  # fmt: skip
         if answer is not None and answer.status == 202:
@@ -322,6 +327,7 @@ async def health_poll(run: Run) -> None:
         answer = await run.clients.request("health", "GET", "/health")
         if answer is not None:
             run.health_ms.append((time.perf_counter() - started) * 1000)
+            run.health_at_s.append(round(time.monotonic() - run.clients.started, 1))
             run.health_status[str(answer.status)] += 1
         await asyncio.sleep(max(0.0, 1 - (time.perf_counter() - started)))
 
@@ -433,29 +439,49 @@ async def slow_client_process(port: int, count: int) -> AsyncIterator[dict[str, 
 # -- the gateway and what it stores ----------------------------------------------------------
 
 
-class LogRecorder:
-    """Stands in for VictoriaLogs' ``/insert/jsonline``: keeps only the ids of successful
-    Event runs (the functions' ``soak-event-ok <id>`` lines) and a count of bytes."""
+class Recorder:
+    """What the soak hears besides answers: on 127.0.0.1, a stand-in for VictoriaLogs'
+    ``/insert/jsonline`` keeping the ids in successful Event runs' log lines
+    (``soak-event-ok <id>``) and a count of bytes; on the functions' network (its gateway
+    address, where the sandboxes reach the Runtime API too), ``/event-ok``, where each
+    successful Event run posts its id itself."""
 
     def __init__(self) -> None:
-        self.event_ok: Counter[str] = Counter()
+        self.event_ok: Counter[str] = Counter()  # from the functions' own reports
+        self.event_ok_logged: Counter[str] = Counter()  # from their shipped log lines
         self.bytes = 0
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.event_ok_url = ""
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024**3)
         app.router.add_post("/insert/jsonline", self.insert)
+        app.router.add_post("/event-ok", self.report)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}"
 
+    async def listen_on(self, network: str) -> None:
+        """Take reports on ``network``'s gateway address, which its containers can reach."""
+        assert self.runner is not None
+        async with aiodocker.Docker() as docker:
+            config = (await (await docker.networks.get(network)).show())["IPAM"]["Config"]
+        address = next(c["Gateway"] for c in config if "." in c.get("Gateway", ""))
+        port = free_port()
+        await web.TCPSite(self.runner, address, port).start()
+        self.event_ok_url = f"http://{address}:{port}/event-ok"
+
     async def insert(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.bytes += len(body)
-        self.event_ok.update(m.decode() for m in EVENT_OK_MARK.findall(body))
+        self.event_ok_logged.update(m.decode() for m in EVENT_OK_MARK.findall(body))
+        return web.Response(status=204)
+
+    async def report(self, request: web.Request) -> web.Response:
+        self.event_ok[(await request.json())["id"]] += 1
         return web.Response(status=204)
 
     async def close(self) -> None:
@@ -654,9 +680,7 @@ def lockout(tally: Tally) -> dict[str, Any]:
     }
 
 
-def event_report(
-    run: Run, recorder: LogRecorder, queued: set[str], dead: set[str]
-) -> dict[str, Any]:
+def event_report(run: Run, recorder: Recorder, queued: set[str], dead: set[str]) -> dict[str, Any]:
     accepted = run.events_accepted
     ran_ok = set(recorder.event_ok) & accepted
     acked = ran_ok - dead - queued
@@ -670,6 +694,8 @@ def event_report(
         "lost": len(lost),
         "lost_ids": sorted(lost)[:20],
         "successful_runs_seen_more_than_once": sum(1 for i in ran_ok if recorder.event_ok[i] > 1),
+        # Runs that reported success but whose log line never reached the log store.
+        "success_log_lines_missing": len(ran_ok - set(recorder.event_ok_logged)),
     }
 
 
@@ -694,12 +720,13 @@ def process_usage(pid: int) -> dict[str, float]:
 
 async def soak(minutes: float, slow_count: int, *, engine_restart: bool) -> dict[str, Any]:
     stack = f"soak-{uuid.uuid4().hex[:8]}"
-    recorder = LogRecorder()
+    recorder = Recorder()
     await recorder.start()
     work = Path(tempfile.mkdtemp(prefix=f"edgelambda-{stack}-"))
     try:
         async with gateway_process(stack, work, recorder.url) as gateway:
             log(f"gateway pid {gateway.pid} at {gateway.url}, log {gateway.log_path}")
+            await recorder.listen_on(f"edgelambda-{stack}")
             report = await drive(gateway, recorder, minutes, slow_count, engine_restart)
     finally:
         await recorder.close()
@@ -709,13 +736,13 @@ async def soak(minutes: float, slow_count: int, *, engine_restart: bool) -> dict
 
 
 async def drive(
-    gateway: Gateway, recorder: LogRecorder, minutes: float, slow_count: int,
+    gateway: Gateway, recorder: Recorder, minutes: float, slow_count: int,
     engine_restart: bool,
 ) -> dict[str, Any]:  # fmt: skip
     tally = Tally()
     started = time.monotonic()
     clients = Clients(gateway.url, tally, started)
-    run = Run(clients, deadline=started + minutes * 60)
+    run = Run(clients, deadline=started + minutes * 60, report_to=recorder.event_ok_url)
     usage_start = process_usage(gateway.pid)
     try:
         async with slow_client_process(int(gateway.url.rsplit(":", 1)[1]), slow_count) as slow:
@@ -747,7 +774,7 @@ async def drive(
 
 
 def assemble(
-    run: Run, tally: Tally, recorder: LogRecorder, slow: dict[str, Any],
+    run: Run, tally: Tally, recorder: Recorder, slow: dict[str, Any],
     middle: dict[str, Any], stored: tuple[set[str], set[str]],
     usage: tuple[dict[str, float], dict[str, float]], metrics: dict[str, float],
     wall_s: float,
@@ -781,6 +808,10 @@ def assemble(
             "by_status": dict(run.health_status),
             "p50_ms": round(percentile(health, 0.5), 1) if health else -1.0,
             "p99_ms": health_p99,
+            "slowest": [  # [seconds into the run, ms], for the post-mortem
+                [at_s, round(ms, 1)]
+                for ms, at_s in sorted(zip(run.health_ms, run.health_at_s, strict=True))[-3:]
+            ],
         },
         "slow_clients": slow,
         "connection_cap_effect_on_legit_clients": lockout(tally),

@@ -16,7 +16,6 @@ import aiodocker
 import aiohttp
 import structlog
 from aiodocker.events import DockerEvents
-from aiodocker.multiplexed import multiplexed_result_stream
 
 from edgelambda import images
 from edgelambda.config import Settings
@@ -27,14 +26,14 @@ from edgelambda.containers import (
     ContainerSpec,
     StartedContainer,
 )
+from edgelambda.docker_logs import ContainerOutput, LogVolume
 from edgelambda.errors import EngineUnavailable
-from edgelambda.logs import OutputLine, OutputStream, parse_docker_line
+from edgelambda.logs import OutputLine
 from edgelambda.routing import FunctionSpec
 
 log = structlog.get_logger(__name__)
 
 NOT_FOUND = 404
-NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)  # streams last as containers do
 CONFLICT = 409
 
 
@@ -86,6 +85,7 @@ class DockerBackend:
         self._docker = docker
         self._limits = limits or BackendLimits()
         self._image_builds: dict[str, asyncio.Task[str]] = {}
+        self._log_volumes: dict[str, LogVolume] = {}  # by container, until it is removed
 
     @classmethod
     async def connect(cls, limits: BackendLimits | None = None) -> DockerBackend:
@@ -225,6 +225,7 @@ class DockerBackend:
         return _address(info)
 
     async def remove(self, container_id: str) -> None:
+        self._log_volumes.pop(container_id, None)
         async with engine_errors(f"remove {container_id[:12]}"):
             try:
                 await self._docker.containers.container(container_id).delete(force=True, v=True)
@@ -239,48 +240,17 @@ class DockerBackend:
         return len(found)
 
     async def output(self, container_id: str, since_s: float) -> AsyncIterator[OutputLine]:
-        # One follow stream per stream type keeps stdout and stderr apart; timestamps let
-        # lines of an earlier run of a restarted container be told apart and attributed.
-        lines: asyncio.Queue[OutputLine | None] = asyncio.Queue()
-        readers = [
-            asyncio.create_task(self._follow(container_id, stream, since_s, lines))
-            for stream in (OutputStream.STDOUT, OutputStream.STDERR)
-        ]
-        try:
-            for _ in readers:
-                while (line := await lines.get()) is not None:
-                    yield line
-        finally:
-            for reader in readers:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-
-    async def _follow(
-        self,
-        container_id: str,
-        stream: str,
-        since_s: float,
-        lines: asyncio.Queue[OutputLine | None],
-    ) -> None:
-        params = {"follow": True, "timestamps": True, "since": int(since_s), stream: True}
-        try:
-            # aiodocker's log() leaves the connection open when the engine breaks the stream
-            # off (an engine restart), so the response is closed here, whatever happens.
-            async with self._docker._query(
-                f"containers/{container_id}/logs", params=params, timeout=NO_TIMEOUT
-            ) as response:
-                try:
-                    frames = multiplexed_result_stream(response, is_tty=False)  # type: ignore[no-untyped-call]
-                    async for raw in frames:
-                        time_s, text = parse_docker_line(raw)
-                        if time_s >= since_s:
-                            await lines.put(OutputLine(time_s, stream, text))
-                finally:
-                    response.close()
-        except (aiodocker.DockerError, aiohttp.ClientError, ValueError) as exc:
-            log.warning("output stream ended", container=container_id[:12], error=str(exc))
-        finally:
-            await lines.put(None)
+        # Timestamps let lines of an earlier run of a restarted container be told apart and
+        # attributed; the volume estimate outlives a run (the log file does too).
+        output = ContainerOutput(
+            self._docker,
+            container_id,
+            since_s,
+            volume=self._log_volumes.setdefault(container_id, LogVolume()),
+            watch_after_bytes=self._limits.logs.max_size_mb * 1024 * 1024 // 2,
+        )
+        async for line in output.lines():
+            yield line
 
     async def memory_peak_mb(self, container_id: str) -> int | None:
         try:
@@ -378,8 +348,9 @@ def log_config(logs: LogLimits) -> dict[str, Any]:
     fill the engine's disk; the engine's defaults keep every line (max-size -1). The options
     are strings, units k/m/g, and max-file counts only with max-size
     (https://docs.docker.com/engine/logging/drivers/json-file/). ``output()`` follows the
-    engine's log stream, which reads on across rotations; max-file 1 would make a follower
-    hang on rotation (moby/moby#39235), so the settings require at least 2."""
+    engine's log stream across rotations (resuming it where Docker 20.10's follow stalls:
+    :mod:`edgelambda.docker_logs`); with max-file 1 a follow hangs at every rotation
+    (moby/moby#39235), so the settings require at least 2."""
     return {
         "Type": "json-file",
         "Config": {"max-size": f"{logs.max_size_mb}m", "max-file": str(logs.max_files)},

@@ -74,9 +74,21 @@ def poll_next(event, context):
     return _answer(event, context, next_status=status)
 
 
-def event_ok(event, context):
+def _succeeded(event):
+    """Tell the soak that this Event run succeeded: by HTTP, to the address the payload
+    names (engine-independent evidence: an engine restart can cut a container's log stream),
+    and by a log line (the log path's own evidence). A report that fails fails the run, so
+    the event is retried, never counted as succeeded unseen."""
+    body = json.dumps({"id": event.get("id")}).encode()
+    request = urllib.request.Request(event["report_to"], data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=5):
+        pass
     print(f"soak-event-ok {event.get('id')}", flush=True)
     return {"id": event.get("id")}
+
+
+def event_ok(event, context):
+    return _succeeded(event)
 
 
 def event_fail(event, context):
@@ -86,5 +98,4 @@ def event_fail(event, context):
 def event_flaky(event, context):
     if random.random() < 0.5:
         raise RuntimeError(f"soak event {event.get('id')} failed this time")
-    print(f"soak-event-ok {event.get('id')}", flush=True)
-    return {"id": event.get("id")}
+    return _succeeded(event)
