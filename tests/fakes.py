@@ -49,6 +49,8 @@ class FakeBackend:
         self.stopped: list[str] = []
         self.restarted: list[str] = []
         self.removed: list[str] = []
+        self.paused: list[str] = []
+        self.unpaused: list[str] = []
         self.exit_events: asyncio.Queue[ContainerExit] = asyncio.Queue()
         self.lines: dict[str, list[OutputLine]] = {}  # what each container "prints"
         self._addresses = 1
@@ -81,6 +83,12 @@ class FakeBackend:
     async def restart(self, container_id: str) -> str:
         self.restarted.append(container_id)
         return self._address()
+
+    async def pause(self, container_id: str) -> None:
+        self.paused.append(container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        self.unpaused.append(container_id)
 
     async def remove(self, container_id: str) -> None:
         self.removed.append(container_id)

@@ -41,6 +41,8 @@ def test_an_unknown_runtime_names_the_known_ones() -> None:
     [
         ("IDLE_TIMEOUT_MINUTES", "soon"),
         ("IDLE_TIMEOUT_MINUTES", "-1"),
+        ("EDGELAMBDA_FREEZE_AFTER_S", "-1"),
+        ("EDGELAMBDA_FREEZE_AFTER_S", "nan"),
         ("EDGELAMBDA_PORT", "70000"),
         ("JWT_EXPIRES_DELTA", "0"),
         ("EDGELAMBDA_PRODUCTION", "maybe"),

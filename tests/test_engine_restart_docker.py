@@ -53,3 +53,28 @@ async def test_the_gateway_recovers_from_an_engine_restart(gateway: GatewayFacto
     after = await response.json()
     assert after["container"] != before["container"]
     assert after["invocations"] == 1
+
+
+async def test_frozen_containers_lost_in_an_engine_restart_are_replaced(
+    gateway: GatewayFactory,
+) -> None:
+    client = await gateway(lifecycle_routing(freeze_after=0.3), reap_interval_s=0.1)
+    before = await report(client)
+    deadline = time.monotonic() + 5
+    while (await (await client.get("/health")).json())["containers"] != {"frozen": 1}:
+        assert time.monotonic() < deadline, "the container was not frozen"
+        await asyncio.sleep(0.1)
+
+    await asyncio.to_thread(restart_engine)
+
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.get("/fn")
+        if response.status == 200:
+            break
+        assert response.status in {502, 503}, await response.text()
+        assert time.monotonic() < deadline, "the gateway did not recover"
+        await asyncio.sleep(0.5)
+    after = await response.json()
+    assert after["container"] != before["container"]
+    assert after["invocations"] == 1

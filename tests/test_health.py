@@ -26,7 +26,7 @@ async def test_health_is_healthy_while_every_loop_runs(gateway: GatewayFactory) 
     response = await box.client.get("/health")
 
     assert response.status == 200
-    assert await response.json() == {"status": "healthy", "functions": 1}
+    assert await response.json() == {"status": "healthy", "functions": 1, "containers": {}}
 
 
 async def test_the_gateways_loops_are_watched(gateway: GatewayFactory) -> None:
@@ -51,5 +51,6 @@ async def test_health_is_503_naming_a_loop_that_died(gateway: GatewayFactory) ->
     assert await response.json() == {
         "status": "unhealthy",
         "functions": 1,
+        "containers": {},
         "dead_loops": {"event worker": "RuntimeError: the queue's database is gone"},
     }

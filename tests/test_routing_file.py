@@ -116,6 +116,22 @@ def test_defaults_merge_and_the_function_wins() -> None:
     assert b.environment == {"LOG_LEVEL": "INFO", "SHARED": "from-defaults"}
 
 
+def test_freeze_after_comes_from_the_function_then_defaults_and_may_be_zero() -> None:
+    table = parse("""\
+        defaults:
+          freeze_after: 2
+        functions:
+          a: {handler: a.handler, freeze_after: 0}
+          b: {handler: b.handler, freeze_after: 0.5}
+          c: {handler: c.handler}
+        routes: []
+        """)
+    assert table.functions["a"].freeze_after_s == 0.0  # never frozen
+    assert table.functions["b"].freeze_after_s == 0.5
+    assert table.functions["c"].freeze_after_s == 2.0
+    assert parse("functions:\n  d: {handler: d.handler}\n").functions["d"].freeze_after_s is None
+
+
 def test_code_paths_resolve_against_base_dir_unless_absolute() -> None:
     # An absolute path must still be inside base_dir (test_routing_file_validation).
     table = parse("""\

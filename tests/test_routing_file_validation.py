@@ -25,6 +25,10 @@ INVALID = [
         4, "functions.f.timout", "unknown key", id="function-key",
     ),
     pytest.param(
+        "functions:\n  f:\n    handler: a.b\n    freeze_after: -1\n",
+        4, "functions.f.freeze_after", "must be a number, 0 or more", id="freeze-after-negative",
+    ),
+    pytest.param(
         "functions:\n  f:\n    handler: a.b\n    timeout: true\n",
         4, "functions.f.timeout", "must be a positive number", id="timeout-bool",
     ),

@@ -8,6 +8,7 @@ are read as they are; everything else uses the ``EDGELAMBDA_`` prefix. A bad val
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -88,6 +89,7 @@ class Settings:
     queued_payload_mb: int = 256  # all functions' waiting payloads together, before 429
     stopped_retention_s: float = 3600.0  # how long a stopped container is kept for warm starts
     reap_interval_s: float = 1.0  # how often the reaper looks for idle containers
+    freeze_after_s: float = 5.0  # idle seconds before a ready container is paused; 0: never
     data_dir: Path = Path("data")  # durable state: the async event queue
     event_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # AWS's back-off for Event calls
     event_max_age_s: float = 21600.0  # MaximumEventAgeInSeconds
@@ -168,6 +170,7 @@ class Settings:
                 env, "EDGELAMBDA_STOPPED_RETENTION_S", 3600.0, _positive_float
             ),
             reap_interval_s=_read(env, "EDGELAMBDA_REAP_INTERVAL_S", 1.0, _positive_float),
+            freeze_after_s=_read(env, "EDGELAMBDA_FREEZE_AFTER_S", 5.0, _non_negative_float),
             data_dir=Path(env.get("EDGELAMBDA_DATA_DIR") or "data"),
             event_retry_delays_s=_read(
                 env, "EDGELAMBDA_EVENT_RETRY_DELAYS_S", (60.0, 120.0), _delays
@@ -321,6 +324,13 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < math.inf:
+        raise ValueError("must be a number, 0 or more")
     return value
 
 

@@ -76,6 +76,12 @@ class ContainerBackend(Protocol):
     async def restart(self, container_id: str) -> str:
         """Start a stopped container again; return its (new) address."""
 
+    async def pause(self, container_id: str) -> None:
+        """Freeze a running container: no CPU, its memory and connections kept."""
+
+    async def unpause(self, container_id: str) -> None:
+        """Let a paused container run on from where it was frozen."""
+
     async def remove(self, container_id: str) -> None:
         """Kill and remove a container; a container already gone is not an error."""
 

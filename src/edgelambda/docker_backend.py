@@ -224,6 +224,15 @@ class DockerBackend:
             info = await container.show()
         return _address(info)
 
+    async def pause(self, container_id: str) -> None:
+        # The engine freezes the container's cgroup (Engine API, "Pause a container").
+        async with engine_errors(f"pause {container_id[:12]}"):
+            await self._docker.containers.container(container_id).pause()
+
+    async def unpause(self, container_id: str) -> None:
+        async with engine_errors(f"unpause {container_id[:12]}"):
+            await self._docker.containers.container(container_id).unpause()
+
     async def remove(self, container_id: str) -> None:
         self._log_volumes.pop(container_id, None)
         async with engine_errors(f"remove {container_id[:12]}"):

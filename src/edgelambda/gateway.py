@@ -141,14 +141,14 @@ def _error_response(
 
 async def health(request: web.Request) -> web.Response:
     """200 while every background loop runs; 503 naming each loop that died (the part of the
-    gateway it drove has stopped: scheduling, Event invocations, reaping, log shipping...)."""
+    gateway it drove has stopped: scheduling, Event invocations, reaping, log shipping...).
+    Either way with the containers by state (busy, ready, frozen, stopped, ...)."""
     gateway = request.app[SERVER_KEY]
-    functions = len(gateway.table.functions)
+    counts = {"functions": len(gateway.table.functions), "containers": gateway.pool.by_state()}
     dead = gateway.loops.dead()
     if dead:
-        body = {"status": "unhealthy", "functions": functions, "dead_loops": dead}
-        return web.json_response(body, status=503)
-    return web.json_response({"status": "healthy", "functions": functions})
+        return web.json_response({"status": "unhealthy", **counts, "dead_loops": dead}, status=503)
+    return web.json_response({"status": "healthy", **counts})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -1,9 +1,10 @@
-"""How sandboxes come and go: cold and warm starts, the runtime's init deadline, idle stops
-and warm restarts, exits the engine reports, reloads of the routing file, and retirement.
+"""How sandboxes come and go: cold and warm starts, the runtime's init deadline, the frozen
+standby (an idle container paused, thawed for the next call), idle stops and warm restarts,
+exits the engine reports, reloads of the routing file, and retirement.
 
 The decisions are :mod:`edgelambda.sandbox`'s pure functions and guarded transitions; the
 containers are :class:`~edgelambda.sandbox_engine.SandboxEngine`'s. Whenever a sandbox
-leaves service, the pool is told (``on_retired``) so waiting work finds another one.
+leaves service or is thawed, the pool is told (``on_change``) so waiting work finds one.
 
 It shares the pool's map of function pools (``pools``): a reload adds to it here.
 """
@@ -33,6 +34,11 @@ from edgelambda.tasks import TaskSet
 log = structlog.get_logger(__name__)
 
 
+def freeze_after_s(settings: Settings, function: FunctionSpec) -> float:
+    """How long ``function``'s ready sandboxes idle before they are frozen (0: never)."""
+    return settings.freeze_after_s if function.freeze_after_s is None else function.freeze_after_s
+
+
 class Lifecycle:
     """Starts, stops and retires the sandboxes of every function pool."""
 
@@ -45,7 +51,7 @@ class Lifecycle:
         settings: Settings,
         clock: Callable[[], float],
         tasks: TaskSet,
-        on_retired: Callable[[FunctionPool], None],
+        on_change: Callable[[FunctionPool], None],
     ) -> None:
         self._pools = pools
         self._engine = engine
@@ -53,7 +59,8 @@ class Lifecycle:
         self._settings = settings
         self._clock = clock
         self._tasks = tasks
-        self._on_retired = on_retired  # a sandbox left service: hand its pool's work on
+        self._on_change = on_change  # a sandbox left service or thawed: hand work on
+        self._pausing: dict[Sandbox, asyncio.Task[None]] = {}  # pauses still in flight
 
     # -- starting ----------------------------------------------------------------------
 
@@ -201,9 +208,12 @@ class Lifecycle:
             plan = reap_plan(
                 pool,
                 now_s=now_s,
+                freeze_after_s=freeze_after_s(self._settings, pool.function),
                 idle_timeout_s=pool.function.idle_timeout_s or self._settings.idle_timeout_s,
                 retention_s=self._settings.stopped_retention_s,
             )
+            for sandbox in plan.to_freeze:
+                self._freeze(pool, sandbox)
             for sandbox in plan.to_stop:
                 self._stop(pool, sandbox, now_s)
             for sandbox in plan.to_remove:
@@ -211,8 +221,54 @@ class Lifecycle:
             for _ in range(plan.to_start):
                 self.start_sandbox(pool)
 
+    # -- the frozen standby -------------------------------------------------------------
+
+    def _freeze(self, pool: FunctionPool, sandbox: Sandbox) -> None:
+        """Pause an idle sandbox's container: it costs no CPU, and its runtime's poll stays
+        open, so the next call needs only an unpause (:meth:`thaw`)."""
+        sandbox.freeze()
+        pool.unpark(sandbox)
+        self._pausing[sandbox] = self._tasks.spawn(self._pause(sandbox))
+
+    async def _pause(self, sandbox: Sandbox) -> None:
+        try:
+            if not await self._engine.pause(sandbox) and sandbox.state is SandboxState.FROZEN:
+                self.retire(sandbox, reason="pause failed")
+        finally:
+            self._pausing.pop(sandbox, None)
+
+    def thaw(self, pool: FunctionPool, sandbox: Sandbox) -> None:
+        """Unpause a frozen sandbox for work that waits; it takes work once it runs again.
+        No invocation is handed to it before then, so frozen time is never on a deadline."""
+        sandbox.thaw()
+        self._tasks.spawn(self._thaw(pool, sandbox))
+
+    async def _thaw(self, pool: FunctionPool, sandbox: Sandbox) -> None:
+        started_s = self._clock()
+        await self._paused(sandbox)  # an unpause must not overtake the pause
+        if sandbox.state is SandboxState.THAWING and not await self._engine.unpause(sandbox):
+            self.retire(sandbox, reason="unpause failed")
+        if sandbox.state is not SandboxState.THAWING:
+            return  # retired meanwhile (crashed, engine lost, reload, shutdown)
+        sandbox.thawed()
+        pool.park(sandbox)
+        log.info(
+            "sandbox thawed",
+            function=pool.function.name,
+            instance=sandbox.instance[:8],
+            thaw_ms=round((self._clock() - started_s) * 1000, 1),
+        )
+        self._on_change(pool)
+
+    async def _paused(self, sandbox: Sandbox) -> None:
+        """Wait for ``sandbox``'s pause, if one is still in flight."""
+        pausing = self._pausing.get(sandbox)
+        if pausing is not None:
+            await asyncio.wait({pausing})
+
     def _stop(self, pool: FunctionPool, sandbox: Sandbox, now_s: float) -> None:
-        """Stop an idle sandbox's container but keep it for a warm start."""
+        """Stop an idle sandbox's container (frozen or not) but keep it for a warm start;
+        the engine kills a paused container as it does a running one."""
         sandbox.stop(now_s)
         pool.unpark(sandbox)
         self._engine.forget_address(sandbox)  # the engine gives it a new address on restart
@@ -220,6 +276,7 @@ class Lifecycle:
         self._tasks.spawn(self._stop_container(sandbox))
 
     async def _stop_container(self, sandbox: Sandbox) -> None:
+        await self._paused(sandbox)
         if not await self._engine.stop(sandbox):
             self.retire(sandbox, reason="stop failed")
 
@@ -251,4 +308,4 @@ class Lifecycle:
         )
         if sandbox.container_id is not None:
             self._tasks.spawn(self._engine.remove(sandbox))
-        self._on_retired(pool)
+        self._on_change(pool)

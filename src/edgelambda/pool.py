@@ -37,6 +37,7 @@ from edgelambda.sandbox import (
     Sandbox,
     SandboxState,
     check_payload_budget,
+    containers_by_state,
     pools_snapshot,
     sandboxes_to_start,
 )
@@ -90,7 +91,7 @@ class Pool:
             settings=settings,
             clock=clock,
             tasks=self._tasks,
-            on_retired=self._dispatch,
+            on_change=self._dispatch,
         )
 
     # -- the caller's side --------------------------------------------------------------
@@ -143,11 +144,14 @@ class Pool:
             )
 
     def _dispatch(self, pool: FunctionPool) -> None:
-        """Hand waiting invocations to free sandboxes; start more if work still waits."""
+        """Hand waiting invocations to free sandboxes; if work still waits, thaw frozen
+        sandboxes for it, then start more."""
         for sandbox, invocation in pool.take_pairs():
             self._assign(sandbox, invocation)
-        if self._is_closing or pool.is_removed:
+        if not pool.queue or self._is_closing or pool.is_removed:
             return
+        for sandbox in pool.frozen()[: max(0, len(pool.queue) - pool.coming)]:
+            self._lifecycle.thaw(pool, sandbox)  # a frozen sandbox is ready in ms
         count = sandboxes_to_start(
             queued=len(pool.queue),
             coming=pool.coming,
@@ -187,6 +191,10 @@ class Pool:
     def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
         """Containers by (function, state) and waiting invocations by function, for metrics."""
         return pools_snapshot(self._pools)
+
+    def by_state(self) -> dict[str, int]:
+        """Containers of every function by state, for ``/health``."""
+        return containers_by_state(self._pools.values())
 
     def function_at(self, address: str) -> FunctionSpec | None:
         """The function whose running sandbox has ``address`` (a function calling back into

@@ -67,6 +67,9 @@ class FunctionSpec:
     # The functions its sandboxes may invoke through the Invoke API; None: not set, so the
     # mode decides (any in development, none in production).
     can_invoke: frozenset[str] | None = None
+    # Idle seconds before its ready containers are paused; 0: never; None: the global
+    # EDGELAMBDA_FREEZE_AFTER_S.
+    freeze_after_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,8 @@ DEFAULT_MEMORY_MB = 256
 DEFAULT_MAX_CONCURRENCY = 10
 
 _TOP_KEYS = frozenset({"defaults", "functions", "routes", "resources"})
-_SETTING_KEYS = frozenset(
-    {"runtime", "environment", "timeout", "memory", "max_concurrency", "idle_timeout"}
-)
+_LIMIT_KEYS = frozenset({"timeout", "memory", "max_concurrency", "idle_timeout", "freeze_after"})
+_SETTING_KEYS = _LIMIT_KEYS | {"runtime", "environment"}
 _DEFAULT_KEYS = _SETTING_KEYS
 _FUNCTION_KEYS = _SETTING_KEYS | {"handler", "code", "image", "min_warm", "schedule", "can_invoke"}
 _ROUTE_KEYS = frozenset({"path", "method", "function", "auth", "payload", "cors"})
@@ -154,6 +153,7 @@ class _Settings:
     memory_mb: int | None
     max_concurrency: int | None
     idle_timeout_s: float | None
+    freeze_after_s: float | None
 
 
 def _read_settings(reader: Reader, items: Mapping[str, Item]) -> _Settings:
@@ -165,6 +165,7 @@ def _read_settings(reader: Reader, items: Mapping[str, Item]) -> _Settings:
         memory_mb=optional(items, "memory", reader.positive_int),
         max_concurrency=optional(items, "max_concurrency", reader.positive_int),
         idle_timeout_s=optional(items, "idle_timeout", reader.positive_number),
+        freeze_after_s=optional(items, "freeze_after", reader.non_negative_number),
     )
 
 
@@ -207,6 +208,7 @@ def _read_function(
         max_concurrency=max_concurrency,
         min_warm=_read_min_warm(reader, items, max_concurrency),
         idle_timeout_s=first(own.idle_timeout_s, defaults.idle_timeout_s, default=None),
+        freeze_after_s=first(own.freeze_after_s, defaults.freeze_after_s, default=None),
         schedules=_read_schedules(reader, items),
         can_invoke=_read_can_invoke(reader, items),
     )
@@ -302,16 +304,9 @@ def _read_schedules(reader: Reader, items: Mapping[str, Item]) -> tuple[str, ...
 # --- resources --------------------------------------------------------------------------------
 
 _RESOURCE_KEYS = frozenset({"buckets", "tables"})
-_TABLE_KEYS = frozenset(
-    {
-        "KeySchema",
-        "AttributeDefinitions",
-        "GlobalSecondaryIndexes",
-        "LocalSecondaryIndexes",
-        "BillingMode",
-        "ProvisionedThroughput",
-    }
-)
+_INDEX_KEYS = frozenset({"GlobalSecondaryIndexes", "LocalSecondaryIndexes"})
+_CAPACITY_KEYS = frozenset({"BillingMode", "ProvisionedThroughput"})
+_TABLE_KEYS = _INDEX_KEYS | _CAPACITY_KEYS | {"KeySchema", "AttributeDefinitions"}
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's naming rules
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")  # DynamoDB's
 

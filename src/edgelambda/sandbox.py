@@ -4,7 +4,8 @@ A sandbox is one function container and the state of the runtime inside it; each
 a transition method, and no other change of state exists:
 
     starting --await_work--> ready --assign--> busy --await_work--> ready
-    ready --stop--> stopped (kept for a warm start) --restart--> starting
+    ready --freeze--> frozen (paused, its poll still open) --thaw--> thawing --thawed--> ready
+    ready or frozen --stop--> stopped (kept for a warm start) --restart--> starting
     any of them --retire--> dead (crashed, timed out, outdated or removed)
 
 Everything here is synchronous and takes time as an argument, so the scheduling rules are
@@ -37,12 +38,15 @@ class SandboxState(Enum):
     STARTING = "starting"  # container (re)started, runtime not polling yet
     READY = "ready"  # runtime polling /next, no invocation
     BUSY = "busy"  # running one invocation
+    FROZEN = "frozen"  # container paused after a short idle time; its poll is still open
+    THAWING = "thawing"  # container being unpaused for work that waits
     STOPPED = "stopped"  # container stopped after idling, kept for a warm start
     DEAD = "dead"  # out of service for good; its container is being removed
 
     @property
     def is_running(self) -> bool:
-        return self in {SandboxState.STARTING, SandboxState.READY, SandboxState.BUSY}
+        """Whether its container exists and is not stopped (a paused one counts)."""
+        return self not in {SandboxState.STOPPED, SandboxState.DEAD}
 
 
 class Sandbox:
@@ -140,9 +144,22 @@ class Sandbox:
         self.current = None
         return not invocation.result.done()
 
+    def freeze(self) -> None:
+        """ready -> frozen: its container is paused; its runtime's poll stays open, and its
+        idle time runs on."""
+        self._move(SandboxState.FROZEN, SandboxState.READY)
+
+    def thaw(self) -> None:
+        """frozen -> thawing: its container is being unpaused for work that waits."""
+        self._move(SandboxState.THAWING, SandboxState.FROZEN)
+
+    def thawed(self) -> None:
+        """thawing -> ready: its container runs again; the poll it left open takes work."""
+        self._move(SandboxState.READY, SandboxState.THAWING)
+
     def stop(self, now_s: float) -> None:
-        """ready -> stopped: its container is stopped, kept for a warm start."""
-        self._move(SandboxState.STOPPED, SandboxState.READY)
+        """ready or frozen -> stopped: its container is stopped, kept for a warm start."""
+        self._move(SandboxState.STOPPED, SandboxState.READY, SandboxState.FROZEN)
         self.stopped_s = now_s
         self._end_poll(SandboxRetired("idle"))
 
@@ -198,15 +215,29 @@ def sandboxes_to_start(*, queued: int, coming: int, running: int, max_concurrenc
 def idle_to_stop(
     sandboxes: Iterable[Sandbox], *, now_s: float, idle_timeout_s: float, min_warm: int
 ) -> list[Sandbox]:
-    """Ready sandboxes idle for longer than ``idle_timeout_s``, keeping ``min_warm``
-    running sandboxes (the most recently used ones stay)."""
+    """Ready or frozen sandboxes idle for longer than ``idle_timeout_s``, keeping
+    ``min_warm`` running sandboxes (the most recently used ones stay)."""
     running = [s for s in sandboxes if s.state.is_running]
     ready = sorted(
-        (s for s in running if s.state is SandboxState.READY), key=lambda s: s.idle_since_s
+        (s for s in running if s.state in (SandboxState.READY, SandboxState.FROZEN)),
+        key=lambda s: s.idle_since_s,
     )
     spare = max(0, len(running) - min_warm)
     expired = [s for s in ready if now_s - s.idle_since_s >= idle_timeout_s]
     return expired[:spare]
+
+
+def idle_to_freeze(
+    sandboxes: Iterable[Sandbox], *, now_s: float, freeze_after_s: float
+) -> list[Sandbox]:
+    """Ready sandboxes idle for ``freeze_after_s`` or longer (none when it is 0)."""
+    if freeze_after_s <= 0:
+        return []
+    return [
+        s
+        for s in sandboxes
+        if s.state is SandboxState.READY and now_s - s.idle_since_s >= freeze_after_s
+    ]
 
 
 def stopped_to_remove(
@@ -249,7 +280,16 @@ class FunctionPool:
     @property
     def coming(self) -> int:
         """Sandboxes that will ask for work soon without being handed any now."""
-        return sum(1 for s in self.sandboxes if s.state is SandboxState.STARTING or s.is_finishing)
+        return sum(
+            1
+            for s in self.sandboxes
+            if s.state in (SandboxState.STARTING, SandboxState.THAWING) or s.is_finishing
+        )
+
+    def frozen(self) -> list[Sandbox]:
+        """Frozen sandboxes, the most recently used (the warmest) first."""
+        frozen = [s for s in self.sandboxes if s.state is SandboxState.FROZEN]
+        return sorted(frozen, key=lambda s: s.idle_since_s, reverse=True)
 
     def state_counts(self) -> dict[SandboxState, int]:
         """How many of its sandboxes are in each state (states with none left out)."""
@@ -354,24 +394,32 @@ class FunctionPool:
 class ReapPlan:
     """What the reaper does to one function's sandboxes."""
 
+    to_freeze: tuple[Sandbox, ...]
     to_stop: tuple[Sandbox, ...]
     to_remove: tuple[Sandbox, ...]
     to_start: int
 
 
 def reap_plan(
-    pool: FunctionPool, *, now_s: float, idle_timeout_s: float, retention_s: float
+    pool: FunctionPool,
+    *,
+    now_s: float,
+    freeze_after_s: float,
+    idle_timeout_s: float,
+    retention_s: float,
 ) -> ReapPlan:
     """Stop the sandboxes idle past ``idle_timeout_s`` (keeping ``min_warm`` running),
-    remove those stopped past ``retention_s``, and start as many as ``min_warm`` still asks
-    for (none for a function removed from the routing file)."""
+    freeze the other ready ones idle for ``freeze_after_s``, remove those stopped past
+    ``retention_s``, and start as many as ``min_warm`` still asks for (none for a function
+    removed from the routing file)."""
     min_warm = pool.function.min_warm
+    to_stop = idle_to_stop(
+        pool.sandboxes, now_s=now_s, idle_timeout_s=idle_timeout_s, min_warm=min_warm
+    )
+    to_freeze = idle_to_freeze(pool.sandboxes, now_s=now_s, freeze_after_s=freeze_after_s)
     return ReapPlan(
-        to_stop=tuple(
-            idle_to_stop(
-                pool.sandboxes, now_s=now_s, idle_timeout_s=idle_timeout_s, min_warm=min_warm
-            )
-        ),
+        to_freeze=tuple(s for s in to_freeze if s not in to_stop),
+        to_stop=tuple(to_stop),
         to_remove=tuple(stopped_to_remove(pool.sandboxes, now_s=now_s, retention_s=retention_s)),
         to_start=warm_needed(pool.sandboxes, min_warm=0 if pool.is_removed else min_warm),
     )
@@ -387,6 +435,15 @@ def pools_snapshot(
         for state, count in pool.state_counts().items()
     }
     return containers, {name: len(pool.queue) for name, pool in pools.items()}
+
+
+def containers_by_state(pools: Iterable[FunctionPool]) -> dict[str, int]:
+    """Containers of every function by state (states with none left out)."""
+    totals: dict[str, int] = {}
+    for pool in pools:
+        for state, count in pool.state_counts().items():
+            totals[state.value] = totals.get(state.value, 0) + count
+    return totals
 
 
 def check_payload_budget(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -98,12 +98,24 @@ class SandboxEngine:
 
     async def stop(self, sandbox: Sandbox) -> bool:
         """Stop ``sandbox``'s container, keeping it; whether the engine did."""
+        return await self._ask(self._backend.stop, sandbox, "stop")
+
+    async def pause(self, sandbox: Sandbox) -> bool:
+        """Freeze ``sandbox``'s container; whether the engine did."""
+        return await self._ask(self._backend.pause, sandbox, "pause")
+
+    async def unpause(self, sandbox: Sandbox) -> bool:
+        """Let ``sandbox``'s frozen container run again; whether the engine did."""
+        return await self._ask(self._backend.unpause, sandbox, "unpause")
+
+    @staticmethod
+    async def _ask(call: Callable[[str], Awaitable[None]], sandbox: Sandbox, what: str) -> bool:
         assert sandbox.container_id is not None
         try:
-            await self._backend.stop(sandbox.container_id)
+            await call(sandbox.container_id)
         except EngineUnavailable as exc:
             log.warning(
-                "container stop failed", container=sandbox.container_id[:12], error=str(exc)
+                f"container {what} failed", container=sandbox.container_id[:12], error=str(exc)
             )
             return False
         return True

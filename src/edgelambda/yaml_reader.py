@@ -118,12 +118,20 @@ class Reader:
         return value
 
     def positive_number(self, item: Item) -> float:
+        value = self.non_negative_number(item, problem="must be a positive number")
+        if value == 0:
+            raise self.error(item.node, item.key, "must be a positive number")
+        return value
+
+    def non_negative_number(
+        self, item: Item, problem: str = "must be a number, 0 or more"
+    ) -> float:
         value = self.scalar(item.node, item.key)
         # bool is an int subclass; "timeout: yes" is a mistake, not 1 second.
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(item.node, item.key, "must be a positive number")
-        if not 0 < value < math.inf:  # also rules out YAML's .nan and .inf
-            raise self.error(item.node, item.key, "must be a positive number")
+            raise self.error(item.node, item.key, problem)
+        if not 0 <= value < math.inf:  # also rules out YAML's .nan and .inf
+            raise self.error(item.node, item.key, problem)
         return float(value)
 
     def integer(self, item: Item, *, minimum: int) -> int:
