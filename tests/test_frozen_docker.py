@@ -60,7 +60,11 @@ async def test_an_idle_container_is_frozen_and_resumes_in_the_same_process(
     assert resumed["remaining_ms"] > 2500
     state = await engine_state(docker, container)
     assert (state["Running"], state["Paused"]) == (True, False)
-    assert await health_containers(client) == {"ready": 1}
+
+    async def is_ready() -> bool:  # its runtime polls again just after answering
+        return await health_containers(client) == {"ready": 1}
+
+    await eventually(is_ready, timeout_s=5)
 
 
 async def test_a_frozen_container_stops_at_its_idle_timeout_and_warm_starts(
