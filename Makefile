@@ -26,7 +26,8 @@ help:
 	@echo "                  (EDGELAMBDA_OFFLINE=1: bake every image it needs into the parent)"
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
-	@echo "make bench        gateway vs raw engine costs, one JSON report"
+	@echo "make bench        the gateway beside the thinnest path (../shared/perf, or"
+	@echo "                  EDGELAMBDA_PERF_DIR) and the engine's own costs; one JSON report"
 	@echo "make soak         mixed and hostile traffic for SOAK_MINUTES (10), one JSON report;"
 	@echo "                  restarts the engine midway (SOAK_ARGS=--no-engine-restart: not)"
 
@@ -121,7 +122,7 @@ test: install base-images stack-images
 check: lint types test
 
 bench: install base-images
-	$(BIN)/python bench/pool_bench.py
+	$(BIN)/python bench/side_by_side.py
 
 SOAK_MINUTES ?= 10
 soak: install base-images

@@ -46,7 +46,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiohttp import web
-from pool_bench import (
+from harness import (
     cleanup,
     free_port,
     percentile,
