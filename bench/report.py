@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-FROZEN_STANDBY_NOTE = "not built yet"
-
 
 def trimmed(result: dict[str, Any]) -> dict[str, Any]:
     """The useful part of one bench.py report: warm latency, load and the ten sleeps."""
@@ -94,6 +92,10 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
         "routes_1000_vs_routes_10_p50": ratio(
             scale["routes_1000"]["p50"], scale["routes_10"]["p50"]
         ),
+        "frozen_first_request_vs_engine_unpause": ratio(
+            report["engine"]["frozen_standby_first_request_ms"]["median"],
+            report["engine"]["unpause_ms"]["median"],
+        ),
     }
 
 
@@ -126,6 +128,8 @@ TARGETS = (
     Target("ten_cold_requests_vs_ten_raw", 1.3, is_upper=True),
     Target("single_cold_request_vs_raw", 1.1, is_upper=True),
     Target("routes_1000_vs_routes_10_p50", 1.1, is_upper=True),
+    Target("frozen_first_request_vs_engine_unpause", 3.0, is_upper=True),
+    Target("frozen_standby_first_request_ms", 15.0, is_upper=True),  # absolute, in ms
 )
 
 
