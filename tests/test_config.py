@@ -43,6 +43,7 @@ def test_an_unknown_runtime_names_the_known_ones() -> None:
         ("IDLE_TIMEOUT_MINUTES", "-1"),
         ("EDGELAMBDA_FREEZE_AFTER_S", "-1"),
         ("EDGELAMBDA_FREEZE_AFTER_S", "nan"),
+        ("EDGELAMBDA_EVENT_LOOP", "tokio"),
         ("EDGELAMBDA_PORT", "70000"),
         ("JWT_EXPIRES_DELTA", "0"),
         ("EDGELAMBDA_PRODUCTION", "maybe"),
@@ -154,3 +155,8 @@ def test_the_default_stack_survives_a_restart_of_the_same_gateway(
 
 def test_an_explicit_stack_wins() -> None:
     assert Settings.from_env({**MAKE_RUN, "EDGELAMBDA_STACK": "edgelambda"}).stack == "edgelambda"
+
+
+def test_the_gateway_runs_on_uvloop_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).event_loop == "uvloop"  # a dependency, so installed
+    assert Settings.from_env({"EDGELAMBDA_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"

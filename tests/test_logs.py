@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+
 import pytest
 
 from edgelambda.logs import (
     LogRecord,
     Span,
+    StdoutSink,
     jsonline,
     owner,
     parse_docker_line,
@@ -101,3 +106,47 @@ def test_jsonline_has_the_ingestion_fields() -> None:
         "trace_id": "Root=1-x",
         "cold_start": True,
     }
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def stdout_record(message: str) -> LogRecord:
+    return LogRecord(
+        time_s=1795894184.5, message=message, function="fn", container="c", stream="stdout"
+    )
+
+
+async def test_stdout_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    stream = CountingStream()
+    sink = StdoutSink(stream)
+    for message in ("START", "a line", "END"):
+        sink.emit(stdout_record(message))
+    assert stream.writes == 0  # not yet: at the end of this turn of the loop
+
+    await asyncio.sleep(0)
+
+    assert stream.writes == 1
+    assert [json.loads(line)["_msg"] for line in stream.getvalue().splitlines()] == [
+        "START",
+        "a line",
+        "END",
+    ]
+    sink.emit(stdout_record("later"))
+    sink.flush()  # as at shutdown
+    assert json.loads(stream.getvalue().splitlines()[-1])["_msg"] == "later"
+    assert stream.writes == 2
+
+
+def test_stdout_lines_without_an_event_loop_are_written_at_once() -> None:
+    stream = CountingStream()
+    StdoutSink(stream).emit(stdout_record("now"))
+    assert stream.writes == 1
+    assert json.loads(stream.getvalue())["_msg"] == "now"

@@ -8,6 +8,7 @@ are read as they are; everything else uses the ``EDGELAMBDA_`` prefix. A bad val
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -117,6 +118,7 @@ class Settings:
     max_connections: int = 1000
     max_connections_per_address: int = 250
     log_format: str = "console"
+    event_loop: str = "asyncio"  # or "uvloop" (the default when it is installed)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -211,6 +213,7 @@ class Settings:
                 env, "EDGELAMBDA_MAX_CONNECTIONS_PER_ADDRESS", 250, _positive_int
             ),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
+            event_loop=_read(env, "EDGELAMBDA_EVENT_LOOP", _default_event_loop(), _event_loop),
         )
         if not env.get("EDGELAMBDA_STACK", "").strip():
             stack = default_stack(settings.data_dir, settings.port, settings.docker_network)
@@ -382,6 +385,18 @@ def _url_path(raw: str) -> str:
 def _label_value(raw: str) -> str:
     if not raw.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError("only letters, digits, '-', '_' and '.' are allowed")
+    return raw
+
+
+def _default_event_loop() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def _event_loop(raw: str) -> str:
+    if raw not in {"asyncio", "uvloop"}:
+        raise ValueError("must be asyncio or uvloop")
+    if raw == "uvloop" and not importlib.util.find_spec("uvloop"):
+        raise ValueError("uvloop is not installed")
     return raw
 
 

@@ -16,6 +16,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from aiohttp import web
@@ -103,8 +104,9 @@ class _GuardedProtocol(asyncio.Protocol):
         self._scan = HeaderScan()
         self._address = ""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # A stream transport; uvloop's does not derive from asyncio.Transport.
+        transport = cast(asyncio.Transport, base)
         guard = self._guard
         peer = transport.get_extra_info("peername")
         self._address = str(peer[0]) if peer else ""

@@ -118,13 +118,29 @@ class LogSink(Protocol):
 
 class StdoutSink:
     """Records as JSON lines on the gateway's stdout (no log store configured): the same
-    shape VictoriaLogs would get, written directly, since a line per record is hot-path work."""
+    shape VictoriaLogs would get. An invocation makes several records (START, END, REPORT,
+    the access record) and stdout is unbuffered in the gateway's image, so the lines of one
+    turn of the event loop go out in one write, just after it."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
+        self._pending: list[str] = []
 
     def emit(self, record: LogRecord) -> None:
-        self._stream.write(json.dumps(jsonline(record), default=str) + "\n")
+        line = json.dumps(jsonline(record), default=str)
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (a command, a test): write it now
+                self._stream.write(line + "\n")
+                return
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """Write what is pending (also at shutdown)."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self._stream.write("\n".join(lines) + "\n")
 
 
 class RecordingSink:

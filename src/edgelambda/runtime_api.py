@@ -98,11 +98,10 @@ async def next_invocation(request: web.Request) -> web.StreamResponse:
     pool = request.app[POOL_KEY]
     invocation = await pool.next_invocation(sandbox)
     arn = function_arn(sandbox.function.name, request.app[REGION_KEY])
-    response = web.StreamResponse(headers=invocation_headers(invocation, arn))
-    response.content_length = len(invocation.payload)
+    # A Response, not a StreamResponse: aiohttp sends its headers and body in one write.
+    response = web.Response(body=invocation.payload, headers=invocation_headers(invocation, arn))
     try:
         await response.prepare(request)
-        await response.write(invocation.payload)
         await response.write_eof()
     except (ConnectionError, asyncio.CancelledError):
         # The runtime vanished between taking the invocation and receiving it (a dropped

@@ -200,6 +200,10 @@ class Server:
             )
             self._watcher.start(self.loops)
 
+    async def _flush_stdout(self) -> None:
+        if isinstance(self.sink, StdoutSink):
+            self.sink.flush()
+
     async def close(self) -> None:
         """Stop in order: watching and scheduling, then the event worker (its in-flight events
         finish or stay stored for the next start), the pool, the Runtime API, the store."""
@@ -214,6 +218,7 @@ class Server:
             ),
             ("event store", self._events.close if self._events is not None else None),
             ("log shipper", self._shipper.close if self._shipper is not None else None),
+            ("stdout log", self._flush_stdout),
         ]
         for part, close in parts:
             if close is None:
