@@ -150,3 +150,9 @@ def test_stdout_lines_without_an_event_loop_are_written_at_once() -> None:
     StdoutSink(stream).emit(stdout_record("now"))
     assert stream.writes == 1
     assert json.loads(stream.getvalue())["_msg"] == "now"
+
+
+def test_a_time_just_short_of_a_second_rounds_into_the_next() -> None:
+    # (Only small times have nanoseconds to spare for this: a float near 1.8e9 has ~240 ns.)
+    record = LogRecord(time_s=5.9999999999, message="m", function="f", container="c", stream="x")
+    assert jsonline(record)["_time"] == "1970-01-01T00:00:06.000000000Z"

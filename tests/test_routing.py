@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgelambda.errors import MethodNotAllowed, RouteNotFound
 from edgelambda.routing import (
@@ -15,6 +17,10 @@ from edgelambda.routing import (
     PayloadVersion,
     Route,
     RoutingTable,
+    _bind,
+    _method_rank,
+    _split_request_path,
+    compile_path,
 )
 from tests.routing_tables import CORS_FUNCTIONS, parse, table_of
 
@@ -228,3 +234,65 @@ def test_match_still_routes_plain_options_requests() -> None:
         ANY_ORIGIN_POLICY,
         frozenset({"GET", "HEAD", "OPTIONS"}),
     )
+
+
+# --- the route index against a plain scan -----------------------------------------------------
+
+
+def template(kinds: list[str], is_greedy: bool) -> str:
+    """A route path from segment kinds: a literal as it is, "P" a parameter named by its
+    position (names are unique in a path), then maybe {proxy+}."""
+    segments = [f"{{p{i}}}" if kind == "P" else kind for i, kind in enumerate(kinds)]
+    return "/" + "/".join([*segments, *(["{proxy+}"] if is_greedy else [])])
+
+
+TEMPLATES = st.builds(
+    template, st.lists(st.sampled_from(("a", "b", "P")), max_size=3), st.booleans()
+)
+REQUEST_PATHS = st.lists(st.sampled_from(("a", "b", "c", "")), max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+def scanned(table: RoutingTable, method: str, path: str) -> tuple[str, dict[str, str]] | str:
+    """What matching every route in turn gives (the matcher before the index): the route's
+    path and its parameters, or the error's name."""
+    parts = _split_request_path(path)
+    candidates = [
+        (route, params)
+        for route in table.routes
+        if parts is not None and (params := _bind(compile_path(route.path), parts)) is not None
+    ]
+    if not candidates:
+        return "RouteNotFound"
+    ranked = [
+        ((tuple(s.kind.value for s in compile_path(route.path)), rank), route, params)
+        for route, params in candidates
+        if (rank := _method_rank(route.methods, method)) is not None
+    ]
+    if not ranked:
+        return "MethodNotAllowed"
+    _, route, params = min(ranked, key=lambda entry: entry[0])
+    return route.path, params
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(("GET", "POST", "ANY")), TEMPLATES), max_size=8, unique=True
+    ),
+    st.sampled_from(("GET", "POST", "HEAD", "DELETE")),
+    REQUEST_PATHS,
+)
+def test_the_route_index_matches_as_a_scan_of_every_route(
+    routes: list[tuple[str, str]], method: str, path: str
+) -> None:
+    table = table_of(*(f"{m} {p}" for m, p in routes))
+    expected = scanned(table, method, path)
+    if isinstance(expected, str):
+        with pytest.raises((RouteNotFound, MethodNotAllowed)) as caught:
+            table.match(method, path)
+        assert type(caught.value).__name__ == expected
+    else:
+        found = table.match(method, path)
+        assert (found.route.path, dict(found.path_parameters)) == expected

@@ -102,18 +102,25 @@ class Journal:
         (shutdown), so no invocation's log is left open."""
         assert record.ended_s is not None
         try:
-            await asyncio.gather(
-                _output_caught_up(sandbox.output, record), self._refresh_memory(sandbox)
-            )
+            if self._is_memory_due(sandbox):  # most calls do not ask the engine
+                await asyncio.gather(
+                    _output_caught_up(sandbox.output, record), self._refresh_memory(sandbox)
+                )
+            else:
+                await _output_caught_up(sandbox.output, record)
         finally:
             end_s = log_end_s(sandbox.output, record, time.time())
             self._platform(sandbox, record, end_line(record.request_id), end_s)
             self._write_report(sandbox, record, end_s + _TICK_S)
 
+    @staticmethod
+    def _is_memory_due(sandbox: Sandbox) -> bool:
+        return time.monotonic() - sandbox.output.memory_checked_s >= MEMORY_REFRESH_S
+
     async def _refresh_memory(self, sandbox: Sandbox) -> None:
         """Ask the engine for the container's peak memory, unless it was asked recently."""
         output = sandbox.output
-        if time.monotonic() - output.memory_checked_s < MEMORY_REFRESH_S:
+        if not self._is_memory_due(sandbox):
             return
         output.memory_checked_s = time.monotonic()
         if sandbox.container_id is None:
@@ -155,11 +162,17 @@ class Journal:
 
     def _platform(self, sandbox: Sandbox, record: InvocationLog, text: str, time_s: float) -> None:
         record.add(text)
-        self._sink.emit(self._record(sandbox, record, text, OutputStream.PLATFORM, time_s))
+        # START, END and REPORT are info: no level to look for in them.
+        self._sink.emit(self._record(sandbox, record, text, OutputStream.PLATFORM, time_s, "info"))
 
     @staticmethod
     def _record(
-        sandbox: Sandbox, record: InvocationLog | None, text: str, stream: str, time_s: float
+        sandbox: Sandbox,
+        record: InvocationLog | None,
+        text: str,
+        stream: str,
+        time_s: float,
+        level: str | None = None,
     ) -> LogRecord:
         return LogRecord(
             time_s=time_s,
@@ -171,6 +184,7 @@ class Journal:
             trace_id=record.trace_id if record else None,
             # Only the invocation that paid for the cold start is a cold one.
             is_cold_start=record.init_ms is not None if record else sandbox.is_cold,
+            level=level,
         )
 
     @staticmethod

@@ -5,6 +5,7 @@ per sandbox, and the sinks records go to; :mod:`edgelambda.journal` feeds them."
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import re
@@ -106,8 +107,15 @@ def jsonline(record: LogRecord) -> dict[str, object]:
 
 
 def _rfc3339(time_s: float) -> str:
-    whole = datetime.fromtimestamp(int(time_s), UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{whole}.{round((time_s % 1) * 1e9):09d}Z"
+    second, nanos = int(time_s), round((time_s % 1) * 1e9)
+    if nanos == 1_000_000_000:  # .9999999996 rounds up into the next second
+        second, nanos = second + 1, 0
+    return f"{_whole_second(second)}.{nanos:09d}Z"
+
+
+@functools.lru_cache(maxsize=8)  # records come in bursts of the same few seconds
+def _whole_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class LogSink(Protocol):
