@@ -155,6 +155,16 @@ def test_expired_token_is_refused(now_s: float) -> None:
         verify_token(_token(), secret=SECRET, now_s=now_s)
 
 
+def test_a_token_checked_once_is_still_refused_once_it_expires() -> None:
+    token = _token()
+    assert verify_token(token, secret=SECRET, now_s=NOW)["sub"] == USER  # checked, kept
+
+    with pytest.raises(Unauthorized, match="expired"):
+        verify_token(token, secret=SECRET, now_s=NOW + 100)
+    with pytest.raises(Unauthorized):
+        verify_token(token, secret="another-secret-of-at-least-32-bytes!!", now_s=NOW)
+
+
 def test_iat_within_the_clock_skew_is_accepted() -> None:
     token = _token(iat=NOW + CLOCK_SKEW_S, exp=NOW + 1000)
 

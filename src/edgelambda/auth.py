@@ -8,12 +8,14 @@ logins per client address, also with the time passed in.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -62,10 +64,19 @@ def verify_token(token: str, *, secret: str, now_s: float) -> Mapping[str, Any]:
     included), a wrong issuer or audience, a missing claim, an expired token (``exp <= now_s``)
     or one issued further in the future than :data:`CLOCK_SKEW_S`.
     """
-    claims = _decode(token, secret)
-    _check_strings(claims)
+    claims = _signed_claims(token, secret)
     _check_times(claims, now_s)
     return claims
+
+
+@functools.lru_cache(maxsize=1024)
+def _signed_claims(token: str, secret: str) -> Mapping[str, Any]:
+    """The claims of a token whose signature and claims hold, whatever the time: a client
+    sends the same token on every request, so each is checked once (only valid ones are
+    kept: an exception is not cached). The times are checked on every use."""
+    claims = _decode(token, secret)
+    _check_strings(claims)
+    return MappingProxyType(claims)
 
 
 def claims_for(authorization: str | None, *, secret: str, now_s: float) -> dict[str, object]:
