@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from tests.conftest import REPO_ROOT, GatewayFactory, lifecycle_routing, report
 
@@ -42,17 +43,23 @@ async def test_the_gateway_recovers_from_an_engine_restart(gateway: GatewayFacto
 
     await asyncio.to_thread(restart_engine)
 
+    after = await first_answer_after_the_restart(client)
+    assert after["container"] != before["container"]
+    assert after["invocations"] == 1
+
+
+async def first_answer_after_the_restart(client: TestClient) -> dict[str, object]:
+    """Requests may fail while the gateway notices the restart (502, 503); then one must
+    succeed, within 30 s. Its report."""
     deadline = time.monotonic() + 30
-    while True:  # requests may fail while the gateway notices; then they must succeed
+    while True:
         response = await client.get("/fn")
         if response.status == 200:
-            break
+            body: dict[str, object] = await response.json()
+            return body
         assert response.status in {502, 503}, await response.text()
         assert time.monotonic() < deadline, "the gateway did not recover"
         await asyncio.sleep(0.5)
-    after = await response.json()
-    assert after["container"] != before["container"]
-    assert after["invocations"] == 1
 
 
 async def test_frozen_containers_lost_in_an_engine_restart_are_replaced(
@@ -67,14 +74,6 @@ async def test_frozen_containers_lost_in_an_engine_restart_are_replaced(
 
     await asyncio.to_thread(restart_engine)
 
-    deadline = time.monotonic() + 30
-    while True:
-        response = await client.get("/fn")
-        if response.status == 200:
-            break
-        assert response.status in {502, 503}, await response.text()
-        assert time.monotonic() < deadline, "the gateway did not recover"
-        await asyncio.sleep(0.5)
-    after = await response.json()
+    after = await first_answer_after_the_restart(client)
     assert after["container"] != before["container"]
     assert after["invocations"] == 1

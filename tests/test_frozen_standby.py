@@ -58,6 +58,18 @@ async def warm_sandbox(pool: Pool, clock: Clock) -> tuple[Sandbox, asyncio.Task[
 ANSWER_AFTER_S: dict[Sandbox, float] = {}  # how long a sandbox's handler takes
 
 
+async def frozen_sandbox(
+    backend: FakeBackend, clock: Clock
+) -> tuple[Pool, Sandbox, asyncio.Task[None]]:
+    """A pool (freeze_after 1 s) whose one sandbox has just been frozen, its runtime polling."""
+    pool = make_pool(backend, function_spec(), clock=clock, freeze_after_s=1)
+    sandbox, runtime = await warm_sandbox(pool, clock)
+    clock.now_s += 1
+    pool.reap(clock.now_s)
+    await settle()
+    return pool, sandbox, runtime
+
+
 async def serve(pool: Pool, sandbox: Sandbox) -> None:
     """A runtime answering each invocation with its payload."""
     while True:
@@ -149,11 +161,7 @@ async def test_a_frozen_sandbox_past_its_idle_timeout_is_stopped() -> None:
 
 async def test_a_frozen_container_the_engine_lost_is_replaced() -> None:
     backend, clock = SlowEngine(fail=frozenset({"unpause"})), Clock()
-    pool = make_pool(backend, function_spec(), clock=clock, freeze_after_s=1)
-    sandbox, runtime = await warm_sandbox(pool, clock)
-    clock.now_s += 1
-    pool.reap(clock.now_s)
-    await settle()
+    pool, sandbox, runtime = await frozen_sandbox(backend, clock)
 
     call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
     await settle()
@@ -172,12 +180,8 @@ async def test_a_frozen_container_the_engine_lost_is_replaced() -> None:
 
 async def test_a_frozen_container_that_exits_is_retired() -> None:
     backend, clock = FakeBackend(), Clock()
-    pool = make_pool(backend, function_spec(), clock=clock, freeze_after_s=1)
-    await pool.start()
-    sandbox, runtime = await warm_sandbox(pool, clock)
-    clock.now_s += 1
-    pool.reap(clock.now_s)
-    await settle()
+    pool, sandbox, runtime = await frozen_sandbox(backend, clock)
+    await pool.start()  # its exit watcher
 
     backend.exit_events.put_nowait(ContainerExit("c1", exit_code=137, is_oom=False))
     await asyncio.sleep(0.05)
@@ -190,11 +194,7 @@ async def test_a_frozen_container_that_exits_is_retired() -> None:
 
 async def test_a_failed_pause_retires_the_sandbox() -> None:
     backend, clock = SlowEngine(fail=frozenset({"pause"})), Clock()
-    pool = make_pool(backend, function_spec(), clock=clock, freeze_after_s=1)
-    sandbox, runtime = await warm_sandbox(pool, clock)
-    clock.now_s += 1
-    pool.reap(clock.now_s)
-    await settle()
+    pool, sandbox, runtime = await frozen_sandbox(backend, clock)
 
     assert sandbox.state is SandboxState.DEAD
     assert backend.removed == ["c1"]
