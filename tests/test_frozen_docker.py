@@ -12,7 +12,8 @@ import aiodocker
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import GatewayFactory, lifecycle_routing, report
+from edgelambda.gateway import SERVER_KEY
+from tests.conftest import GatewayFactory, lifecycle_routing, report, stack_containers
 
 pytestmark = pytest.mark.docker
 
@@ -111,3 +112,19 @@ async def test_frozen_containers_of_a_busy_function_are_thawed_not_replaced(
 
     assert {str(body["container"]) for body in again} == containers
     assert sorted(int(str(body["invocations"])) for body in again) == [2, 2, 2]
+
+
+async def test_a_gateway_shutting_down_removes_its_frozen_containers(
+    gateway: GatewayFactory, docker: aiodocker.Docker
+) -> None:
+    client = await gateway(lifecycle_routing(freeze_after=0.3), reap_interval_s=0.1)
+    stack = client.app[SERVER_KEY].settings.stack
+    container = str((await report(client))["container"])
+
+    async def is_paused() -> bool:
+        return (await engine_state(docker, container))["Paused"] is True
+
+    await eventually(is_paused, timeout_s=5)
+    await client.close()  # the gateway shuts down
+
+    assert await stack_containers(docker, stack) == []
