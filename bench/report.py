@@ -3,6 +3,7 @@ between the sides, and the acceptance bound each ratio is held to."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,22 +67,40 @@ def rps_at(side: dict[str, Any], clients: int) -> float | None:
 
 
 def ratios(report: dict[str, Any]) -> dict[str, float | None]:
-    thin, gateway, jwt = report["thinnest"], report["gateway"], report["gateway_jwt_logs"]
-    raw, cold, scale = report["raw"], report["cold"], report["scale"]
+    """The ratios between the sides; each only when the sections it compares were measured
+    (a run can measure some sections alone)."""
+    out: dict[str, float | None] = {}
+    for sections, compare in _COMPARISONS:
+        if all(name in report for name in sections):
+            out.update(compare(report))
+    return out
+
+
+def _warm_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    thin, gateway = report["thinnest"], report["gateway"]
     return {
-        "warm_p50_gateway_vs_thinnest": ratio(
-            warm_hello_ms(gateway, "p50"), warm_hello_ms(thin, "p50")
-        ),
-        "warm_p99_gateway_vs_thinnest": ratio(
-            warm_hello_ms(gateway, "p99"), warm_hello_ms(thin, "p99")
-        ),
-        **{
-            f"rps_{clients}_clients_{name}_vs_thinnest": ratio(
-                rps_at(side, clients), rps_at(thin, clients)
+        f"warm_{key}_gateway_vs_thinnest": ratio(
+            warm_hello_ms(gateway, key), warm_hello_ms(thin, key)
+        )
+        for key in ("p50", "p99")
+    }
+
+
+def _rps_ratios(side: str) -> Callable[[dict[str, Any]], dict[str, float | None]]:
+    def compare(report: dict[str, Any]) -> dict[str, float | None]:
+        return {
+            f"rps_{clients}_clients_{side}_vs_thinnest": ratio(
+                rps_at(report[side], clients), rps_at(report["thinnest"], clients)
             )
-            for name, side in (("gateway", gateway), ("gateway_jwt_logs", jwt))
             for clients in (8, 32)
-        },
+        }
+
+    return compare
+
+
+def _cold_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    raw, cold = report["raw"], report["cold"]
+    return {
         "ten_cold_requests_vs_ten_raw": ratio(
             cold["ten_simultaneous_first_requests_less_sleep_ms"]["median"],
             raw["ten_concurrent_create_start_ready_ms"]["median"],
@@ -89,14 +108,67 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
         "single_cold_request_vs_raw": ratio(
             cold["first_request_ms"]["median"], raw["create_start_ready_ms"]["median"]
         ),
+    }
+
+
+def _route_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    scale = report["scale"]
+    return {
         "routes_1000_vs_routes_10_p50": ratio(
             scale["routes_1000"]["p50"], scale["routes_10"]["p50"]
-        ),
+        )
+    }
+
+
+def _container_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    base, scaled = report["containers"]["containers_10"], report["containers"]["containers_scaled"]
+    names = {key: f"containers_300_vs_containers_10_{key}" for key in ("p50", "p99")}
+    if not (is_full(base) and is_full(scaled)):
+        return dict.fromkeys(names.values())
+    return {name: ratio(scaled[key], base[key]) for key, name in names.items()}
+
+
+def is_full(side: dict[str, Any]) -> bool:
+    """Whether a scale section's gateway reached the live containers it was to have (short
+    of them, its figures do not answer the target)."""
+    return bool(side["live_containers"] >= side["wanted_containers"])
+
+
+def _unpause_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    return {
         "frozen_first_request_vs_engine_unpause": ratio(
             report["engine"]["frozen_standby_first_request_ms"]["median"],
             report["engine"]["unpause_ms"]["median"],
-        ),
+        )
     }
+
+
+# The sections each comparison needs, and the comparison.
+_COMPARISONS: tuple[
+    tuple[tuple[str, ...], Callable[[dict[str, Any]], dict[str, float | None]]], ...
+] = (
+    (("thinnest", "gateway"), _warm_ratios),
+    (("thinnest", "gateway"), _rps_ratios("gateway")),
+    (("thinnest", "gateway_jwt_logs"), _rps_ratios("gateway_jwt_logs")),
+    (("raw", "cold"), _cold_ratios),
+    (("scale",), _route_ratios),
+    (("containers",), _container_ratios),
+    (("engine",), _unpause_ratios),
+)
+
+
+def absolutes(report: dict[str, Any]) -> dict[str, float | None]:
+    """The figures held to an absolute bound rather than compared, of the sections
+    measured."""
+    out: dict[str, float | None] = {}
+    if "engine" in report:
+        frozen = report["engine"]["frozen_standby_first_request_ms"]["median"]
+        out["frozen_standby_first_request_ms"] = frozen
+    if "functions" in report:
+        functions = report["functions"]
+        rss = functions["rss_mb"] if is_full(functions) else None
+        out["rss_mb_50_functions_100_containers"] = rss
+    return out
 
 
 # -- targets ---------------------------------------------------------------------------------
@@ -128,15 +200,18 @@ TARGETS = (
     Target("ten_cold_requests_vs_ten_raw", 1.3, is_upper=True),
     Target("single_cold_request_vs_raw", 1.1, is_upper=True),
     Target("routes_1000_vs_routes_10_p50", 1.1, is_upper=True),
+    Target("containers_300_vs_containers_10_p50", 1.1, is_upper=True),
     Target("frozen_first_request_vs_engine_unpause", 3.0, is_upper=True),
     Target("frozen_standby_first_request_ms", 15.0, is_upper=True),  # absolute, in ms
+    Target("rss_mb_50_functions_100_containers", 100.0, is_upper=True),  # absolute, in MB
 )
 
 
 def targets(measured: dict[str, float | None]) -> dict[str, dict[str, Any]]:
-    """Each bounded ratio, its bound and whether it holds (None: not measured)."""
-    verdicts = {}
-    for target in TARGETS:
-        value = measured.get(target.ratio)
-        verdicts[target.ratio] = {"ratio": value, **target.verdict(value)}
-    return verdicts
+    """Each bounded figure of ``measured``, its bound and whether it holds (None: its value
+    is missing); a target whose figure a run left out is left out too."""
+    return {
+        target.ratio: {"ratio": measured[target.ratio], **target.verdict(measured[target.ratio])}
+        for target in TARGETS
+        if target.ratio in measured
+    }
