@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -78,6 +79,25 @@ async def engine_errors(action: str) -> AsyncIterator[None]:
         raise EngineUnavailable(f"{action}: engine unreachable: {exc}") from exc
 
 
+LOCAL_SOCKETS = ("/run/docker.sock", "/var/run/docker.sock")  # where aiodocker looks too
+
+
+def engine_client(docker_host: str | None) -> aiodocker.Docker:
+    """A client of the engine at ``docker_host`` (default: the local socket). aiohttp lets a
+    connector hold 100 connections, and the gateway keeps one open per running container
+    (its output follow), so past 100 containers every engine call would wait for a free one:
+    no start, stop or removal. On a Unix socket the client has no such limit; its connector
+    is then the caller's to close, after the client."""
+    if docker_host is None:
+        docker_host = next(
+            (f"unix://{path}" for path in LOCAL_SOCKETS if os.path.exists(path)), None
+        )
+    if docker_host is None or not docker_host.startswith("unix://"):
+        return aiodocker.Docker(url=docker_host)  # TCP or SSH: aiodocker's own connector
+    connector = aiohttp.UnixConnector(docker_host.removeprefix("unix://"), limit=0)
+    return aiodocker.Docker(url="unix://localhost", connector=connector)  # a host for URLs
+
+
 class DockerBackend:
     """:class:`edgelambda.containers.ContainerBackend` on the Docker Engine API."""
 
@@ -91,7 +111,7 @@ class DockerBackend:
     async def connect(cls, limits: BackendLimits | None = None) -> DockerBackend:
         """Connect to the engine named by DOCKER_HOST (default: the local socket)."""
         async with engine_errors("connect"):
-            docker = aiodocker.Docker()
+            docker = engine_client(os.environ.get("DOCKER_HOST"))
             try:
                 await docker.version()
             except BaseException:
@@ -104,6 +124,7 @@ class DockerBackend:
             build.cancel()
         await asyncio.gather(*self._image_builds.values(), return_exceptions=True)
         await self._docker.close()
+        await self._docker.connector.close()  # engine_client's own, when it made one
 
     async def network_gateway(self, network: str) -> str:
         async with engine_errors(f"network {network}"):
