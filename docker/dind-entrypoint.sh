@@ -7,8 +7,10 @@
 #   4. from before step 3 on, follow the gateway's log on stdout, so `docker logs -f
 #      onpre-app-root` shows it whenever it runs;
 #   5. on SIGTERM or SIGINT: `docker-compose down` (the gateway drains its in-flight
-#      invocations and removes its function containers; data volumes stay), stop the inner
-#      dockerd, exit 0.
+#      invocations and removes its function containers; data volumes stay), unpause what the
+#      inner engine still holds paused, stop the inner dockerd, exit 0.
+# On cgroup v1 the inner gateway does not freeze idle containers unless
+# EDGELAMBDA_FREEZE_AFTER_S says so (see standby_default).
 # A signal that arrives during step 1-2 takes effect when the running step ends; during
 # step 3 at once.
 set -euo pipefail
@@ -45,6 +47,31 @@ nest_cgroup_v2() {
   xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || true
   sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers \
     >/sys/fs/cgroup/cgroup.subtree_control
+}
+
+# A task frozen by the cgroup v1 freezer does not die of SIGKILL until it is thawed (the
+# cgroup v2 freezer, by design, lets fatal signals through: Linux commit 76f969e8948d,
+# "cgroup: cgroup v2 freezer"). A parent killed outright, or whose inner engine is gone,
+# while the gateway holds a function container frozen therefore cannot finish dying: its
+# pid namespace waits on the frozen task for good. So on v1 the inner gateway's frozen
+# standby is off by default; an operator who sets EDGELAMBDA_FREEZE_AFTER_S accepts that.
+standby_default() {
+  [ ! -f /sys/fs/cgroup/cgroup.controllers ] && [ -z "${EDGELAMBDA_FREEZE_AFTER_S:-}" ] ||
+    return 0
+  export EDGELAMBDA_FREEZE_AFTER_S=0
+  log "cgroup v1: frozen standby off (EDGELAMBDA_FREEZE_AFTER_S=0); set it to turn it on"
+}
+
+# After `compose down` nothing should be paused (the gateway thaws or removes its frozen
+# containers when it stops), unless the gateway died first: unpause, so that the inner
+# engine's own stop can kill them.
+unpause_all() {
+  local paused
+  paused=$(docker ps -q --filter status=paused 2>/dev/null || true)
+  [ -n "$paused" ] || return 0
+  log "unpausing $(wc -w <<<"$paused") container(s) the stack left paused"
+  # shellcheck disable=SC2086  # one id per word
+  docker unpause $paused >/dev/null || true
 }
 
 start_engine() {
@@ -119,6 +146,7 @@ stop() {  # $1: exit status (default: that of `docker-compose down`)
   compose down || status=$?
   touch "$FOLLOW_STOP"  # after the gateway's last lines: the follower saw them go by
   stop_follower
+  unpause_all
   stop_engine
   log "stopped in $((SECONDS - started))s"
   exit "$status"
@@ -147,6 +175,7 @@ main() {
   check_mounts
   rm -f "$FOLLOW_STOP"
   trap stop TERM INT
+  standby_default
   start_engine
   load_images
   follow_gateway_log "$began" &
