@@ -7,6 +7,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import pytest
+
+from edgelambda import journal
 from edgelambda.invocation import Invocation, InvocationResult
 from edgelambda.journal import Journal, is_stream_past, log_end_s
 from edgelambda.logs import InvocationLog, LogRecord, OutputLine, RecordingSink, SandboxOutput
@@ -130,6 +133,68 @@ async def test_end_waits_for_a_line_the_engine_delivers_after_the_answer() -> No
     body = invocation.log.lines[1:-2]
     assert body == ["the last words"]
     assert invocation.log.lines[-2].startswith("END RequestId:")
+    await box.close()
+
+
+def memory_known(box: Box) -> None:
+    """The sandbox's peak memory was just asked: END waits only for output (a timer)."""
+    box.sandbox.output.memory_checked_s = time.monotonic()
+
+
+async def test_end_comes_as_soon_as_a_line_past_the_invocation_arrives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(journal, "OUTPUT_QUIET_S", 30.0)  # only the line can end the wait
+    box = Box()
+    memory_known(box)
+    first, second = Invocation(payload=b"1"), Invocation(payload=b"2")
+    box.journal.begin(box.sandbox, first)
+    box.answer(first)
+    box.journal.begin(box.sandbox, second)
+    await asyncio.sleep(0.01)
+    assert not first.log.done.is_set()
+
+    box.backend.print("printed by the second")  # stamped after the second began
+    await box.finished(first)
+
+    assert first.log.lines[-2] == f"END RequestId: {first.request_id}"
+    await box.close()
+
+
+async def test_end_gives_up_waiting_while_output_keeps_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(journal, "OUTPUT_WAIT_S", 0.3)
+    box = Box()
+    memory_known(box)
+    invocation = Invocation(payload=b"{}")
+    box.journal.begin(box.sandbox, invocation)
+    box.answer(invocation)
+    started_s = time.monotonic()
+
+    while not invocation.log.done.is_set():  # never quiet, and never past it
+        box.backend.print("still printing")
+        await asyncio.sleep(0.01)
+        assert time.monotonic() - started_s < 2.0
+
+    assert time.monotonic() - started_s >= 0.29
+    assert invocation.log.lines[-2] == f"END RequestId: {invocation.request_id}"
+    assert invocation.log.lines[1] == "still printing"
+    await box.close()
+
+
+async def test_drain_returns_once_every_concluded_log_is_closed() -> None:
+    box = Box()
+    memory_known(box)
+    invocations = [Invocation(payload=b"{}") for _ in range(3)]
+    for invocation in invocations:
+        box.journal.begin(box.sandbox, invocation)
+        box.answer(invocation)
+
+    await asyncio.wait_for(box.journal.drain(), timeout=2)
+
+    assert all(invocation.log.done.is_set() for invocation in invocations)
+    assert len(box.records("REPORT")) == 3
     await box.close()
 
 

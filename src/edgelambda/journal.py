@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass, field
 
 from edgelambda.containers import ContainerBackend
 from edgelambda.invocation import Invocation
@@ -41,6 +42,16 @@ OUTPUT_WAIT_S = 1.0  # ... but never longer than this
 _TICK_S = 1e-5  # apart in time, so sorting by time keeps END before REPORT
 
 
+@dataclass(eq=False)
+class _Closing:
+    """A concluded invocation whose END waits for the engine to deliver its last output."""
+
+    sandbox: Sandbox
+    record: InvocationLog
+    give_up_at: float  # loop time
+    timer: asyncio.TimerHandle = field(init=False)
+
+
 class Journal:
     """Writes and attributes the function log of a pool's sandboxes."""
 
@@ -56,6 +67,10 @@ class Journal:
         self._sink = sink
         self._metrics = metrics
         self._tasks = tasks  # the pool's task set: every background task has an owner
+        # Concluded invocations whose END waits for output, by sandbox.
+        self._closing: dict[Sandbox, list[_Closing]] = {}
+        self._none_closing = asyncio.Event()  # set while _closing is empty
+        self._none_closing.set()
 
     def initialised(self, sandbox: Sandbox, init_ms: float) -> None:
         """``sandbox``'s runtime is ready after a cold start of ``init_ms``: the invocation
@@ -81,7 +96,10 @@ class Journal:
             return  # it never began here, or it is concluded already
         record.ended_s = time.time()
         self._count(sandbox, invocation)
-        self._tasks.spawn(self._close(sandbox, record))
+        if self._is_memory_due(sandbox):  # at most every MEMORY_REFRESH_S per sandbox
+            self._tasks.spawn(self._close_after_memory(sandbox, record))
+        else:
+            self._close_when_caught_up(sandbox, record)
 
     def _count(self, sandbox: Sandbox, invocation: Invocation) -> None:
         record = invocation.log
@@ -97,21 +115,54 @@ class Journal:
         self._metrics.invocations.labels(name, outcome(result)).inc()
         self._metrics.duration.labels(name).observe(record.ended_s - record.started_s)
 
-    async def _close(self, sandbox: Sandbox, record: InvocationLog) -> None:
-        """END after the invocation's last output, then REPORT; written even when cancelled
-        (shutdown), so no invocation's log is left open."""
-        assert record.ended_s is not None
+    async def _close_after_memory(self, sandbox: Sandbox, record: InvocationLog) -> None:
         try:
-            if self._is_memory_due(sandbox):  # most calls do not ask the engine
-                await asyncio.gather(
-                    _output_caught_up(sandbox.output, record), self._refresh_memory(sandbox)
-                )
-            else:
-                await _output_caught_up(sandbox.output, record)
-        finally:
-            end_s = log_end_s(sandbox.output, record, time.time())
-            self._platform(sandbox, record, end_line(record.request_id), end_s)
-            self._write_report(sandbox, record, end_s + _TICK_S)
+            await self._refresh_memory(sandbox)
+        finally:  # also when cancelled: no invocation's log is left open
+            self._close_when_caught_up(sandbox, record)
+
+    def _close_when_caught_up(self, sandbox: Sandbox, record: InvocationLog) -> None:
+        """END after the invocation's last output, then REPORT: at once when the engine's
+        stream is already past it, else when a line past it arrives (:meth:`_attribute`), the
+        stream has been quiet for :data:`OUTPUT_QUIET_S`, or :data:`OUTPUT_WAIT_S` has passed.
+        A timer per waiting invocation, not a task: this runs for every invocation."""
+        if is_stream_past(sandbox.output, record):
+            self._close(sandbox, record)
+            return
+        loop = asyncio.get_running_loop()
+        waiting = _Closing(sandbox, record, give_up_at=loop.time() + OUTPUT_WAIT_S)
+        waiting.timer = loop.call_later(OUTPUT_QUIET_S, self._check, waiting, loop.time())
+        self._closing.setdefault(sandbox, []).append(waiting)
+        self._none_closing.clear()
+
+    def _check(self, waiting: _Closing, quiet_from: float) -> None:
+        """The timer: no line arrived since ``quiet_from``, a quiet period ago, or time is up."""
+        loop, arrived_at = asyncio.get_running_loop(), waiting.sandbox.output.line_arrived_at
+        if arrived_at <= quiet_from or loop.time() >= waiting.give_up_at:
+            self._finish(waiting)
+        else:  # a line arrived meanwhile, not yet one past the invocation: quiet from it on
+            at = min(arrived_at + OUTPUT_QUIET_S, waiting.give_up_at)
+            waiting.timer = loop.call_at(at, self._check, waiting, arrived_at)
+
+    def _finish(self, waiting: _Closing) -> None:
+        waiting.timer.cancel()
+        here = self._closing[waiting.sandbox]
+        here.remove(waiting)
+        if not here:
+            del self._closing[waiting.sandbox]
+            if not self._closing:
+                self._none_closing.set()
+        self._close(waiting.sandbox, waiting.record)
+
+    def _close(self, sandbox: Sandbox, record: InvocationLog) -> None:
+        end_s = log_end_s(sandbox.output, record, time.time())
+        self._platform(sandbox, record, end_line(record.request_id), end_s)
+        self._write_report(sandbox, record, end_s + _TICK_S)
+
+    async def drain(self) -> None:
+        """Wait until every concluded invocation's log is closed (each within
+        :data:`OUTPUT_WAIT_S`); at shutdown, once the pool's own tasks have ended."""
+        await self._none_closing.wait()
 
     @staticmethod
     def _is_memory_due(sandbox: Sandbox) -> bool:
@@ -157,8 +208,12 @@ class Journal:
         if record is not None and not record.done.is_set():
             record.add(line.text)
         output.seen_s = max(output.seen_s, line.time_s)
-        output.arrived.set()
+        output.line_arrived_at = asyncio.get_running_loop().time()
         self._sink.emit(self._record(sandbox, record, line.text, line.stream, line.time_s))
+        for waiting in [
+            w for w in self._closing.get(sandbox, ()) if is_stream_past(output, w.record)
+        ]:
+            self._finish(waiting)
 
     def _platform(self, sandbox: Sandbox, record: InvocationLog, text: str, time_s: float) -> None:
         record.add(text)
@@ -193,18 +248,6 @@ class Journal:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await invocation.log.done.wait()
-
-
-async def _output_caught_up(output: SandboxOutput, record: InvocationLog) -> None:
-    """Wait until the engine has sent every line that belongs to ``record``'s invocation: one
-    stamped after its attribution window has arrived, or nothing arrived for
-    :data:`OUTPUT_QUIET_S` (the quiet timeout ends the loop); at most :data:`OUTPUT_WAIT_S`."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(OUTPUT_WAIT_S):
-            while not is_stream_past(output, record):
-                output.arrived.clear()
-                async with asyncio.timeout(OUTPUT_QUIET_S):
-                    await output.arrived.wait()
 
 
 def _window_end_s(output: SandboxOutput, record: InvocationLog) -> float | None:

@@ -249,7 +249,7 @@ class SandboxOutput:
 
     recent: deque[InvocationLog] = field(default_factory=lambda: deque(maxlen=4))
     seen_s: float = 0.0  # engine time of the latest output line received
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at each line
+    line_arrived_at: float = float("-inf")  # loop time it arrived
     pending_init_ms: float | None = None  # cold start to report on the next REPORT
     memory_peak_mb: int | None = None
     memory_checked_s: float = float("-inf")  # monotonic time of that question

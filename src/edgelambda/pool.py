@@ -351,4 +351,5 @@ class Pool:
                 self._lifecycle.retire(sandbox, reason="shutdown")
         while self._tasks:
             await asyncio.gather(*self._tasks.running(), return_exceptions=True)
+        await self.journal.drain()
         await self._engine.remove_stack()
