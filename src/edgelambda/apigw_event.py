@@ -361,5 +361,10 @@ def _resource_id(route_path: str) -> str:
 
 def _clf_time(now_ms: int) -> str:
     """``09/Apr/2015:12:34:56 +0000``; month names fixed, never from the locale."""
-    moment = _EPOCH + timedelta(milliseconds=now_ms)
+    return _clf_second(now_ms // 1000)
+
+
+@functools.lru_cache(maxsize=8)  # requests come in bursts of the same few seconds
+def _clf_second(second: int) -> str:
+    moment = _EPOCH + timedelta(seconds=second)
     return f"{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year}:{moment:%H:%M:%S} +0000"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import aiohttp
 import structlog
 
 from edgelambda.backoff import backoff_s
-from edgelambda.logs import LogRecord, jsonline
+from edgelambda.logs import LogRecord, encode_jsonline
 from edgelambda.tasks import LoopRegistry, start_loop
 
 log = structlog.get_logger(__name__)
@@ -60,7 +59,7 @@ class VictoriaLogsSink:
         if len(self._buffer) >= self._settings.capacity:
             self._buffer.popleft()
             self.dropped += 1
-        self._buffer.append(json.dumps(jsonline(record), default=str).encode())
+        self._buffer.append(encode_jsonline(record))
         if len(self._buffer) >= self._settings.batch_size:
             self._wake.set()
 

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, TextIO
 
+import orjson
+
 TAIL_BYTES = 4096  # what X-Amz-Log-Type: Tail returns, as on AWS
 
 
@@ -106,6 +108,12 @@ def jsonline(record: LogRecord) -> dict[str, object]:
     return line
 
 
+def encode_jsonline(record: LogRecord) -> bytes:
+    """One JSON line of :func:`jsonline` (non-ASCII as UTF-8, not escaped), without newline;
+    a field that JSON cannot hold is written as its ``str``."""
+    return orjson.dumps(jsonline(record), default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
 def _rfc3339(time_s: float) -> str:
     second, nanos = int(time_s), round((time_s % 1) * 1e9)
     if nanos == 1_000_000_000:  # .9999999996 rounds up into the next second
@@ -135,7 +143,7 @@ class StdoutSink:
         self._pending: list[str] = []
 
     def emit(self, record: LogRecord) -> None:
-        line = json.dumps(jsonline(record), default=str)
+        line = encode_jsonline(record).decode()
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
