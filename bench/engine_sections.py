@@ -1,0 +1,138 @@
+"""The engine sections of `make bench`: bare create + start + ready by aiodocker, the
+gateway's cold starts (one, and ten at once), and the engine's unpause beside the gateway's
+first request to a frozen container."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from bench_run import (
+    CONTAINERS_PER_FUNCTION,
+    HELLO,
+    SLEEP,
+    TEN_COLD_SLEEP,
+    TEN_COLD_SLEEP_S,
+    BenchRun,
+    burst,
+    call,
+    client_session,
+    container_states,
+    network_of,
+    routing_document,
+)
+from harness import median_ms
+from raw_engine import RawEngine
+
+RAW_SAMPLES = 5
+COLD_SAMPLES = 5
+UNPAUSE_SAMPLES = 5
+FROZEN_SAMPLES = 7
+FREEZE_AFTER_S = 0.3
+
+
+@asynccontextmanager
+async def raw_engine(run: BenchRun, function: str) -> AsyncIterator[RawEngine]:
+    engine = RawEngine(run.function(function), network_of(run.stack), run.stack)
+    try:
+        await engine.start()
+        yield engine
+    finally:
+        await engine.close()
+
+
+async def raw_costs(run: BenchRun) -> dict[str, Any]:
+    """The same functions' containers as the cold requests below start: ``hello`` alone,
+    ``sleep`` ten at once."""
+    async with raw_engine(run, HELLO.function) as engine:
+        singles = [await engine.create_start_ready_s() for _ in range(RAW_SAMPLES)]
+    async with raw_engine(run, SLEEP.function) as engine:
+        tens = [
+            await engine.concurrent_create_start_ready_s(CONTAINERS_PER_FUNCTION)
+            for _ in range(COLD_SAMPLES)
+        ]
+    return {
+        "create_start_ready_ms": median_ms(singles),
+        "ten_concurrent_create_start_ready_ms": median_ms(tens),
+    }
+
+
+async def cold_starts(run: BenchRun) -> dict[str, Any]:
+    """Per gateway start (which removes the previous one's containers): the first request to
+    ``hello``, then ten simultaneous first requests to ``sleep``, and how many containers
+    served those (their cold starts, from ``/metrics``)."""
+    firsts: list[float] = []
+    tens: list[float] = []
+    served_by: list[int] = []
+    for _ in range(COLD_SAMPLES):
+        async with run.gateway("cold", routing_document()) as served, client_session() as session:
+            firsts.append(await call(session, served.url, HELLO))
+            begun = time.perf_counter()
+            await burst(session, served.url, (TEN_COLD_SLEEP,), CONTAINERS_PER_FUNCTION)
+            tens.append(time.perf_counter() - begun)
+            served_by.append(cold_starts_of(await metrics_text(session, served.url), "sleep"))
+    return {
+        "first_request_ms": median_ms(firsts),
+        "ten_simultaneous_first_requests_ms": median_ms(tens),
+        "ten_simultaneous_first_requests_less_sleep_ms": median_ms(
+            [wall - TEN_COLD_SLEEP_S for wall in tens]
+        ),
+        "ten_simultaneous_served_by_containers": served_by,
+    }
+
+
+async def metrics_text(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(f"{url}/metrics") as response:
+        response.raise_for_status()
+        return await response.text()
+
+
+def cold_starts_of(metrics: str, function: str) -> int:
+    """``edgelambda_cold_starts_total`` of ``function`` in Prometheus text."""
+    series = f'edgelambda_cold_starts_total{{function="{function}"}}'
+    values = [line.split()[-1] for line in metrics.splitlines() if line.startswith(series)]
+    return int(float(values[0])) if values else 0
+
+
+async def engine_unpause(run: BenchRun) -> dict[str, Any]:
+    """The engine's own unpause, then the gateway's first request to a frozen container
+    (client-measured on 127.0.0.1, so an upper bound of the server's time), in turns."""
+    async with raw_engine(run, HELLO.function) as raw_hello:
+        unpause, unpause_invoke = await raw_hello.unpause_s(UNPAUSE_SAMPLES)
+    frozen = await frozen_first_requests(run)
+    return {
+        "unpause_ms": median_ms(unpause),
+        "unpause_then_invocation_ms": median_ms(unpause_invoke),
+        "frozen_standby_first_request_ms": median_ms(frozen),
+    }
+
+
+async def frozen_first_requests(run: BenchRun) -> list[float]:
+    """The first request to ``hello`` each time its one container has been frozen."""
+    settings = {
+        "EDGELAMBDA_FREEZE_AFTER_S": str(FREEZE_AFTER_S),
+        "EDGELAMBDA_REAP_INTERVAL_S": "0.1",
+    }
+    samples = []
+    gateway = run.gateway("frozen", routing_document(), **settings)
+    async with gateway as served, client_session() as session:
+        await call(session, served.url, HELLO)  # the cold start
+        for _ in range(FROZEN_SAMPLES):
+            await until_frozen(session, served.url)
+            samples.append(await call(session, served.url, HELLO))
+    return samples
+
+
+async def until_frozen(session: aiohttp.ClientSession, url: str) -> None:
+    """Until ``/health`` counts a frozen container and no ready one (bounded)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        containers = await container_states(session, url)
+        if containers.get("frozen") and not containers.get("ready"):
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the gateway froze no container within 10 s")
