@@ -102,6 +102,27 @@ async def test_a_sandbox_still_streaming_is_not_about_to_be_free() -> None:
     assert pool.coming == 0  # queued work must start another sandbox meanwhile
 
 
+async def test_the_census_counts_as_the_pool_s_own_questions_do() -> None:
+    pool = FunctionPool(function_spec(), queue_size=10)
+    answered = sandbox(SandboxState.BUSY)
+    assert answered.current is not None
+    answered.answer(answered.current, InvocationResult(payload=b"{}"), now_s=1.0)
+    frozen = [sandbox(SandboxState.READY, idle_since_s=t) for t in (1.0, 3.0, 2.0)]
+    for each in frozen:
+        each.freeze()
+    thawing = sandbox(SandboxState.READY)
+    thawing.freeze()
+    thawing.thaw()
+    states = (SandboxState.STARTING, SandboxState.READY, SandboxState.BUSY, SandboxState.STOPPED)
+    pool.sandboxes.update([answered, thawing, *frozen, *(sandbox(state) for state in states)])
+
+    census = pool.census()
+
+    assert (census.coming, census.running) == (pool.coming, pool.running) == (3, 8)
+    assert [s.idle_since_s for s in census.frozen] == [3.0, 2.0, 1.0]  # the warmest first
+    assert census.frozen == pool.frozen()
+
+
 # -- the guarded transitions --------------------------------------------------------------
 
 

@@ -150,12 +150,14 @@ class Pool:
             self._assign(sandbox, invocation)
         if not pool.queue or self._is_closing or pool.is_removed:
             return
-        for sandbox in pool.frozen()[: max(0, len(pool.queue) - pool.coming)]:
+        census = pool.census()
+        thawing = census.frozen[: max(0, len(pool.queue) - census.coming)]
+        for sandbox in thawing:
             self._lifecycle.thaw(pool, sandbox)  # a frozen sandbox is ready in ms
         count = sandboxes_to_start(
             queued=len(pool.queue),
-            coming=pool.coming,
-            running=pool.running,
+            coming=census.coming + len(thawing),  # a thawing sandbox is coming
+            running=census.running,
             max_concurrency=pool.function.max_concurrency,
         )
         for _ in range(count):

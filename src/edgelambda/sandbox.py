@@ -256,6 +256,18 @@ def warm_needed(sandboxes: Iterable[Sandbox], *, min_warm: int) -> int:
     return max(0, min_warm - sum(1 for s in sandboxes if s.state.is_running))
 
 
+_COMING_STATES = frozenset({SandboxState.STARTING, SandboxState.THAWING})
+
+
+@dataclass(frozen=True)
+class Census:
+    """One function's sandboxes as the pool weighs them when work waits."""
+
+    coming: int  # starting, thawing, or finishing their invocation: free soon
+    running: int  # live containers (the concurrency limit counts these)
+    frozen: list[Sandbox]  # the warmest first
+
+
 @dataclass(eq=False)
 class FunctionPool:
     """The sandboxes and the waiting invocations of one function, and the verbs that keep
@@ -280,16 +292,26 @@ class FunctionPool:
     @property
     def coming(self) -> int:
         """Sandboxes that will ask for work soon without being handed any now."""
-        return sum(
-            1
-            for s in self.sandboxes
-            if s.state in (SandboxState.STARTING, SandboxState.THAWING) or s.is_finishing
-        )
+        return sum(1 for s in self.sandboxes if s.state in _COMING_STATES or s.is_finishing)
 
     def frozen(self) -> list[Sandbox]:
         """Frozen sandboxes, the most recently used (the warmest) first."""
-        frozen = [s for s in self.sandboxes if s.state is SandboxState.FROZEN]
-        return sorted(frozen, key=lambda s: s.idle_since_s, reverse=True)
+        return self.census().frozen
+
+    def census(self) -> Census:
+        """:attr:`coming`, :attr:`running` and :meth:`frozen` in one pass over the sandboxes:
+        the pool asks all three each time work waits."""
+        coming = running = 0
+        frozen: list[Sandbox] = []
+        for sandbox in self.sandboxes:
+            state = sandbox.state
+            running += state.is_running
+            if state is SandboxState.FROZEN:
+                frozen.append(sandbox)
+            elif state in _COMING_STATES or sandbox.is_finishing:
+                coming += 1
+        frozen.sort(key=lambda s: s.idle_since_s, reverse=True)
+        return Census(coming, running, frozen)
 
     def state_counts(self) -> dict[SandboxState, int]:
         """How many of its sandboxes are in each state (states with none left out)."""
