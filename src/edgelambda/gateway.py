@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from edgelambda import apigw_event, apigw_result, auth, cors, tracing
+from edgelambda import apigw_event, apigw_result, auth, cors, ids, tracing
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import (
@@ -87,7 +87,7 @@ async def _gateway_lifecycle(app: web.Application) -> AsyncIterator[None]:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place errors become HTTP responses: ``{"message": ...}`` with the status."""
-    request_id = str(uuid.uuid4())
+    request_id = ids.uuid4()
     request[REQUEST_ID_KEY] = request_id
     started_s = time.time()
     request[TRACE_KEY] = tracing.trace_header(request.headers.get("X-Amzn-Trace-Id"), started_s)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from edgelambda import ids
 from edgelambda.errors import StreamBroken
 from edgelambda.logs import InvocationLog
 
@@ -106,7 +106,7 @@ class Invocation:
     payload: bytes
     trace_id: str | None = None
     client_context: str | None = None
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=ids.uuid4)
     deadline_ms: int = 0  # epoch ms, set when a sandbox takes it
     result: asyncio.Future[InvocationResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

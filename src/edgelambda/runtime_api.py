@@ -42,9 +42,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_runtime_app(pool: Pool, *, region: str) -> web.Application:
     """The Runtime API application; served by its own runner on the function network."""
-    app = web.Application(
-        client_max_size=MAX_RESPONSE_BYTES, middlewares=[runtime_errors, identify_sandbox]
-    )
+    app = web.Application(client_max_size=MAX_RESPONSE_BYTES, middlewares=[runtime_call])
     app[POOL_KEY] = pool
     app[REGION_KEY] = region
     app.router.add_get(f"{PREFIX}/invocation/next", next_invocation)
@@ -55,23 +53,23 @@ def create_runtime_app(pool: Pool, *, region: str) -> web.Application:
 
 
 @web.middleware
-async def runtime_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors in the Runtime API's own shape: ``{"errorMessage", "errorType"}``."""
+async def runtime_call(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Who calls: only a sandbox, by its own name from its own address; and errors in the
+    Runtime API's own shape, ``{"errorMessage", "errorType"}``. One middleware, not two:
+    it wraps both of every invocation's calls."""
     try:
+        pool = request.app[POOL_KEY]
+        sandbox = await pool.sandbox_calling(request.remote or "", request.host)
+        if sandbox is None:
+            log.warning(
+                "runtime api call from a stranger", remote=request.remote, host=request.host
+            )
+            raise Forbidden(f"{request.remote} is not a function sandbox")
+        request[SANDBOX_KEY] = sandbox
         return await handler(request)
     except EdgeLambdaError as exc:
         body = {"errorMessage": str(exc), "errorType": type(exc).__name__}
         return web.json_response(body, status=exc.status)
-
-
-@web.middleware
-async def identify_sandbox(request: web.Request, handler: Handler) -> web.StreamResponse:
-    sandbox = await request.app[POOL_KEY].sandbox_calling(request.remote or "", request.host)
-    if sandbox is None:
-        log.warning("runtime api call from a stranger", remote=request.remote, host=request.host)
-        raise Forbidden(f"{request.remote} is not a function sandbox")
-    request[SANDBOX_KEY] = sandbox
-    return await handler(request)
 
 
 def _sandbox(request: web.Request) -> Sandbox:

@@ -4,7 +4,8 @@ otherwise, and passed to functions as ``Lambda-Runtime-Trace-Id``."""
 from __future__ import annotations
 
 import re
-import secrets
+
+from edgelambda import ids
 
 # Root=1-<8 hex epoch seconds>-<24 hex>, as X-Ray writes it.
 _ROOT = re.compile(r"(?:^|;)\s*Root=(1-[0-9a-fA-F]{8}-[0-9a-fA-F]{24})\s*(?:;|$)")
@@ -12,8 +13,8 @@ _ROOT = re.compile(r"(?:^|;)\s*Root=(1-[0-9a-fA-F]{8}-[0-9a-fA-F]{24})\s*(?:;|$)
 
 def new_trace_header(now_s: float) -> str:
     """A fresh, unsampled trace header for a request that arrived without one."""
-    root = f"1-{int(now_s):08x}-{secrets.token_hex(12)}"
-    return f"Root={root};Parent={secrets.token_hex(8)};Sampled=0"
+    root = f"1-{int(now_s):08x}-{ids.token_hex(12)}"
+    return f"Root={root};Parent={ids.token_hex(8)};Sampled=0"
 
 
 def trace_header(incoming: str | None, now_s: float) -> str:
