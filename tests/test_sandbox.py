@@ -6,12 +6,14 @@ import asyncio
 
 import pytest
 
-from edgelambda.errors import InvalidRequestId, SandboxRetired, SandboxStateError
+from edgelambda.errors import InvalidRequestId, SandboxRetired, SandboxStateError, TooManyRequests
 from edgelambda.invocation import Invocation, InvocationResult, error_result
 from edgelambda.sandbox import (
     FunctionPool,
+    PayloadTally,
     Sandbox,
     SandboxState,
+    check_payload_budget,
     idle_to_stop,
     sandboxes_to_start,
     stopped_to_remove,
@@ -121,6 +123,27 @@ async def test_the_census_counts_as_the_pool_s_own_questions_do() -> None:
     assert (census.coming, census.running) == (pool.coming, pool.running) == (3, 8)
     assert [s.idle_since_s for s in census.frozen] == [3.0, 2.0, 1.0]  # the warmest first
     assert census.frozen == pool.frozen()
+
+
+async def test_every_function_s_waiting_payloads_count_in_one_tally() -> None:
+    tally = PayloadTally()
+    one = FunctionPool(function_spec(), queue_size=10, payloads=tally)
+    other = FunctionPool(function_spec(), queue_size=10, payloads=tally)
+    first, second, third = (Invocation(payload=b"x" * n) for n in (100, 20, 3))
+    one.enqueue(first)
+    other.enqueue(second)
+    other.requeue_first(third)
+    assert tally.queued_bytes == 123
+
+    check_payload_budget(tally, 77, budget_bytes=200)
+    with pytest.raises(TooManyRequests, match="waiting payloads"):
+        check_payload_budget(tally, 78, budget_bytes=200)
+
+    assert one.withdraw(first)
+    assert other.take_first() is third
+    other.fail_waiting(RuntimeError("gone"))
+    assert isinstance(second.result.exception(), RuntimeError)
+    assert tally.queued_bytes == one.queued_bytes == other.queued_bytes == 0
 
 
 # -- the guarded transitions --------------------------------------------------------------

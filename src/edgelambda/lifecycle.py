@@ -27,7 +27,7 @@ from edgelambda.invocation import (
 )
 from edgelambda.journal import Journal
 from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import FunctionPool, Sandbox, SandboxState, reap_plan
+from edgelambda.sandbox import FunctionPool, PayloadTally, Sandbox, SandboxState, reap_plan
 from edgelambda.sandbox_engine import Running, SandboxEngine
 from edgelambda.tasks import TaskSet
 
@@ -52,6 +52,7 @@ class Lifecycle:
         clock: Callable[[], float],
         tasks: TaskSet,
         on_change: Callable[[FunctionPool], None],
+        payloads: PayloadTally,
     ) -> None:
         self._pools = pools
         self._engine = engine
@@ -60,6 +61,7 @@ class Lifecycle:
         self._clock = clock
         self._tasks = tasks
         self._on_change = on_change  # a sandbox left service or thawed: hand work on
+        self._payloads = payloads  # the waiting payloads of every function, for a new pool
         self._pausing: dict[Sandbox, asyncio.Task[None]] = {}  # pauses still in flight
 
     # -- starting ----------------------------------------------------------------------
@@ -182,7 +184,9 @@ class Lifecycle:
         for name, spec in functions.items():
             pool = self._pools.get(name)
             if pool is None:
-                self._pools[name] = FunctionPool(spec, self._settings.queue_size)
+                self._pools[name] = FunctionPool(
+                    spec, self._settings.queue_size, payloads=self._payloads
+                )
             elif pool.configure(spec):
                 self.recycle(name, reason="settings changed")
         for name in self._pools.keys() - functions.keys():

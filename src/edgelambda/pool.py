@@ -34,6 +34,7 @@ from edgelambda.metrics import Metrics
 from edgelambda.routing import FunctionSpec
 from edgelambda.sandbox import (
     FunctionPool,
+    PayloadTally,
     Sandbox,
     SandboxState,
     check_payload_budget,
@@ -75,8 +76,10 @@ class Pool:
         )
         self._settings = settings
         self._clock = clock
+        self._payloads = PayloadTally()  # shared by every function's pool
         self._pools = {
-            name: FunctionPool(spec, settings.queue_size) for name, spec in functions.items()
+            name: FunctionPool(spec, settings.queue_size, payloads=self._payloads)
+            for name, spec in functions.items()
         }
         self._tasks = TaskSet()
         self._loops: list[asyncio.Task[None]] = []
@@ -92,6 +95,7 @@ class Pool:
             clock=clock,
             tasks=self._tasks,
             on_change=self._dispatch,
+            payloads=self._payloads,
         )
 
     # -- the caller's side --------------------------------------------------------------
@@ -105,7 +109,7 @@ class Pool:
         if self._is_closing:
             raise EngineUnavailable("the gateway is shutting down")
         budget_bytes = self._settings.queued_payload_mb * 1024 * 1024
-        check_payload_budget(self._pools.values(), len(invocation.payload), budget_bytes)
+        check_payload_budget(self._payloads, len(invocation.payload), budget_bytes)
         pool.enqueue(invocation)
         self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)

@@ -256,6 +256,14 @@ def warm_needed(sandboxes: Iterable[Sandbox], *, min_warm: int) -> int:
     return max(0, min_warm - sum(1 for s in sandboxes if s.state.is_running))
 
 
+@dataclass
+class PayloadTally:
+    """The bytes of every function's waiting payloads, kept as they queue and leave (the
+    budget is checked on every invocation: a sum over the functions would grow with them)."""
+
+    queued_bytes: int = 0
+
+
 _COMING_STATES = frozenset({SandboxState.STARTING, SandboxState.THAWING})
 
 
@@ -281,6 +289,8 @@ class FunctionPool:
     generation: int = 0  # bumped when the function's code or settings change
     is_removed: bool = False  # gone from routing.yaml; kept until its sandboxes are gone
     queued_bytes: int = 0  # the payloads waiting in ``queue``
+    # Every function's waiting payloads together: the pool hands one tally to all of them.
+    payloads: PayloadTally = field(default_factory=PayloadTally)
 
     def count(self, *states: SandboxState) -> int:
         return sum(1 for s in self.sandboxes if s.state in states)
@@ -377,19 +387,19 @@ class FunctionPool:
         if len(self.queue) >= self.queue_size:
             raise TooManyRequests(f"{self.function.name}: queue of {self.queue_size} is full")
         self.queue.append(invocation)
-        self.queued_bytes += len(invocation.payload)
+        self._count_bytes(len(invocation.payload))
 
     def requeue_first(self, invocation: Invocation) -> None:
         """``invocation`` was handed out but never reached a runtime: it goes first again."""
         self.queue.appendleft(invocation)
-        self.queued_bytes += len(invocation.payload)
+        self._count_bytes(len(invocation.payload))
 
     def withdraw(self, invocation: Invocation) -> bool:
         """Take ``invocation`` out of the queue; whether it was still waiting there."""
         if invocation not in self.queue:
             return False
         self.queue.remove(invocation)
-        self.queued_bytes -= len(invocation.payload)
+        self._count_bytes(-len(invocation.payload))
         return True
 
     def take_first(self) -> Invocation | None:
@@ -408,8 +418,12 @@ class FunctionPool:
 
     def _pop(self) -> Invocation:
         invocation = self.queue.popleft()
-        self.queued_bytes -= len(invocation.payload)
+        self._count_bytes(-len(invocation.payload))
         return invocation
+
+    def _count_bytes(self, change: int) -> None:
+        self.queued_bytes += change
+        self.payloads.queued_bytes += change
 
 
 @dataclass(frozen=True)
@@ -468,9 +482,7 @@ def containers_by_state(pools: Iterable[FunctionPool]) -> dict[str, int]:
     return totals
 
 
-def check_payload_budget(
-    pools: Iterable[FunctionPool], payload_bytes: int, budget_bytes: int
-) -> None:
+def check_payload_budget(payloads: PayloadTally, payload_bytes: int, budget_bytes: int) -> None:
     """One memory budget for every function's waiting payloads: beyond it, 429."""
-    if sum(pool.queued_bytes for pool in pools) + payload_bytes > budget_bytes:
+    if payloads.queued_bytes + payload_bytes > budget_bytes:
         raise TooManyRequests(f"waiting payloads would exceed {budget_bytes} bytes")
