@@ -13,7 +13,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+from aiohttp import web
 
 from edgelambda.containers import LABEL_STACK
 
@@ -80,6 +81,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def serve_posts(
+    routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+) -> tuple[web.AppRunner, str]:
+    """A stand-in taking POSTs of any size at ``routes`` on 127.0.0.1 (a free port): its
+    runner (to clean up, or to listen on more addresses) and its URL."""
+    app = web.Application(client_max_size=1024**3)
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
 
 
 def serve_env(

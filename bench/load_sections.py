@@ -32,7 +32,7 @@ from bench_run import (
     routing_document,
     warm_up,
 )
-from harness import free_port, progress, rss_mb
+from harness import free_port, progress, rss_mb, serve_posts
 from perf_reference import ClientFlags
 from report import trimmed
 
@@ -207,13 +207,7 @@ class LogStandIn:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_post("/insert/jsonline", self.insert)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_posts({"/insert/jsonline": self.insert})
 
     async def insert(self, request: web.Request) -> web.Response:
         self.records += len((await request.read()).splitlines())

@@ -52,6 +52,7 @@ from harness import (
     percentile,
     rss_mb,
     serve_env,
+    serve_posts,
     start_serve,
     wait_healthy,
 )
@@ -455,14 +456,8 @@ class Recorder:
         self.event_ok_url = ""
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_post("/insert/jsonline", self.insert)
-        app.router.add_post("/event-ok", self.report)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        routes = {"/insert/jsonline": self.insert, "/event-ok": self.report}
+        self.runner, self.url = await serve_posts(routes)
 
     async def listen_on(self, network: str) -> None:
         """Take reports on ``network``'s gateway address, which its containers can reach."""

@@ -271,7 +271,9 @@ _COMING_STATES = frozenset({SandboxState.STARTING, SandboxState.THAWING})
 class Census:
     """One function's sandboxes as the pool weighs them when work waits."""
 
-    coming: int  # starting, thawing, or finishing their invocation: free soon
+    # Starting, thawing, or finishing their invocation: they will ask for work soon without
+    # being handed any now.
+    coming: int
     running: int  # live containers (the concurrency limit counts these)
     frozen: list[Sandbox]  # the warmest first
 
@@ -288,7 +290,6 @@ class FunctionPool:
     sandboxes: set[Sandbox] = field(default_factory=set)  # every state but DEAD
     generation: int = 0  # bumped when the function's code or settings change
     is_removed: bool = False  # gone from routing.yaml; kept until its sandboxes are gone
-    queued_bytes: int = 0  # the payloads waiting in ``queue``
     # Every function's waiting payloads together: the pool hands one tally to all of them.
     payloads: PayloadTally = field(default_factory=PayloadTally)
 
@@ -299,18 +300,9 @@ class FunctionPool:
     def running(self) -> int:
         return sum(1 for s in self.sandboxes if s.state.is_running)
 
-    @property
-    def coming(self) -> int:
-        """Sandboxes that will ask for work soon without being handed any now."""
-        return sum(1 for s in self.sandboxes if s.state in _COMING_STATES or s.is_finishing)
-
-    def frozen(self) -> list[Sandbox]:
-        """Frozen sandboxes, the most recently used (the warmest) first."""
-        return self.census().frozen
-
     def census(self) -> Census:
-        """:attr:`coming`, :attr:`running` and :meth:`frozen` in one pass over the sandboxes:
-        the pool asks all three each time work waits."""
+        """Which sandboxes will ask for work soon, how many run, which are frozen: in one
+        pass over the sandboxes, as the pool asks all three each time work waits."""
         coming = running = 0
         frozen: list[Sandbox] = []
         for sandbox in self.sandboxes:
@@ -422,7 +414,6 @@ class FunctionPool:
         return invocation
 
     def _count_bytes(self, change: int) -> None:
-        self.queued_bytes += change
         self.payloads.queued_bytes += change
 
 
