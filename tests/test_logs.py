@@ -140,7 +140,7 @@ async def test_stdout_lines_of_one_loop_turn_go_out_in_one_write() -> None:
         "END",
     ]
     sink.emit(stdout_record("later"))
-    sink.flush()  # as at shutdown
+    await sink.close()  # as at shutdown: the line pending is written at once
     assert json.loads(stream.getvalue().splitlines()[-1])["_msg"] == "later"
     assert stream.writes == 2
 

@@ -127,9 +127,12 @@ def _whole_second(second: int) -> str:
 
 
 class LogSink(Protocol):
-    """Where log records go (the gateway's stdout, or a log store). ``emit`` never blocks."""
+    """Where log records go (the gateway's stdout, or a log store). ``emit`` never blocks;
+    ``close`` writes out what is still held, at shutdown."""
 
     def emit(self, record: LogRecord) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class StdoutSink:
@@ -153,10 +156,13 @@ class StdoutSink:
         self._pending.append(line)
 
     def flush(self) -> None:
-        """Write what is pending (also at shutdown)."""
+        """Write what is pending."""
         if self._pending:
             lines, self._pending = self._pending, []
             self._stream.write("\n".join(lines) + "\n")
+
+    async def close(self) -> None:
+        self.flush()
 
 
 class RecordingSink:
@@ -167,6 +173,9 @@ class RecordingSink:
 
     def emit(self, record: LogRecord) -> None:
         self.records.append(record)
+
+    async def close(self) -> None:
+        pass  # nothing held
 
 
 def parse_docker_line(line: str) -> tuple[float, str]:

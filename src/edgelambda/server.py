@@ -200,10 +200,6 @@ class Server:
             )
             self._watcher.start(self.loops)
 
-    async def _flush_stdout(self) -> None:
-        if isinstance(self.sink, StdoutSink):
-            self.sink.flush()
-
     async def close(self) -> None:
         """Stop in order: watching and scheduling, then the event worker (its in-flight events
         finish or stay stored for the next start), the pool, the Runtime API, the store."""
@@ -217,8 +213,7 @@ class Server:
                 self._runtime_runner.cleanup if self._runtime_runner is not None else None,
             ),
             ("event store", self._events.close if self._events is not None else None),
-            ("log shipper", self._shipper.close if self._shipper is not None else None),
-            ("stdout log", self._flush_stdout),
+            ("log sink", self.sink.close),  # the shipper, or stdout's pending lines
         ]
         for part, close in parts:
             if close is None:
