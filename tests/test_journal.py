@@ -36,8 +36,8 @@ class LiveOutput(FakeBackend):
 class Box:
     """A journal with one sandbox, its records, and the tasks it started."""
 
-    def __init__(self) -> None:
-        self.backend = LiveOutput()
+    def __init__(self, backend: LiveOutput | None = None) -> None:
+        self.backend = backend or LiveOutput()
         self.sink = RecordingSink()
         self.tasks = TaskSet()
         self.journal = Journal(backend=self.backend, sink=self.sink, tasks=self.tasks)
@@ -195,6 +195,27 @@ async def test_drain_returns_once_every_concluded_log_is_closed() -> None:
 
     assert all(invocation.log.done.is_set() for invocation in invocations)
     assert len(box.records("REPORT")) == 3
+    await box.close()
+
+
+class SlowMemory(LiveOutput):
+    """An engine that takes its time over a container's peak memory."""
+
+    async def memory_peak_mb(self, container_id: str) -> int | None:
+        await asyncio.sleep(0.2)
+        return 64
+
+
+async def test_drain_waits_for_a_log_whose_memory_is_still_asked() -> None:
+    box = Box(SlowMemory())
+    invocation = Invocation(payload=b"{}")
+    box.journal.begin(box.sandbox, invocation)
+    box.answer(invocation)  # a first invocation: its peak memory is due
+
+    await asyncio.wait_for(box.journal.drain(), timeout=2)
+
+    assert invocation.log.done.is_set()
+    assert "Max Memory Used: 64 MB" in invocation.log.lines[-1]
     await box.close()
 
 

@@ -48,8 +48,9 @@ class _Closing:
 
     sandbox: Sandbox
     record: InvocationLog
+    memory: asyncio.Task[None] | None  # the peak memory being asked meanwhile
     give_up_at: float  # loop time
-    timer: asyncio.TimerHandle = field(init=False)
+    timer: asyncio.TimerHandle | None = field(default=None, init=False)  # None: output done
 
 
 class Journal:
@@ -96,10 +97,12 @@ class Journal:
             return  # it never began here, or it is concluded already
         record.ended_s = time.time()
         self._count(sandbox, invocation)
-        if self._is_memory_due(sandbox):  # at most every MEMORY_REFRESH_S per sandbox
-            self._tasks.spawn(self._close_after_memory(sandbox, record))
-        else:
-            self._close_when_caught_up(sandbox, record)
+        memory = (  # beside the wait for output, at most every MEMORY_REFRESH_S per sandbox
+            self._tasks.spawn(self._refresh_memory(sandbox))
+            if self._is_memory_due(sandbox)
+            else None
+        )
+        self._close_when_caught_up(sandbox, record, memory)
 
     def _count(self, sandbox: Sandbox, invocation: Invocation) -> None:
         record = invocation.log
@@ -115,37 +118,43 @@ class Journal:
         self._metrics.invocations.labels(name, outcome(result)).inc()
         self._metrics.duration.labels(name).observe(record.ended_s - record.started_s)
 
-    async def _close_after_memory(self, sandbox: Sandbox, record: InvocationLog) -> None:
-        try:
-            await self._refresh_memory(sandbox)
-        finally:  # also when cancelled: no invocation's log is left open
-            self._close_when_caught_up(sandbox, record)
-
-    def _close_when_caught_up(self, sandbox: Sandbox, record: InvocationLog) -> None:
-        """END after the invocation's last output, then REPORT: at once when the engine's
-        stream is already past it, else when a line past it arrives (:meth:`_attribute`), the
-        stream has been quiet for :data:`OUTPUT_QUIET_S`, or :data:`OUTPUT_WAIT_S` has passed.
-        A timer per waiting invocation, not a task: this runs for every invocation."""
-        if is_stream_past(sandbox.output, record):
-            self._close(sandbox, record)
-            return
+    def _close_when_caught_up(
+        self, sandbox: Sandbox, record: InvocationLog, memory: asyncio.Task[None] | None
+    ) -> None:
+        """END after the invocation's last output, then REPORT: once the engine's stream is
+        past it (a line past it arrived: at once, or in :meth:`_attribute`), or has been quiet
+        for :data:`OUTPUT_QUIET_S`, or :data:`OUTPUT_WAIT_S` has passed; and once ``memory``
+        (the peak memory asked meanwhile, bounded by :data:`MEMORY_WAIT_S`) is known. A timer
+        per waiting invocation, not a task: this runs for every invocation."""
         loop = asyncio.get_running_loop()
-        waiting = _Closing(sandbox, record, give_up_at=loop.time() + OUTPUT_WAIT_S)
-        waiting.timer = loop.call_later(OUTPUT_QUIET_S, self._check, waiting, loop.time())
+        waiting = _Closing(sandbox, record, memory, give_up_at=loop.time() + OUTPUT_WAIT_S)
         self._closing.setdefault(sandbox, []).append(waiting)
         self._none_closing.clear()
+        if is_stream_past(sandbox.output, record):
+            self._output_done(waiting)
+        else:
+            waiting.timer = loop.call_later(OUTPUT_QUIET_S, self._check, waiting, loop.time())
 
     def _check(self, waiting: _Closing, quiet_from: float) -> None:
         """The timer: no line arrived since ``quiet_from``, a quiet period ago, or time is up."""
         loop, arrived_at = asyncio.get_running_loop(), waiting.sandbox.output.line_arrived_at
         if arrived_at <= quiet_from or loop.time() >= waiting.give_up_at:
-            self._finish(waiting)
+            self._output_done(waiting)
         else:  # a line arrived meanwhile, not yet one past the invocation: quiet from it on
             at = min(arrived_at + OUTPUT_QUIET_S, waiting.give_up_at)
             waiting.timer = loop.call_at(at, self._check, waiting, arrived_at)
 
+    def _output_done(self, waiting: _Closing) -> None:
+        """No more output is awaited for ``waiting``: close it, once its memory is known."""
+        if waiting.timer is not None:
+            waiting.timer.cancel()
+            waiting.timer = None
+        if waiting.memory is None or waiting.memory.done():
+            self._finish(waiting)
+        else:
+            waiting.memory.add_done_callback(lambda _: self._finish(waiting))
+
     def _finish(self, waiting: _Closing) -> None:
-        waiting.timer.cancel()
         here = self._closing[waiting.sandbox]
         here.remove(waiting)
         if not here:
@@ -161,7 +170,7 @@ class Journal:
 
     async def drain(self) -> None:
         """Wait until every concluded invocation's log is closed (each within
-        :data:`OUTPUT_WAIT_S`); at shutdown, once the pool's own tasks have ended."""
+        :data:`OUTPUT_WAIT_S`); at shutdown."""
         await self._none_closing.wait()
 
     @staticmethod
@@ -211,9 +220,11 @@ class Journal:
         output.line_arrived_at = asyncio.get_running_loop().time()
         self._sink.emit(self._record(sandbox, record, line.text, line.stream, line.time_s))
         for waiting in [
-            w for w in self._closing.get(sandbox, ()) if is_stream_past(output, w.record)
+            w
+            for w in self._closing.get(sandbox, ())
+            if w.timer is not None and is_stream_past(output, w.record)
         ]:
-            self._finish(waiting)
+            self._output_done(waiting)
 
     def _platform(self, sandbox: Sandbox, record: InvocationLog, text: str, time_s: float) -> None:
         record.add(text)
