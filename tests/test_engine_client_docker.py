@@ -12,7 +12,7 @@ import aiodocker
 import aiohttp
 import pytest
 
-from edgelambda.docker_backend import DockerBackend, engine_client
+from edgelambda.docker_backend import DockerBackend, close_engine_client, engine_client
 
 pytestmark = pytest.mark.docker
 
@@ -20,15 +20,16 @@ FOLLOWS = 110  # more than aiohttp's default connector limit of 100
 
 
 async def test_a_unix_socket_client_has_no_connection_limit() -> None:
-    docker = engine_client("unix:///run/nothing-here.sock")
+    docker = await engine_client("unix:///run/nothing-here.sock")
     assert isinstance(docker.connector, aiohttp.UnixConnector)
     assert docker.connector.limit == 0
-    await docker.close()
-    await docker.connector.close()
+    assert docker.connector.path == "/run/nothing-here.sock"
+    await close_engine_client(docker)
+    assert docker.connector.closed
 
 
 async def test_a_tcp_client_is_aiodockers_own() -> None:
-    docker = engine_client("tcp://127.0.0.1:2375")
+    docker = await engine_client("tcp://127.0.0.1:2375")
     assert isinstance(docker.connector, aiohttp.TCPConnector)
     await docker.close()
 

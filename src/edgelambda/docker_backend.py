@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -79,23 +78,25 @@ async def engine_errors(action: str) -> AsyncIterator[None]:
         raise EngineUnavailable(f"{action}: engine unreachable: {exc}") from exc
 
 
-LOCAL_SOCKETS = ("/run/docker.sock", "/var/run/docker.sock")  # where aiodocker looks too
+async def engine_client(url: str | None = None) -> aiodocker.Docker:
+    """A client of the engine at ``url``, or wherever aiodocker finds it (the Docker context,
+    DOCKER_HOST, the local sockets). aiohttp lets a connector hold 100 connections, and the
+    gateway keeps one open per running container (its output follow), so past 100 containers
+    every engine call would wait for a free one: no start, stop or removal. On a Unix socket
+    the client therefore gets a connector without that limit, which
+    :func:`close_engine_client` closes."""
+    docker = aiodocker.Docker(url=url)
+    if not isinstance(docker.connector, aiohttp.UnixConnector):
+        return docker  # TCP or SSH: aiodocker's own connector
+    path = docker.connector.path
+    await docker.close()
+    unlimited = aiohttp.UnixConnector(path, limit=0)
+    return aiodocker.Docker(url="unix://localhost", connector=unlimited)  # a host for URLs
 
 
-def engine_client(docker_host: str | None) -> aiodocker.Docker:
-    """A client of the engine at ``docker_host`` (default: the local socket). aiohttp lets a
-    connector hold 100 connections, and the gateway keeps one open per running container
-    (its output follow), so past 100 containers every engine call would wait for a free one:
-    no start, stop or removal. On a Unix socket the client has no such limit; its connector
-    is then the caller's to close, after the client."""
-    if docker_host is None:
-        docker_host = next(
-            (f"unix://{path}" for path in LOCAL_SOCKETS if os.path.exists(path)), None
-        )
-    if docker_host is None or not docker_host.startswith("unix://"):
-        return aiodocker.Docker(url=docker_host)  # TCP or SSH: aiodocker's own connector
-    connector = aiohttp.UnixConnector(docker_host.removeprefix("unix://"), limit=0)
-    return aiodocker.Docker(url="unix://localhost", connector=connector)  # a host for URLs
+async def close_engine_client(docker: aiodocker.Docker) -> None:
+    await docker.close()
+    await docker.connector.close()  # engine_client's own, which aiodocker leaves open
 
 
 class DockerBackend:
@@ -109,13 +110,14 @@ class DockerBackend:
 
     @classmethod
     async def connect(cls, limits: BackendLimits | None = None) -> DockerBackend:
-        """Connect to the engine named by DOCKER_HOST (default: the local socket)."""
+        """Connect to the engine aiodocker finds (the Docker context, DOCKER_HOST, the local
+        socket)."""
         async with engine_errors("connect"):
-            docker = engine_client(os.environ.get("DOCKER_HOST"))
+            docker = await engine_client()
             try:
                 await docker.version()
             except BaseException:
-                await docker.close()
+                await close_engine_client(docker)
                 raise
         return cls(docker, limits)
 
@@ -123,8 +125,7 @@ class DockerBackend:
         for build in self._image_builds.values():
             build.cancel()
         await asyncio.gather(*self._image_builds.values(), return_exceptions=True)
-        await self._docker.close()
-        await self._docker.connector.close()  # engine_client's own, when it made one
+        await close_engine_client(self._docker)
 
     async def network_gateway(self, network: str) -> str:
         async with engine_errors(f"network {network}"):
