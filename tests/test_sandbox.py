@@ -18,6 +18,7 @@ from edgelambda.sandbox import (
     sandboxes_to_start,
     stopped_to_remove,
     warm_needed,
+    warmest,
 )
 from tests.fakes import function_spec
 
@@ -92,7 +93,7 @@ async def test_warm_needed_counts_only_running_sandboxes() -> None:
 
 
 async def test_a_sandbox_still_streaming_is_not_about_to_be_free() -> None:
-    pool = FunctionPool(function_spec(), queue_size=10)
+    pool = FunctionPool(function_spec(), queue_size=10, payloads=PayloadTally())
     answered = sandbox(SandboxState.BUSY)
     assert answered.current is not None
     answered.answer(answered.current, InvocationResult(payload=b"{}"), now_s=1.0)
@@ -105,7 +106,7 @@ async def test_a_sandbox_still_streaming_is_not_about_to_be_free() -> None:
 
 
 async def test_the_census_counts_coming_running_and_frozen_sandboxes() -> None:
-    pool = FunctionPool(function_spec(), queue_size=10)
+    pool = FunctionPool(function_spec(), queue_size=10, payloads=PayloadTally())
     answered = sandbox(SandboxState.BUSY)
     assert answered.current is not None
     answered.answer(answered.current, InvocationResult(payload=b"{}"), now_s=1.0)
@@ -122,7 +123,9 @@ async def test_the_census_counts_coming_running_and_frozen_sandboxes() -> None:
 
     assert (census.coming, census.running) == (3, 8)
     assert pool.running == census.running
-    assert [s.idle_since_s for s in census.frozen] == [3.0, 2.0, 1.0]  # the warmest first
+    assert [s.idle_since_s for s in warmest(census.frozen, 3)] == [3.0, 2.0, 1.0]
+    assert [s.idle_since_s for s in warmest(census.frozen, 1)] == [3.0]
+    assert warmest(census.frozen, 0) == warmest(census.frozen, -2) == []
     assert set(census.frozen) == {s for s in pool.sandboxes if s.state is SandboxState.FROZEN}
 
 
@@ -266,7 +269,7 @@ async def test_an_invocation_taken_back_goes_to_another_sandbox_only_if_unanswer
 
 
 async def test_the_function_pool_fails_every_waiting_invocation_and_keeps_order() -> None:
-    pool = FunctionPool(function_spec(), queue_size=3)
+    pool = FunctionPool(function_spec(), queue_size=3, payloads=PayloadTally())
     first, second = Invocation(payload=b"1"), Invocation(payload=b"2")
     pool.enqueue(first)
     pool.enqueue(second)
@@ -282,7 +285,7 @@ async def test_the_function_pool_fails_every_waiting_invocation_and_keeps_order(
 
 
 async def test_the_function_pool_hands_the_oldest_work_to_the_sandbox_freed_last() -> None:
-    pool = FunctionPool(function_spec(), queue_size=3)
+    pool = FunctionPool(function_spec(), queue_size=3, payloads=PayloadTally())
     earlier, later = sandbox(SandboxState.READY), sandbox(SandboxState.READY)
     pool.park(earlier)
     pool.park(later)

@@ -41,6 +41,7 @@ from edgelambda.sandbox import (
     containers_by_state,
     pools_snapshot,
     sandboxes_to_start,
+    warmest,
 )
 from edgelambda.sandbox_engine import SandboxEngine
 from edgelambda.tasks import LoopRegistry, TaskSet, start_loop
@@ -155,7 +156,7 @@ class Pool:
         if not pool.queue or self._is_closing or pool.is_removed:
             return
         census = pool.census()
-        thawing = census.frozen[: max(0, len(pool.queue) - census.coming)]
+        thawing = warmest(census.frozen, len(pool.queue) - census.coming)
         for sandbox in thawing:
             self._lifecycle.thaw(pool, sandbox)  # a frozen sandbox is ready in ms
         count = sandboxes_to_start(

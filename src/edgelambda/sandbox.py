@@ -16,6 +16,7 @@ the async shell that applies them.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import secrets
 import uuid
 from collections import deque
@@ -275,7 +276,13 @@ class Census:
     # being handed any now.
     coming: int
     running: int  # live containers (the concurrency limit counts these)
-    frozen: list[Sandbox]  # the warmest first
+    frozen: list[Sandbox]  # in no order: see warmest()
+
+
+def warmest(sandboxes: Iterable[Sandbox], count: int) -> list[Sandbox]:
+    """The ``count`` most recently used of ``sandboxes`` (the warmest first): only as many
+    are ordered as are asked for."""
+    return heapq.nlargest(count, sandboxes, key=lambda s: s.idle_since_s) if count > 0 else []
 
 
 @dataclass(eq=False)
@@ -285,13 +292,13 @@ class FunctionPool:
 
     function: FunctionSpec
     queue_size: int
+    # Every function's waiting payloads together: the pool hands one tally to all of them.
+    payloads: PayloadTally
     queue: deque[Invocation] = field(default_factory=deque)
     idle: deque[Sandbox] = field(default_factory=deque)  # READY, most recently freed last
     sandboxes: set[Sandbox] = field(default_factory=set)  # every state but DEAD
     generation: int = 0  # bumped when the function's code or settings change
     is_removed: bool = False  # gone from routing.yaml; kept until its sandboxes are gone
-    # Every function's waiting payloads together: the pool hands one tally to all of them.
-    payloads: PayloadTally = field(default_factory=PayloadTally)
 
     def count(self, *states: SandboxState) -> int:
         return sum(1 for s in self.sandboxes if s.state in states)
@@ -312,7 +319,6 @@ class FunctionPool:
                 frozen.append(sandbox)
             elif state in _COMING_STATES or sandbox.is_finishing:
                 coming += 1
-        frozen.sort(key=lambda s: s.idle_since_s, reverse=True)
         return Census(coming, running, frozen)
 
     def state_counts(self) -> dict[SandboxState, int]:
