@@ -118,7 +118,8 @@ class Settings:
     max_connections: int = 1000
     max_connections_per_address: int = 250
     log_format: str = "console"
-    event_loop: str = "asyncio"  # or "uvloop" (the default when it is installed)
+    # "uvloop" when it is installed, else "asyncio".
+    event_loop: str = field(default_factory=lambda: _default_event_loop())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
