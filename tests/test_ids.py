@@ -3,6 +3,7 @@ repeated, cut from the OS's randomness read ahead (a read smaller than a request
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -29,3 +30,18 @@ def test_a_token_has_the_bytes_asked_for_even_beyond_one_read() -> None:
     assert re.fullmatch(r"[0-9a-f]{24}", ids.token_hex(12))
     assert len(ids.token_hex(5000)) == 10_000
     assert ids.token_hex(8) != ids.token_hex(8)
+
+
+def test_a_forked_child_does_not_repeat_its_parent_s_ids() -> None:
+    ids.uuid4()  # the parent has read ahead
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write_end, ids.uuid4().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    from_child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.close(write_end)
+
+    assert from_child != ids.uuid4()

@@ -23,8 +23,13 @@ class _Randomness:
         self._at += count
         return chunk
 
+    def forget(self) -> None:
+        self._buffer, self._at = b"", 0
+
 
 _randomness = _Randomness()
+# A forked child must not hand out the bytes its parent read ahead (the parent will too).
+os.register_at_fork(after_in_child=_randomness.forget)
 
 
 def uuid4() -> str:
