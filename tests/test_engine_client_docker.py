@@ -1,6 +1,6 @@
 """The engine client is not capped at aiohttp's 100 connections: the gateway holds one open
 per running container (its output follow), so a box past 100 containers would otherwise
-wait for ever on its next engine call."""
+wait for ever on its next engine call. The first two need no engine."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import aiohttp
 import pytest
 
 from edgelambda.docker_backend import DockerBackend, close_engine_client, engine_client
-
-pytestmark = pytest.mark.docker
 
 FOLLOWS = 110  # more than aiohttp's default connector limit of 100
 
@@ -34,6 +32,7 @@ async def test_a_tcp_client_is_aiodockers_own() -> None:
     await docker.close()
 
 
+@pytest.mark.docker
 async def test_more_than_a_hundred_output_follows_leave_the_engine_reachable(
     docker: aiodocker.Docker,
 ) -> None:
