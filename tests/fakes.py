@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,13 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from edgelambda.config import Settings
 from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
+from edgelambda.listener import ConnectionLimits
 from edgelambda.logs import OutputLine
+from edgelambda.pool import Pool
 from edgelambda.routing import FunctionSpec
+from edgelambda.runtime_api import RuntimeApi
 
 
 def function_spec(
@@ -256,3 +262,24 @@ class FakeRuntime:
 
 def _error_document(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": []}).encode()
+
+
+@asynccontextmanager
+async def serving_runtime_api(
+    pool: Pool, region: str = "us-east-1", settings: Settings | None = None
+) -> AsyncIterator[str]:
+    """``pool``'s Runtime API on 127.0.0.1; yields its ``host:port``."""
+    settings = settings or Settings()
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    api = RuntimeApi(
+        pool,
+        region=region,
+        limits=ConnectionLimits.of(settings),
+        keepalive_s=settings.header_read_timeout_s,
+    )
+    await api.start(sock)
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await api.close()

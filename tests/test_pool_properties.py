@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +23,7 @@ from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
 from edgelambda.invocation import Invocation, InvocationResult
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
-from edgelambda.runtime_api import create_runtime_app
-from tests.fakes import RUNTIME_PATH, Clock, FakeBackend, function_spec
+from tests.fakes import RUNTIME_PATH, Clock, FakeBackend, function_spec, serving_runtime_api
 
 FUNCTIONS = ("a", "b")
 TIMEOUT_S = 0.1  # each function's timeout
@@ -226,9 +224,10 @@ def make_pool(engine: Engine) -> Pool:
 async def scenario(actions: list[tuple[str, int]]) -> World:
     engine = Engine()
     pool = make_pool(engine)
-    server = TestServer(create_runtime_app(pool, region="us-east-1"))
-    await server.start_server()
-    async with aiohttp.ClientSession(f"http://{server.host}:{server.port}") as http:
+    async with (
+        serving_runtime_api(pool) as address,
+        aiohttp.ClientSession(f"http://{address}") as http,
+    ):
         world = World(pool, engine, http, Descheduled())
         await pool.start()
         for action, n in actions:
@@ -242,7 +241,6 @@ async def scenario(actions: list[tuple[str, int]]) -> World:
             task.cancel()
         await world.descheduled.stop()
         await pool.close()
-    await server.close()
     return world
 
 

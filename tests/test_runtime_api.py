@@ -7,19 +7,19 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerSpec, StartedContainer
-from edgelambda.errors import StreamBroken
+from edgelambda.errors import MethodNotAllowed, RouteNotFound, StreamBroken
 from edgelambda.invocation import MAX_RESPONSE_BYTES, Invocation, InvocationResult
 from edgelambda.logs import RecordingSink
 from edgelambda.pool import Pool
-from edgelambda.runtime_api import create_runtime_app
+from edgelambda.runtime_api import MAX_HEAD_BYTES, Call, Route, encode_response, route
 from tests.fakes import (
     RUNTIME_PATH,
     Clock,
@@ -29,6 +29,7 @@ from tests.fakes import (
     Refused,
     Reply,
     function_spec,
+    serving_runtime_api,
 )
 
 REGION = "eu-west-1"
@@ -74,7 +75,8 @@ async def runtime_api() -> AsyncIterator[ApiFactory]:
     """Factory: ``await runtime_api(address=...)`` -> a pool of one function ``fn`` (at most
     one sandbox) served by a Runtime API on 127.0.0.1. Its containers get ``address``:
     127.0.0.1 makes the fake runtime their runtime, ``None`` makes it a stranger."""
-    built: list[tuple[Pool, TestServer, FakeRuntime]] = []
+    built: list[tuple[Pool, FakeRuntime]] = []
+    servers = AsyncExitStack()
 
     async def build(*, address: str | None = LOOPBACK) -> RuntimeApi:
         backend, clock = FakeBackend(address=address), Clock()
@@ -92,17 +94,16 @@ async def runtime_api() -> AsyncIterator[ApiFactory]:
             clock=clock,
             sink=RecordingSink(),
         )
-        server = TestServer(create_runtime_app(pool, region=REGION))
-        await server.start_server()
-        runtime = FakeRuntime(f"{server.host}:{server.port}", backend)
-        built.append((pool, server, runtime))
+        address = await servers.enter_async_context(serving_runtime_api(pool, REGION))
+        runtime = FakeRuntime(address, backend)
+        built.append((pool, runtime))
         return RuntimeApi(pool, backend, clock, runtime)
 
     yield build
-    for pool, server, runtime in built:
+    for pool, runtime in built:
         await pool.close()
         await runtime.close()
-        await server.close()
+    await servers.aclose()
 
 
 async def refusal(runtime: FakeRuntime) -> Reply:
@@ -427,20 +428,165 @@ async def test_a_runtime_calling_before_its_start_is_recorded_is_served() -> Non
         clock=Clock(),
         sink=RecordingSink(),
     )
-    server = TestServer(create_runtime_app(pool, region=REGION))
-    await server.start_server()
-    runtime = FakeRuntime(f"{server.host}:{server.port}", backend)
-    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"early"')))
-    await backend.wait_started()
+    async with serving_runtime_api(pool, REGION) as address:
+        runtime = FakeRuntime(address, backend)
+        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"early"')))
+        await backend.wait_started()
 
-    poll = asyncio.create_task(runtime.next())  # before the engine said the container runs
-    await asyncio.sleep(0.05)
-    backend.may_return.set()
+        poll = asyncio.create_task(runtime.next())  # before the engine said the container runs
+        await asyncio.sleep(0.05)
+        backend.may_return.set()
 
-    delivered = await asyncio.wait_for(poll, timeout=2)
-    assert delivered.payload == b'"early"'
-    await runtime.respond(delivered.request_id, "done")
+        delivered = await asyncio.wait_for(poll, timeout=2)
+        assert delivered.payload == b'"early"'
+        await runtime.respond(delivered.request_id, "done")
+        assert (await call).payload == b'"done"'
+        await pool.close()
+        await runtime.close()
+
+
+# -- the protocol: routing, and HTTP as a runtime (or anything else) speaks it ---------------
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "expected"),
+    [
+        ("GET", f"{RUNTIME_PATH}/invocation/next", Route(Call.NEXT)),
+        ("GET", f"{RUNTIME_PATH}/invocation/next?x=1", Route(Call.NEXT)),
+        ("POST", f"{RUNTIME_PATH}/invocation/r-1/response", Route(Call.RESPONSE, "r-1")),
+        ("POST", f"{RUNTIME_PATH}/invocation/r%2D1/error", Route(Call.ERROR, "r-1")),
+        ("POST", f"{RUNTIME_PATH}/init/error", Route(Call.INIT_ERROR)),
+    ],
+)
+def test_the_four_calls_are_routed(method: str, target: str, expected: Route) -> None:
+    assert route(method, target) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "error"),
+    [
+        ("GET", "/", RouteNotFound),
+        ("GET", f"{RUNTIME_PATH}/invocation/next/more", RouteNotFound),
+        ("POST", f"{RUNTIME_PATH}/invocation//response", RouteNotFound),
+        ("GET", "/2018-06-01/runtimeX/invocation/next", RouteNotFound),
+        ("POST", f"{RUNTIME_PATH}/invocation/next", MethodNotAllowed),
+        ("GET", f"{RUNTIME_PATH}/invocation/r-1/response", MethodNotAllowed),
+    ],
+)
+def test_anything_else_is_not_found_or_not_allowed(
+    method: str, target: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        route(method, target)
+
+
+def test_a_header_value_with_a_line_break_is_never_sent() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        encode_response(200, {"Lambda-Runtime-Client-Context": "a\r\nX-Evil: 1"}, b"")
+
+
+async def exchange(address: str, request: bytes) -> bytes:
+    """Send ``request`` on a new connection and read until the server closes it."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+
+
+async def test_a_runtime_asking_to_close_is_answered_and_closed(runtime_api: ApiFactory) -> None:
+    api = await runtime_api()
+    call = api.invoke(Invocation(payload=b'"work"'))
+    await api.backend.wait_started()
+    request = (
+        f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+
+    reply = await exchange(api.runtime.runtime_api, request.encode())  # read to the close
+
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close" in head
+    assert body == b'"work"'
+    request_id = next(
+        line.split(b": ", 1)[1].decode()
+        for line in head.split(b"\r\n")
+        if line.startswith(b"Lambda-Runtime-Aws-Request-Id")
+    )
+    await api.runtime.respond(request_id, "done")
     assert (await call).payload == b'"done"'
-    await pool.close()
-    await runtime.close()
-    await server.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
+    ],
+    ids=["garbage", "bad length", "headers too large"],
+)
+async def test_a_malformed_request_gets_400_and_the_connection_closes(
+    runtime_api: ApiFactory, request_bytes: bytes
+) -> None:
+    api = await runtime_api()
+
+    reply = await exchange(api.runtime.runtime_api, request_bytes)
+
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["errorType"] == "BadRequest"
+
+
+async def test_a_sandbox_calling_an_unknown_path_gets_404_in_the_apis_shape(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    await api.serve_one()
+
+    reply = await api.runtime.post("/invocation/next/extra", b"")
+
+    assert reply.status == 404
+    assert reply.document()["errorType"] == "RouteNotFound"
+
+
+async def test_a_request_sent_before_the_last_was_answered_drops_the_connection(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    await api.serve_one()
+    poll = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
+
+    reply = await exchange(api.runtime.runtime_api, poll.encode() * 2)  # pipelined
+
+    assert reply == b""  # closed without an answer ...
+    assert api.pool.function_at(LOOPBACK) is None  # ... and its poll ended as a gone runtime's
+
+
+async def test_an_idle_connection_is_closed_after_the_keepalive_time() -> None:
+    backend = FakeBackend(address=LOOPBACK)
+    settings = Settings(header_read_timeout_s=0.2, shutdown_grace_s=0.1, reap_interval_s=3600)
+    pool = Pool(
+        functions={"fn": function_spec(max_concurrency=1)},
+        backend=backend,
+        settings=settings,
+        runtime_api="127.0.0.1:9001",
+        clock=Clock(),
+        sink=RecordingSink(),
+    )
+    async with serving_runtime_api(pool, REGION, settings) as address:
+        host, port = address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET / HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())  # a stranger's call
+        first = await reader.readuntil(b"}")
+        started = time.monotonic()
+
+        rest = await asyncio.wait_for(reader.read(), timeout=2)  # the server closes
+
+        assert first.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+        assert rest == b""
+        assert 0.1 <= time.monotonic() - started < 1.5
+        writer.close()
+        await pool.close()

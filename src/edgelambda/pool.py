@@ -219,14 +219,22 @@ class Pool:
             return None
         return await self._engine.wait_for(address, wait_s)
 
+    def caller(self, address: str, host: str) -> Sandbox | None:
+        """The registered sandbox a Runtime API request comes from (see
+        :meth:`sandbox_calling`), without waiting for one being started."""
+        token = runtime_token(host)
+        return None if token is None else self._engine.caller(address, token)
+
     async def sandbox_calling(self, address: str, host: str, wait_s: float = 2.0) -> Sandbox | None:
         """The sandbox a Runtime API request comes from: it calls by its own host name (which
         carries its secret token) from its own address; None for anyone else."""
         token = runtime_token(host)
         return None if token is None else await self._engine.identify(address, token, wait_s)
 
-    async def next_invocation(self, sandbox: Sandbox) -> Invocation:
-        """Wait until ``sandbox`` is handed an invocation (its runtime polls ``/next``)."""
+    def poll(self, sandbox: Sandbox) -> asyncio.Future[Invocation]:
+        """``sandbox``'s runtime polls ``next``: the future of the invocation it will be
+        handed. A runtime that goes away before it has it must be reported to
+        :meth:`abandon_poll`."""
         if not sandbox.state.is_running:
             raise SandboxRetired(sandbox.instance)
         if sandbox.poll is not None:
@@ -243,16 +251,22 @@ class Pool:
         sandbox.await_work(poll, self._clock())
         pool.park(sandbox)
         self._dispatch(pool)
+        return poll
+
+    async def next_invocation(self, sandbox: Sandbox) -> Invocation:
+        """Wait until ``sandbox`` is handed an invocation (:meth:`poll`, awaited)."""
+        poll = self.poll(sandbox)
         try:
             return await poll
         except asyncio.CancelledError:
-            self._withdraw(sandbox, poll)
+            self.abandon_poll(sandbox, poll)
             raise
-        finally:
-            sandbox.poll = None
 
-    def _withdraw(self, sandbox: Sandbox, poll: asyncio.Future[Invocation]) -> None:
-        """The runtime's poll ended before it received anything (it disconnected)."""
+    def abandon_poll(self, sandbox: Sandbox, poll: asyncio.Future[Invocation]) -> None:
+        """The runtime's poll ended before it received anything (it disconnected): what it
+        was handed goes to another sandbox, and this one is retired."""
+        poll.cancel()
+        sandbox.forget_poll(poll)
         if poll.done() and not poll.cancelled():
             self.undeliverable(sandbox, poll.result())
         elif sandbox.state.is_running:

@@ -115,6 +115,7 @@ class Sandbox:
         assert self.poll is not None, "a ready sandbox is polling"
         self.current = invocation
         self.poll.set_result(invocation)
+        self.poll = None  # answered: the runtime may poll again as soon as it has answered
 
     def answer(self, invocation: Invocation, result: InvocationResult, now_s: float) -> None:
         """The runtime answered (busy stays busy until it polls again)."""
@@ -189,9 +190,15 @@ class Sandbox:
             self.timer.cancel()
             self.timer = None
 
+    def forget_poll(self, poll: asyncio.Future[Invocation]) -> None:
+        """The runtime behind ``poll`` went away before it was answered."""
+        if self.poll is poll:
+            self.poll = None
+
     def _end_poll(self, error: SandboxRetired) -> None:
         if self.poll is not None and not self.poll.done():
             self.poll.set_exception(error)
+        self.poll = None
 
     def _expect(self, *states: SandboxState, change: str) -> None:
         if self._state not in states:

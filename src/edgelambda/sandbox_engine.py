@@ -152,6 +152,11 @@ class SandboxEngine:
     def at(self, address: str) -> Sandbox | None:
         return self._by_address.get(address)
 
+    def caller(self, address: str, token: str) -> Sandbox | None:
+        """The sandbox whose token is ``token``, if it is registered at ``address``."""
+        found = self._by_token.get(token)
+        return found if found is not None and found.address == address else None
+
     async def identify(self, address: str, token: str, wait_s: float) -> Sandbox | None:
         """The sandbox whose token is ``token``, if it is the one at ``address``: a caller
         must know the secret and call from its sandbox's address. A runtime may call before

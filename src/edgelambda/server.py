@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiohttp import web
 
 from edgelambda import tracing
 from edgelambda.async_events import DeadLetterRetention, QueuedEvent, RetryPolicy
@@ -22,7 +21,7 @@ from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.event_worker import EventWorker
 from edgelambda.invocation import Invocation
 from edgelambda.invoke_api import InvokeApi
-from edgelambda.listener import ConnectionLimits, GuardedSite
+from edgelambda.listener import ConnectionLimits
 from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
@@ -31,7 +30,7 @@ from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
 from edgelambda.resources import Endpoints, ensure_resources
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_routing
-from edgelambda.runtime_api import create_runtime_app
+from edgelambda.runtime_api import RuntimeApi
 from edgelambda.scheduler import Scheduler
 from edgelambda.tasks import LoopRegistry
 
@@ -53,7 +52,7 @@ class Server:
         self.table = table
         self._backend = backend
         self._pool: Pool | None = None
-        self._runtime_runner: web.AppRunner | None = None
+        self._runtime_api: RuntimeApi | None = None
         self._watcher: Watcher | None = None
         self._events: EventQueue | None = None
         self._worker: EventWorker | None = None
@@ -164,18 +163,13 @@ class Server:
         shipper = self._shipper
         self.metrics.watch_dropped_logs(lambda: shipper.dropped if shipper else 0)
         await self._pool.start(self.loops)
-        # Handler cancellation ends a long poll whose runtime disconnected, so no invocation
-        # is ever handed to a poller that is gone.
-        runner = web.AppRunner(
-            create_runtime_app(self._pool, region=settings.region),
-            handler_cancellation=True,
-            access_log=None,
-            shutdown_timeout=1.0,
-            keepalive_timeout=settings.header_read_timeout_s,
+        self._runtime_api = RuntimeApi(
+            self._pool,
+            region=settings.region,
+            limits=ConnectionLimits.of(settings),
+            keepalive_s=settings.header_read_timeout_s,
         )
-        await runner.setup()
-        await GuardedSite(runner, ConnectionLimits.of(settings), sock=sock).start()
-        self._runtime_runner = runner
+        await self._runtime_api.start(sock)
         log.info("runtime api listening", address=self.runtime_api)
         # Buckets and tables first: recovered and scheduled events may run at once.
         await ensure_resources(
@@ -210,7 +204,7 @@ class Server:
             ("pool", self._pool.close if self._pool is not None else None),
             (
                 "runtime api",
-                self._runtime_runner.cleanup if self._runtime_runner is not None else None,
+                self._runtime_api.close if self._runtime_api is not None else None,
             ),
             ("event store", self._events.close if self._events is not None else None),
             ("log sink", self.sink.close),  # the shipper, or stdout's pending lines
