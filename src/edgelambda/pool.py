@@ -114,19 +114,24 @@ class Pool:
         pool.enqueue(invocation)
         self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)
+        # Every path answers before this bound (queue wait, init timeout, deadline): reaching
+        # it is a bug, but the caller (or an Event worker slot) must not wait forever on it.
+        # A timer, not asyncio.timeout: this runs on every invocation.
+        net = asyncio.get_running_loop().call_later(
+            answer_bound_s(self._settings, pool.function), self._never_answered, pool, invocation
+        )
         try:
-            async with asyncio.timeout(answer_bound_s(self._settings, pool.function)):
-                return await asyncio.shield(invocation.result)
-        except TimeoutError:
-            # Every path answers before this (queue wait, init timeout, deadline): reaching it
-            # is a bug, but the caller (or an Event worker slot) must not wait forever on it.
-            log.error("invocation never answered", aws_request_id=invocation.request_id)
-            invocation.settle(timeout_result(pool.function.timeout_s))
-            return await invocation.result
+            return await asyncio.shield(invocation.result)
         finally:
+            net.cancel()
             # The caller went away (client disconnect): a still-queued invocation is dropped.
             if not invocation.result.done() and pool.withdraw(invocation):
                 invocation.settle(EngineUnavailable("caller gone"))
+
+    def _never_answered(self, pool: FunctionPool, invocation: Invocation) -> None:
+        log.error("invocation never answered", aws_request_id=invocation.request_id)
+        pool.withdraw(invocation)  # if it is still queued, it never runs
+        invocation.settle(timeout_result(pool.function.timeout_s))
 
     def _pool(self, function_name: str) -> FunctionPool:
         pool = self._pools.get(function_name)

@@ -222,7 +222,8 @@ class RuntimeConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._address = ""
         self._exchange: _Exchange | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0  # loop time of the last answer
         self._is_reading_paused = False
         self._is_writing_paused = False
 
@@ -237,6 +238,8 @@ class RuntimeConnection(asyncio.Protocol):
         # invocation counts as delivered only when it has left the gateway.
         self._transport.set_write_buffer_limits(high=0)
         self._api.connections.add(self)
+        self._idle_since = asyncio.get_running_loop().time()
+        self._check_idle()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -253,7 +256,8 @@ class RuntimeConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._api.connections.discard(self)
-        self._cancel_idle()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         exchange, self._exchange = self._exchange, None
         if exchange is None:
             return
@@ -284,7 +288,6 @@ class RuntimeConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._exchange is not None:  # stops the parser: see data_received
             raise BadRequest("a request was sent before the last was answered")
-        self._cancel_idle()
         self._exchange = _Exchange()
 
     def on_url(self, url: bytes) -> None:
@@ -500,7 +503,7 @@ class RuntimeConnection(asyncio.Protocol):
             self._transport.close()
             return
         self._resume_reading()
-        self._idle = asyncio.get_running_loop().call_later(self._api.keepalive_s, self._close_idle)
+        self._idle_since = asyncio.get_running_loop().time()
 
     def _fail(self, exchange: _Exchange, exc: EdgeLambdaError) -> None:
         """Answer with an error in the Runtime API's own shape, ``{"errorMessage",
@@ -519,15 +522,21 @@ class RuntimeConnection(asyncio.Protocol):
         exchange.keep_alive = False
         self._fail(exchange, error)
 
-    def _close_idle(self) -> None:
-        self._idle = None
-        if self._exchange is None and self._transport is not None:
-            self._transport.close()
-
-    def _cancel_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+    def _check_idle(self) -> None:
+        """Close the connection once it has waited ``keepalive_s`` for a request (aiohttp's
+        keep-alive). One timer per connection, moved on as it finds the connection in use,
+        not one per request."""
+        loop, keepalive_s = asyncio.get_running_loop(), self._api.keepalive_s
+        delay = keepalive_s
+        if self._exchange is None:
+            idle_s = loop.time() - self._idle_since
+            if idle_s >= keepalive_s:
+                self._idle_timer = None
+                if self._transport is not None:
+                    self._transport.close()
+                return
+            delay = keepalive_s - idle_s
+        self._idle_timer = loop.call_later(delay, self._check_idle)
 
     def _pause_reading(self) -> None:
         if not self._is_reading_paused and self._transport is not None:

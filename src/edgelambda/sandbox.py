@@ -47,7 +47,8 @@ class SandboxState(Enum):
     @property
     def is_running(self) -> bool:
         """Whether its container exists and is not stopped (a paused one counts)."""
-        return self not in {SandboxState.STOPPED, SandboxState.DEAD}
+        # Identity, not a set: an Enum's hash is Python code, and this runs on every call.
+        return self is not SandboxState.STOPPED and self is not SandboxState.DEAD
 
 
 class Sandbox:
