@@ -590,3 +590,25 @@ async def test_an_idle_connection_is_closed_after_the_keepalive_time() -> None:
         assert 0.1 <= time.monotonic() - started < 1.5
         writer.close()
         await pool.close()
+
+
+async def test_a_bug_behind_a_call_is_answered_500_and_logged(
+    runtime_api: ApiFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = await runtime_api()
+    call, delivered = await api.handed_out()
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api.pool, "respond", broken)
+    reply = await api.runtime.respond(delivered.request_id, "done")
+
+    assert reply.status == 500
+    assert reply.document() == {"errorMessage": "unexpected error", "errorType": "EdgeLambdaError"}
+    logged = capsys.readouterr().out
+    assert "runtime api call failed" in logged
+    assert "RuntimeError: a bug" in logged  # with its traceback
+    monkeypatch.undo()
+    await api.runtime.respond(delivered.request_id, "done")  # the API serves on
+    assert (await call).payload == b'"done"'

@@ -244,10 +244,8 @@ class RuntimeConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            error = cause if isinstance(cause, EdgeLambdaError) else BadRequest(str(exc))
-            self._refuse(error)
+        except httptools.HttpParserCallbackError as exc:  # raised by one of ours
+            self._refuse(_as_error(exc.__context__ or exc, self._address))
         except httptools.HttpParserUpgrade:
             self._refuse(BadRequest("the Runtime API does not upgrade connections"))
         except httptools.HttpParserError as exc:
@@ -390,10 +388,8 @@ class RuntimeConnection(asyncio.Protocol):
             return  # the connection dropped: the pool was told then
         exchange.poll = None
         error = poll.exception()
-        if isinstance(error, EdgeLambdaError):
-            self._fail(exchange, error)
-        elif error is not None:
-            raise error
+        if error is not None:
+            self._fail(exchange, _as_error(error, self._address))
         else:
             invocation = exchange.delivering = poll.result()
             headers = invocation_headers(invocation, self._api.arn(sandbox))
@@ -547,6 +543,15 @@ class RuntimeConnection(asyncio.Protocol):
         if self._is_reading_paused and self._transport is not None:
             self._is_reading_paused = False
             self._transport.resume_reading()
+
+
+def _as_error(exc: BaseException, address: str) -> EdgeLambdaError:
+    """``exc`` as the error a runtime is answered with: one of ours as it is; anything else
+    is a bug, logged with its traceback and answered 500."""
+    if isinstance(exc, EdgeLambdaError):
+        return exc
+    log.error("runtime api call failed", remote=address, exc_info=exc)
+    return EdgeLambdaError("unexpected error")
 
 
 def _is_streaming(exchange: _Exchange) -> bool:
