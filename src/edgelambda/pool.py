@@ -112,8 +112,9 @@ class Pool:
         budget_bytes = self._settings.queued_payload_mb * 1024 * 1024
         check_payload_budget(self._payloads, len(invocation.payload), budget_bytes)
         pool.enqueue(invocation)
-        self._arm_queue_wait(pool, invocation)
         self._dispatch(pool)
+        if pool.queue and pool.queue[-1] is invocation:  # no sandbox was free: it waits
+            self._arm_queue_wait(pool, invocation)
         # Every path answers before this bound (queue wait, init timeout, deadline): reaching
         # it is a bug, but the caller (or an Event worker slot) must not wait forever on it.
         # A timer, not asyncio.timeout: this runs on every invocation.
