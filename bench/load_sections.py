@@ -210,7 +210,9 @@ class LogStandIn:
         self._runner, self.url = await serve_posts({"/insert/jsonline": self.insert})
 
     async def insert(self, request: web.Request) -> web.Response:
-        self.records += len((await request.read()).splitlines())
+        # One record per line, each ended by a newline as the shipper writes them; counted
+        # without splitting: this stand-in shares the machine's two cores with the gateway.
+        self.records += (await request.read()).count(b"\n")
         return web.Response(status=204)
 
     async def close(self) -> None:

@@ -273,7 +273,9 @@ class PayloadTally:
     queued_bytes: int = 0
 
 
-_COMING_STATES = frozenset({SandboxState.STARTING, SandboxState.THAWING})
+# A tuple, not a set: membership is then identity checks, where a set hashes each Enum member
+# in Python code (census runs for every dispatch while work waits).
+_COMING_STATES = (SandboxState.STARTING, SandboxState.THAWING)
 
 
 @dataclass(frozen=True)
