@@ -7,6 +7,8 @@ import json
 import pytest
 
 from edgelambda.logs import (
+    STDOUT_FLUSH_LINES,
+    STDOUT_FLUSH_S,
     LogRecord,
     Span,
     StdoutSink,
@@ -124,14 +126,15 @@ def stdout_record(message: str) -> LogRecord:
     )
 
 
-async def test_stdout_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+async def test_stdout_lines_go_out_together_within_the_flush_time() -> None:
     stream = CountingStream()
     sink = StdoutSink(stream)
     for message in ("START", "a line", "END"):
         sink.emit(stdout_record(message))
-    assert stream.writes == 0  # not yet: at the end of this turn of the loop
-
     await asyncio.sleep(0)
+    assert stream.writes == 0  # held a moment, to share one write with later lines
+
+    await asyncio.sleep(STDOUT_FLUSH_S * 2)
 
     assert stream.writes == 1
     assert [json.loads(line)["_msg"] for line in stream.getvalue().splitlines()] == [
@@ -143,6 +146,19 @@ async def test_stdout_lines_of_one_loop_turn_go_out_in_one_write() -> None:
     await sink.close()  # as at shutdown: the line pending is written at once
     assert json.loads(stream.getvalue().splitlines()[-1])["_msg"] == "later"
     assert stream.writes == 2
+
+
+async def test_stdout_lines_past_the_line_bound_go_out_at_once() -> None:
+    stream = CountingStream()
+    sink = StdoutSink(stream)
+
+    for n in range(STDOUT_FLUSH_LINES):
+        sink.emit(stdout_record(str(n)))
+
+    assert stream.writes == 1
+    assert len(stream.getvalue().splitlines()) == STDOUT_FLUSH_LINES
+    await sink.close()
+    assert stream.writes == 1  # nothing was left to write
 
 
 def test_stdout_lines_without_an_event_loop_are_written_at_once() -> None:

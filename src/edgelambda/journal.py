@@ -25,7 +25,7 @@ from edgelambda.logs import (
     start_line,
     window_end,
 )
-from edgelambda.metrics import Metrics, outcome
+from edgelambda.metrics import Metrics
 from edgelambda.sandbox import Sandbox
 from edgelambda.tasks import TaskSet
 
@@ -114,9 +114,8 @@ class Journal:
             if future.done() and not future.cancelled() and not future.exception()
             else None
         )
-        name = sandbox.function.name
-        self._metrics.invocations.labels(name, outcome(result)).inc()
-        self._metrics.duration.labels(name).observe(record.ended_s - record.started_s)
+        duration_s = record.ended_s - record.started_s
+        self._metrics.count_invocation(sandbox.function.name, result, duration_s)
 
     def _close_when_caught_up(
         self, sandbox: Sandbox, record: InvocationLog, memory: asyncio.Task[None] | None

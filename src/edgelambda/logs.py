@@ -126,6 +126,10 @@ def _whole_second(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+STDOUT_FLUSH_S = 0.05  # how long a line to stdout may wait to share a write with others
+STDOUT_FLUSH_LINES = 256  # ... and how many may wait
+
+
 class LogSink(Protocol):
     """Where log records go (the gateway's stdout, or a log store). ``emit`` never blocks;
     ``close`` writes out what is still held, at shutdown."""
@@ -138,25 +142,33 @@ class LogSink(Protocol):
 class StdoutSink:
     """Records as JSON lines on the gateway's stdout (no log store configured): the same
     shape VictoriaLogs would get. An invocation makes several records (START, END, REPORT,
-    the access record) and stdout is unbuffered in the gateway's image, so the lines of one
-    turn of the event loop go out in one write, just after it."""
+    the access record) and stdout is unbuffered in the gateway's image, so lines are held
+    for up to :data:`STDOUT_FLUSH_S` (or :data:`STDOUT_FLUSH_LINES` lines) and go out in one
+    write: under load one write carries many invocations' lines, not a few."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
         self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def emit(self, record: LogRecord) -> None:
         line = encode_jsonline(record).decode()
         if not self._pending:
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop (a command, a test): write it now
                 self._stream.write(line + "\n")
                 return
+            self._timer = loop.call_later(STDOUT_FLUSH_S, self.flush)
         self._pending.append(line)
+        if len(self._pending) >= STDOUT_FLUSH_LINES:
+            self.flush()
 
     def flush(self) -> None:
         """Write what is pending."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending:
             lines, self._pending = self._pending, []
             self._stream.write("\n".join(lines) + "\n")

@@ -59,6 +59,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The labelled series, looked up once each: prometheus-client's ``labels`` checks and
+        # locks on every call, and these are counted for every invocation.
+        self._invocations_of: dict[tuple[str, str], Counter] = {}
+        self._duration_of: dict[str, Histogram] = {}
+
+    def count_invocation(
+        self, function: str, result: InvocationResult | None, duration_s: float
+    ) -> None:
+        """An invocation of ``function`` ended with ``result`` after ``duration_s``."""
+        key = (function, outcome(result))
+        invocations = self._invocations_of.get(key)
+        if invocations is None:
+            invocations = self._invocations_of[key] = self.invocations.labels(*key)
+        invocations.inc()
+        duration = self._duration_of.get(function)
+        if duration is None:
+            duration = self._duration_of[function] = self.duration.labels(function)
+        duration.observe(duration_s)
+
     def watch_pool(self, snapshot: PoolSnapshot) -> None:
         self.registry.register(_PoolCollector(snapshot))
 
