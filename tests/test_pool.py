@@ -10,6 +10,7 @@ import pytest
 
 from edgelambda.errors import (
     InvalidRequestId,
+    SandboxRetired,
     TooManyRequests,
 )
 from edgelambda.invocation import TIMEOUT_ERROR_TYPE, Invocation
@@ -244,4 +245,25 @@ async def test_waiting_payloads_share_one_memory_budget() -> None:
     assert [r.payload for r in await asyncio.gather(first, second)] == [b"ok", b"ok"]
     assert (await pool.invoke("fn", Invocation(payload=half_mb))).payload == b"ok"  # room again
     await stop_all(runner)
+    await pool.close()
+
+
+async def test_a_runtime_gone_after_its_poll_was_refused_is_forgotten_quietly() -> None:
+    # The sandbox is retired (its poll fails) and, before the Runtime API hears of it, the
+    # runtime's connection drops: nothing to hand back, nothing raised.
+    pool = make_pool(FakeBackend(), function_spec())
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    pool.respond(sandbox, (await pool.next_invocation(sandbox)).request_id, b'"done"')
+    await call
+    poll = pool.poll(sandbox)
+
+    pool.recycle("fn", reason="code changed")  # retires the idle sandbox: its poll fails
+    assert poll.done()
+    assert isinstance(poll.exception(), SandboxRetired)
+    pool.abandon_poll(sandbox, poll)
+
+    assert sandbox.poll is None
     await pool.close()

@@ -4,6 +4,7 @@ a fake runtime plays the function from 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -605,10 +606,163 @@ async def test_a_bug_behind_a_call_is_answered_500_and_logged(
     reply = await api.runtime.respond(delivered.request_id, "done")
 
     assert reply.status == 500
-    assert reply.document() == {"errorMessage": "unexpected error", "errorType": "EdgeLambdaError"}
+    assert reply.document() == {"errorMessage": "unexpected error", "errorType": "RuntimeApiFault"}
     logged = capsys.readouterr().out
     assert "runtime api call failed" in logged
     assert "RuntimeError: a bug" in logged  # with its traceback
     monkeypatch.undo()
     await api.runtime.respond(delivered.request_id, "done")  # the API serves on
     assert (await call).payload == b'"done"'
+
+
+async def test_an_endless_header_is_refused_before_it_grows_past_the_head_bound(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    host, port = api.runtime.runtime_api.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nX-Endless: ")
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 16 * MAX_HEAD_BYTES and not reader.at_eof():
+            writer.write(b"a" * 4096)  # one header that never ends, in many reads
+            await writer.drain()
+            sent += 4096
+            await asyncio.sleep(0)
+
+    reply = b""
+    with contextlib.suppress(ConnectionError):  # closed with bytes unread: maybe a reset
+        reply = await asyncio.wait_for(reader.read(), timeout=5)
+
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert sent < 4 * MAX_HEAD_BYTES  # cut off near the bound, not at the test's own limit
+    writer.close()
+
+
+def keepalive_pool(backend: FakeBackend, settings: Settings) -> Pool:
+    return Pool(
+        functions={"fn": function_spec(max_concurrency=1)},
+        backend=backend,
+        settings=settings,
+        runtime_api="127.0.0.1:9001",
+        clock=Clock(),
+        sink=RecordingSink(),
+    )
+
+
+KEEPALIVE = Settings(header_read_timeout_s=0.2, shutdown_grace_s=0.1, reap_interval_s=3600)
+
+
+async def test_a_later_request_whose_head_never_ends_is_closed_after_the_keepalive_time() -> None:
+    pool = keepalive_pool(FakeBackend(address=LOOPBACK), KEEPALIVE)
+    async with serving_runtime_api(pool, REGION, KEEPALIVE) as address:
+        host, port = address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET / HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+        first = await reader.readuntil(b"}")  # a whole request, answered: the guard is off
+        writer.write(b"GET / HTTP/1.1\r\nHost: ")  # then a head that stops half-way
+        started = time.monotonic()
+
+        rest = await asyncio.wait_for(reader.read(), timeout=3)
+
+        assert first.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+        assert rest == b""
+        assert 0.1 <= time.monotonic() - started < 2.5
+        writer.close()
+        await pool.close()
+
+
+async def test_a_poll_outlives_the_keepalive_time() -> None:
+    backend = FakeBackend(address=LOOPBACK)
+    pool = keepalive_pool(backend, KEEPALIVE)
+    async with serving_runtime_api(pool, REGION, KEEPALIVE) as address:
+        runtime = FakeRuntime(address, backend)
+        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"{}")))
+        await backend.wait_started()
+        await runtime.answer("first")
+        await call
+        waiting = asyncio.create_task(runtime.next())
+
+        await asyncio.sleep(KEEPALIVE.header_read_timeout_s * 4)  # idle, yet polling
+        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"later"')))
+
+        delivered = await asyncio.wait_for(waiting, timeout=2)
+        assert delivered.payload == b'"later"'
+        await runtime.respond(delivered.request_id, "done")
+        assert (await call).payload == b'"done"'
+        await pool.close()
+        await runtime.close()
+
+
+async def test_a_runtime_expecting_100_continue_gets_it_before_sending_its_answer(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    call, delivered = await api.handed_out()
+    host, port = api.runtime.runtime_api.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b'"curl"'
+    writer.write(
+        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\n\r\n".encode()
+    )
+
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=2)
+    writer.write(body)
+    final = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert final.startswith(b"HTTP/1.1 202 Accepted\r\n")
+    assert (await call).payload == body
+    writer.close()
+
+
+async def test_an_answer_over_the_limit_fails_the_call_before_its_body_ends(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    call, delivered = await api.handed_out()
+    host, port = api.runtime.runtime_api.rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\nContent-Length: {2 * MAX_RESPONSE_BYTES}\r\n\r\n".encode()
+    )
+    writer.write(b"x" * (MAX_RESPONSE_BYTES + 1))  # past the limit; the rest never comes
+    await writer.drain()
+
+    result = await asyncio.wait_for(call, timeout=2)
+
+    assert result.error_type == "Function.ResponseSizeTooLarge"
+    writer.close()
+
+
+async def test_a_stream_cut_by_the_gateway_stopping_is_broken_for_the_caller() -> None:
+    backend = FakeBackend(address=LOOPBACK)
+    pool = keepalive_pool(backend, Settings(shutdown_grace_s=0.1, reap_interval_s=3600))
+    async with serving_runtime_api(pool, REGION) as address:
+        runtime = FakeRuntime(address, backend)
+        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"{}")))
+        await backend.wait_started()
+        delivered = await runtime.next()
+        never = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first"
+            await never.wait()
+            yield b"never sent"
+
+        posting = asyncio.create_task(runtime.stream(delivered.request_id, body(), "text/plain"))
+        result = await call
+        assert result.stream is not None
+        chunks = result.stream.chunks()
+        assert await anext(chunks) == b"first"
+    # The Runtime API has closed (the gateway stops) with the stream still open.
+
+    with pytest.raises(StreamBroken, match="stopped mid-stream"):
+        await asyncio.wait_for(anext(chunks), timeout=2)
+    posting.cancel()
+    await asyncio.gather(posting, return_exceptions=True)
+    await runtime.close()
+    await pool.close()

@@ -210,6 +210,11 @@ class InvalidRequestId(EdgeLambdaError):
     public_message = "Invalid request id"
 
 
+class RuntimeApiFault(EdgeLambdaError):
+    """A Runtime API call that failed on the gateway's side (a bug, logged with its
+    traceback): the runtime is answered 500."""
+
+
 class SandboxRetired(EdgeLambdaError):
     """The sandbox was stopped or retired while its runtime waited for work."""
 

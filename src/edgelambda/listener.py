@@ -6,8 +6,10 @@ once, while the open ones are served; and one client address may hold at most
 whole cap from the others. aiohttp has no header-read timeout and no connection cap
 (its ``keepalive_timeout`` only bounds idle time between requests, and only 3.14 arms it at
 connect: aio-libs/aiohttp#13681), so :class:`GuardedSite` wraps the protocol factory that
-``web.TCPSite`` would hand to ``loop.create_server``. Later requests on a kept-alive connection
-are bounded by aiohttp's ``keepalive_timeout``, set to the same value by the callers."""
+``web.TCPSite`` would hand to ``loop.create_server`` (and the Runtime API's own protocol, which
+is not aiohttp's). Later requests on a kept-alive connection are bounded by the front's
+aiohttp ``keepalive_timeout`` and by the Runtime API's own keep-alive check, both set to the
+same value by the callers."""
 
 from __future__ import annotations
 
@@ -65,8 +67,9 @@ class HeaderScan:
 
 
 class ConnectionGuard:
-    """A protocol factory around aiohttp's: counts open connections, in all and per client
-    address, refuses beyond either cap and times out the first request's headers."""
+    """A protocol factory around another (aiohttp's, or the Runtime API's): counts open
+    connections, in all and per client address, refuses beyond either cap and times out the
+    first request's headers."""
 
     def __init__(self, factory: Callable[[], asyncio.Protocol], limits: ConnectionLimits) -> None:
         self.limits = limits

@@ -273,7 +273,7 @@ class Pool:
         was handed goes to another sandbox, and this one is retired."""
         poll.cancel()
         sandbox.forget_poll(poll)
-        if poll.done() and not poll.cancelled():
+        if poll.done() and not poll.cancelled() and poll.exception() is None:
             self.undeliverable(sandbox, poll.result())
         elif sandbox.state.is_running:
             self._lifecycle.retire(sandbox, reason="runtime disconnected")

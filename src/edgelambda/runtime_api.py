@@ -5,21 +5,23 @@ host name it calls (its ``AWS_LAMBDA_RUNTIME_API``, which carries its sandbox's 
 each container can receive and answer only its own sandbox's invocations, even at an address
 the engine gave another container before; anyone else gets 403.
 
-It is served below aiohttp's web framework, by one asyncio protocol per connection around
+It is served without aiohttp's web framework, by one asyncio protocol per connection around
 httptools' parser (llhttp, as uvicorn's ``httptools_impl`` uses it). Every invocation crosses
 this API twice, the runtime's ``next`` poll and its answer, and aiohttp's request, routing,
-middleware and response objects made those two exchanges cost about a third of the gateway's
-CPU per invocation: 0.40 ms per request fell to 0.29 ms with this protocol, measured side by
-side under 8 clients. The calls are four, fixed, and made by our own sandboxes one at a
-time, so a small protocol serves them: a request is routed when its headers are complete,
-a ``next`` poll is answered from the pool's future with one write, an answer is read whole
-(up to Lambda's limit), and a streamed answer is passed on chunk by chunk with the
-runtime's reads paused while the caller is behind.
+middleware and response objects made those two exchanges cost a fifth of the gateway's CPU
+per invocation: side by side under 8 clients, 0.36 ms per request fell to 0.29-0.30 ms with
+this protocol. The calls are four, fixed, and made by our own sandboxes one at a time, so a
+small protocol serves them: a request is routed when its head is complete (a head is bounded
+in size and, on every request, in time), a ``next`` poll is answered from the pool's future
+with one write, an answer is read whole up to Lambda's limit (past it the call fails at
+once), ``Expect: 100-continue`` is answered as curl expects, and a streamed answer is
+passed on chunk by chunk with the runtime's reads paused while the caller is behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Mapping
@@ -40,6 +42,7 @@ from edgelambda.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     RouteNotFound,
+    RuntimeApiFault,
 )
 from edgelambda.invocation import (
     MAX_RESPONSE_BYTES,
@@ -57,6 +60,9 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "/2018-06-01/runtime"
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; a runtime sends a few hundred bytes
+# Past Lambda's limit an answer is read on and dropped, to answer 413 when it ends, for at
+# most this much more; then the connection is cut.
+MAX_DROPPED_BYTES = MAX_RESPONSE_BYTES
 STREAM_HIGH_WATER = 16  # streamed chunks not yet taken by the caller before reads pause
 
 # The request headers the API reads, lower-cased as they are compared.
@@ -64,7 +70,9 @@ HOST = b"host"
 CONTENT_TYPE = b"content-type"
 RESPONSE_MODE = b"lambda-runtime-function-response-mode"
 ERROR_TYPE = b"lambda-runtime-function-error-type"
-READ_HEADERS = frozenset({HOST, CONTENT_TYPE, RESPONSE_MODE, ERROR_TYPE})
+EXPECT = b"expect"
+READ_HEADERS = frozenset({HOST, CONTENT_TYPE, RESPONSE_MODE, ERROR_TYPE, EXPECT})
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Call(Enum):
@@ -104,7 +112,8 @@ def route(method: str, target: str) -> Route:
 def encode_response(
     status: int, headers: Mapping[str, str], body: bytes, *, keep_alive: bool = True
 ) -> bytes:
-    """An HTTP/1.1 response, head and body in one buffer for one write."""
+    """An HTTP/1.1 response, head and body in one buffer for one write. Header values are
+    UTF-8, as aiohttp writes them; a line break in one is refused (ValueError)."""
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
     for name, value in headers.items():
         if "\r" in value or "\n" in value:
@@ -113,7 +122,7 @@ def encode_response(
     lines.append(f"Content-Length: {len(body)}")
     if not keep_alive:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def invocation_headers(invocation: Invocation, arn: str) -> dict[str, str]:
@@ -181,13 +190,20 @@ class RuntimeApi:
         return function_arn(sandbox.function.name, self.region)
 
 
-_BROKEN: Final = b"\0broken"  # put on a stream's feed when the runtime's connection drops
+class _Broken:
+    """Put on a streamed answer's feed when the runtime's connection drops."""
+
+
+BROKEN: Final = _Broken()
+StreamFeed = asyncio.Queue[bytes | _Broken | None]  # None: the body ended
 
 
 @dataclass(eq=False)
 class _Exchange:
     """One request on a connection, from its first byte to its answer."""
 
+    began_at: float = 0.0  # loop time of its first byte
+    has_head: bool = False  # its request line and headers are complete
     method: str = ""
     target: bytearray = field(default_factory=bytearray)
     headers: dict[bytes, bytes] = field(default_factory=dict)
@@ -196,13 +212,14 @@ class _Exchange:
     route: Route | EdgeLambdaError | None = None
     sandbox: Sandbox | None = None
     body: list[bytes] = field(default_factory=list)
-    body_bytes: int = 0
+    body_bytes: int = 0  # kept, or read and dropped past the limit
     is_too_large: bool = False
+    has_failed_too_large: bool = False
     is_complete: bool = False
     is_answered: bool = False
     poll: asyncio.Future[Invocation] | None = None
     delivering: Invocation | None = None  # handed out, still in the socket's buffer
-    feed: asyncio.Queue[bytes | None] | None = None  # a streamed answer's chunks
+    feed: StreamFeed | None = None  # a streamed answer's chunks
 
     @property
     def is_under_way(self) -> bool:
@@ -226,6 +243,7 @@ class RuntimeConnection(asyncio.Protocol):
         self._idle_since = 0.0  # loop time of the last answer
         self._is_reading_paused = False
         self._is_writing_paused = False
+        self._head_bytes = 0  # read since the current request's head began
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -242,14 +260,25 @@ class RuntimeConnection(asyncio.Protocol):
         self._check_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return  # answered early and closing: the rest is not read
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # raised by one of ours
             self._refuse(_as_error(exc.__context__ or exc, self._address))
+            return
         except httptools.HttpParserUpgrade:
             self._refuse(BadRequest("the Runtime API does not upgrade connections"))
+            return
         except httptools.HttpParserError as exc:
             self._refuse(BadRequest(f"malformed request: {exc}"))
+            return
+        if self._exchange is None or not self._exchange.has_head:
+            # httptools holds a header until its end arrives: bound a head across reads too,
+            # or one endless header would grow (and be copied) without end.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(BadRequest(_HEAD_TOO_LARGE))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -265,7 +294,7 @@ class RuntimeConnection(asyncio.Protocol):
         elif exchange.sandbox is not None and exchange.delivering is not None:
             self._api.pool.undeliverable(exchange.sandbox, exchange.delivering)
         if exchange.feed is not None and not exchange.is_complete:
-            exchange.feed.put_nowait(_BROKEN)
+            exchange.feed.put_nowait(BROKEN)
 
     def pause_writing(self) -> None:
         self._is_writing_paused = True
@@ -286,7 +315,7 @@ class RuntimeConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._exchange is not None:  # stops the parser: see data_received
             raise BadRequest("a request was sent before the last was answered")
-        self._exchange = _Exchange()
+        self._exchange = _Exchange(began_at=asyncio.get_running_loop().time())
 
     def on_url(self, url: bytes) -> None:
         exchange = self._current()
@@ -302,6 +331,8 @@ class RuntimeConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         exchange = self._current()
+        exchange.has_head = True
+        self._head_bytes = 0
         exchange.method = self._parser.get_method().decode("latin-1")
         exchange.keep_alive = self._parser.should_keep_alive()
         try:
@@ -322,12 +353,20 @@ class RuntimeConnection(asyncio.Protocol):
             exchange.feed.put_nowait(body)
             if exchange.feed.qsize() >= STREAM_HIGH_WATER:
                 self._pause_reading()
-        elif exchange.body_bytes + len(body) > MAX_RESPONSE_BYTES:
+            return
+        exchange.body_bytes += len(body)
+        if exchange.body_bytes <= MAX_RESPONSE_BYTES:
+            exchange.body.append(body)
+        elif exchange.body_bytes > MAX_RESPONSE_BYTES + MAX_DROPPED_BYTES:
+            raise PayloadTooLarge(f"the answer went on {MAX_DROPPED_BYTES} bytes past the limit")
+        elif not exchange.is_too_large:
             exchange.is_too_large = True  # the rest is read and dropped
             exchange.body.clear()
-        elif not exchange.is_too_large:
-            exchange.body.append(body)
-            exchange.body_bytes += len(body)
+            found = exchange.route
+            if exchange.sandbox is not None and isinstance(found, Route):
+                # The caller is answered now, not when (or if) the body ends.
+                with contextlib.suppress(EdgeLambdaError):  # answered with 413 at the end
+                    self._fail_too_large(exchange, exchange.sandbox, found)
 
     def on_message_complete(self) -> None:
         exchange = self._current()
@@ -348,14 +387,25 @@ class RuntimeConnection(asyncio.Protocol):
         if sandbox is None:
             log.warning("runtime api call from a stranger", remote=self._address, host=host)
             self._fail(exchange, Forbidden(f"{self._address} is not a function sandbox"))
-        else:
+            return
+        try:
             self._identified(exchange, sandbox)
+        except Exception as exc:  # outside the parser: answered here, not in data_received
+            self._refuse(_as_error(exc, self._address))
 
     def _identified(self, exchange: _Exchange, sandbox: Sandbox) -> None:
         """The caller is ``sandbox``: a streamed answer starts now, any other call once the
         whole request has arrived."""
         exchange.sandbox = sandbox
         found = exchange.route
+        if (
+            not exchange.is_complete
+            and isinstance(found, Route)
+            and found.call is not Call.NEXT
+            and exchange.headers.get(EXPECT, b"").lower() == b"100-continue"
+            and self._transport is not None
+        ):
+            self._transport.write(CONTINUE)  # curl waits for it before sending a body
         if isinstance(found, Route) and found.call is Call.RESPONSE and _is_streaming(exchange):
             self._stream(exchange, sandbox, found)
         elif exchange.is_complete:
@@ -390,18 +440,27 @@ class RuntimeConnection(asyncio.Protocol):
         error = poll.exception()
         if error is not None:
             self._fail(exchange, _as_error(error, self._address))
-        else:
-            invocation = exchange.delivering = poll.result()
+            return
+        invocation = poll.result()
+        try:
             headers = invocation_headers(invocation, self._api.arn(sandbox))
-            self._reply(exchange, 200, headers, invocation.payload)
+            response = encode_response(
+                200, headers, invocation.payload, keep_alive=exchange.keep_alive
+            )
+        except Exception as exc:
+            # A bug (a header value no runtime could read): the runtime is cut off, so its
+            # container exits and the invocation fails as a crashed runtime's, not handed
+            # to another sandbox to fail again.
+            self._refuse(_as_error(exc, self._address))
+            return
+        exchange.delivering = invocation
+        self._send(exchange, response)
 
     def _answer_post(self, exchange: _Exchange, sandbox: Sandbox, found: Route) -> None:
         pool = self._api.pool
         try:
             if exchange.is_too_large:
-                if found.call is not Call.INIT_ERROR:
-                    result = too_large_result()
-                    pool.fail(sandbox, found.request_id, result.payload, TOO_LARGE_ERROR_TYPE)
+                self._fail_too_large(exchange, sandbox, found)
                 raise PayloadTooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
             payload = b"".join(exchange.body)
             if found.call is Call.RESPONSE:
@@ -417,6 +476,15 @@ class RuntimeConnection(asyncio.Protocol):
         else:
             self._reply(exchange, 202, ACCEPTED_HEADERS, ACCEPTED_BODY)
 
+    def _fail_too_large(self, exchange: _Exchange, sandbox: Sandbox, found: Route) -> None:
+        """Lambda's error for an answer over its limit, once: as the limit is crossed, or
+        when the body ends if the caller was not known yet then."""
+        if exchange.has_failed_too_large or found.call is Call.INIT_ERROR:
+            return
+        exchange.has_failed_too_large = True
+        result = too_large_result()
+        self._api.pool.fail(sandbox, found.request_id, result.payload, TOO_LARGE_ERROR_TYPE)
+
     def _stream(self, exchange: _Exchange, sandbox: Sandbox, found: Route) -> None:
         """Lambda's streaming response mode: the body goes on to the caller as it arrives."""
         stream = ResponseStream(exchange.header(CONTENT_TYPE) or "application/octet-stream")
@@ -425,7 +493,7 @@ class RuntimeConnection(asyncio.Protocol):
         except EdgeLambdaError as exc:
             self._fail(exchange, exc)
             return
-        feed: asyncio.Queue[bytes | None] = asyncio.Queue()
+        feed: StreamFeed = asyncio.Queue()
         for chunk in exchange.body:  # what arrived before the caller was known
             feed.put_nowait(chunk)
         exchange.body.clear()
@@ -439,12 +507,12 @@ class RuntimeConnection(asyncio.Protocol):
         exchange: _Exchange,
         sandbox: Sandbox,
         stream: ResponseStream,
-        feed: asyncio.Queue[bytes | None],
+        feed: StreamFeed,
     ) -> None:
         error: str | None = "the gateway stopped mid-stream"
         try:
             while (chunk := await feed.get()) is not None:
-                if chunk is _BROKEN:
+                if isinstance(chunk, _Broken):
                     error = "the runtime's connection closed mid-stream"
                     break
                 await stream.put(chunk)
@@ -453,12 +521,14 @@ class RuntimeConnection(asyncio.Protocol):
             else:
                 error = None
         finally:
+            # The caller's stream ends first, then the sandbox's (and with it the deadline
+            # that covers the whole stream), as before this protocol; one cancelled at
+            # shutdown still hears the end.
             if error is not None:
                 log.warning("response stream broken", function=sandbox.function.name, error=error)
+            await stream.end(error)
             self._api.pool.stream_ended(sandbox)
-        await stream.end(error)
-        if error is None:
-            self._reply(exchange, 202, ACCEPTED_HEADERS, ACCEPTED_BODY)
+        self._reply(exchange, 202, ACCEPTED_HEADERS, ACCEPTED_BODY)
 
     # -- the connection's plumbing ------------------------------------------------------
 
@@ -471,19 +541,21 @@ class RuntimeConnection(asyncio.Protocol):
     def _count_head(self, exchange: _Exchange, size: int) -> None:
         exchange.head_bytes += size
         if exchange.head_bytes > MAX_HEAD_BYTES:
-            raise BadRequest(f"the request line and headers are over {MAX_HEAD_BYTES} bytes")
+            raise BadRequest(_HEAD_TOO_LARGE)
 
     def _reply(
         self, exchange: _Exchange, status: int, headers: Mapping[str, str], body: bytes
     ) -> None:
-        """Answer ``exchange``, unless it was answered or its connection is gone."""
+        """Answer ``exchange``, unless it was answered or its connection is gone. Answered
+        before its body was read (a stranger, a refused stream), the connection cannot go
+        on."""
+        exchange.keep_alive = exchange.keep_alive and exchange.is_complete
+        self._send(exchange, encode_response(status, headers, body, keep_alive=exchange.keep_alive))
+
+    def _send(self, exchange: _Exchange, response: bytes) -> None:
         if exchange is not self._exchange or exchange.is_answered or self._transport is None:
             return
         exchange.is_answered = True
-        # Answered before its body was read (a stranger, a refused stream): the connection
-        # cannot go on.
-        exchange.keep_alive = exchange.keep_alive and exchange.is_complete
-        response = encode_response(status, headers, body, keep_alive=exchange.keep_alive)
         self._transport.write(response)
         if exchange.delivering is not None and self._is_writing_paused:
             return  # finished once the invocation has left (resume_writing)
@@ -505,7 +577,7 @@ class RuntimeConnection(asyncio.Protocol):
         """Answer with an error in the Runtime API's own shape, ``{"errorMessage",
         "errorType"}``."""
         body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
-        headers = {"Content-Type": "application/json", **getattr(exc, "headers", {})}
+        headers = {"Content-Type": "application/json", **exc.headers}
         self._reply(exchange, exc.status, headers, body.encode())
 
     def _refuse(self, error: EdgeLambdaError) -> None:
@@ -519,19 +591,25 @@ class RuntimeConnection(asyncio.Protocol):
         self._fail(exchange, error)
 
     def _check_idle(self) -> None:
-        """Close the connection once it has waited ``keepalive_s`` for a request (aiohttp's
-        keep-alive). One timer per connection, moved on as it finds the connection in use,
-        not one per request."""
+        """Close the connection once it has waited ``keepalive_s`` for a request, or for the
+        rest of a request's head (aiohttp's keep-alive, and a slow client's bound on every
+        request, not only the first). One timer per connection, moved on as it finds the
+        connection in use, not one per request."""
         loop, keepalive_s = asyncio.get_running_loop(), self._api.keepalive_s
+        exchange = self._exchange
+        if exchange is None:
+            waiting_since: float | None = self._idle_since
+        else:
+            waiting_since = None if exchange.has_head else exchange.began_at
         delay = keepalive_s
-        if self._exchange is None:
-            idle_s = loop.time() - self._idle_since
-            if idle_s >= keepalive_s:
+        if waiting_since is not None:
+            waited_s = loop.time() - waiting_since
+            if waited_s >= keepalive_s:
                 self._idle_timer = None
                 if self._transport is not None:
                     self._transport.close()
                 return
-            delay = keepalive_s - idle_s
+            delay = keepalive_s - waited_s
         self._idle_timer = loop.call_later(delay, self._check_idle)
 
     def _pause_reading(self) -> None:
@@ -545,13 +623,16 @@ class RuntimeConnection(asyncio.Protocol):
             self._transport.resume_reading()
 
 
+_HEAD_TOO_LARGE = f"the request line and headers are over {MAX_HEAD_BYTES} bytes"
+
+
 def _as_error(exc: BaseException, address: str) -> EdgeLambdaError:
     """``exc`` as the error a runtime is answered with: one of ours as it is; anything else
     is a bug, logged with its traceback and answered 500."""
     if isinstance(exc, EdgeLambdaError):
         return exc
     log.error("runtime api call failed", remote=address, exc_info=exc)
-    return EdgeLambdaError("unexpected error")
+    return RuntimeApiFault("unexpected error")
 
 
 def _is_streaming(exchange: _Exchange) -> bool:
