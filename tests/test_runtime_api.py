@@ -486,6 +486,15 @@ def test_a_header_value_with_a_line_break_is_never_sent() -> None:
         encode_response(200, {"Lambda-Runtime-Client-Context": "a\r\nX-Evil: 1"}, b"")
 
 
+def request_id_in(response: bytes) -> str:
+    """The ``Lambda-Runtime-Aws-Request-Id`` of a raw ``next`` response."""
+    return next(
+        line.split(b": ", 1)[1].decode()
+        for line in response.split(b"\r\n")
+        if line.startswith(b"Lambda-Runtime-Aws-Request-Id")
+    )
+
+
 async def exchange(address: str, request: bytes) -> bytes:
     """Send ``request`` on a new connection and read until the server closes it."""
     host, port = address.rsplit(":", 1)
@@ -512,12 +521,7 @@ async def test_a_runtime_asking_to_close_is_answered_and_closed(runtime_api: Api
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nConnection: close" in head
     assert body == b'"work"'
-    request_id = next(
-        line.split(b": ", 1)[1].decode()
-        for line in head.split(b"\r\n")
-        if line.startswith(b"Lambda-Runtime-Aws-Request-Id")
-    )
-    await api.runtime.respond(request_id, "done")
+    await api.runtime.respond(request_id_in(head), "done")
     assert (await call).payload == b'"done"'
 
 
@@ -766,3 +770,33 @@ async def test_a_stream_cut_by_the_gateway_stopping_is_broken_for_the_caller() -
     await asyncio.gather(posting, return_exceptions=True)
     await runtime.close()
     await pool.close()
+
+
+async def test_a_large_answer_read_whole_in_one_go_keeps_its_connection(
+    runtime_api: ApiFactory,
+) -> None:
+    # A whole request larger than the head bound can arrive in one read: only a head counts.
+    api = await runtime_api()
+    call, delivered = await api.handed_out()
+    host, port = api.runtime.runtime_api.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b'"' + b"x" * (4 * MAX_HEAD_BYTES) + b'"'
+    writer.write(
+        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    accepted = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
+    next_call = api.invoke(Invocation(payload=b'"again"'))
+    writer.write(
+        f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n".encode()
+    )
+
+    again = await asyncio.wait_for(reader.readuntil(b'"again"'), timeout=2)
+
+    assert accepted.startswith(b"HTTP/1.1 202 Accepted\r\n")
+    assert (await call).payload == body
+    assert again.startswith(b"HTTP/1.1 200 OK\r\n")  # the same connection serves on
+    await api.runtime.respond(request_id_in(again), "done")
+    assert (await next_call).payload == b'"done"'
+    writer.close()

@@ -243,7 +243,7 @@ class RuntimeConnection(asyncio.Protocol):
         self._idle_since = 0.0  # loop time of the last answer
         self._is_reading_paused = False
         self._is_writing_paused = False
-        self._head_bytes = 0  # read since the current request's head began
+        self._head_bytes = 0  # read while the current request's head is incomplete
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -273,9 +273,11 @@ class RuntimeConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(BadRequest(f"malformed request: {exc}"))
             return
-        if self._exchange is None or not self._exchange.has_head:
-            # httptools holds a header until its end arrives: bound a head across reads too,
-            # or one endless header would grow (and be copied) without end.
+        exchange = self._exchange
+        if exchange is not None and not exchange.has_head:
+            # A head still incomplete after this read: httptools holds a header until its
+            # end arrives, so bound a head across reads too, or one endless header would
+            # grow (and be copied) without end.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(BadRequest(_HEAD_TOO_LARGE))
