@@ -369,8 +369,7 @@ async def test_an_invocation_whose_runtime_dies_while_receiving_it_goes_to_anoth
     payload = b'"' + b"x" * (32 * 1024 * 1024) + b'"'  # more than the sockets can buffer
     call = api.invoke(Invocation(payload=payload))
     await api.backend.wait_started()
-    host, port = api.runtime.runtime_api.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await raw_connection(api)
     request = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
     writer.write(request.encode())
 
@@ -493,6 +492,20 @@ def request_id_in(response: bytes) -> str:
         for line in response.split(b"\r\n")
         if line.startswith(b"Lambda-Runtime-Aws-Request-Id")
     )
+
+
+async def raw_connection(api: RuntimeApi) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the Runtime API, to speak HTTP byte by byte."""
+    host, port = api.runtime.runtime_api.rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+def answer_head(api: RuntimeApi, request_id: str, length: int, extra: str = "") -> bytes:
+    """The head of the sandbox's POST of an answer of ``length`` bytes."""
+    return (
+        f"POST {RUNTIME_PATH}/invocation/{request_id}/response HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\nContent-Length: {length}\r\n{extra}\r\n"
+    ).encode()
 
 
 async def exchange(address: str, request: bytes) -> bytes:
@@ -623,8 +636,7 @@ async def test_an_endless_header_is_refused_before_it_grows_past_the_head_bound(
     runtime_api: ApiFactory,
 ) -> None:
     api = await runtime_api()
-    host, port = api.runtime.runtime_api.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await raw_connection(api)
     writer.write(b"GET / HTTP/1.1\r\nX-Endless: ")
     sent = 0
     with contextlib.suppress(ConnectionError):
@@ -703,14 +715,9 @@ async def test_a_runtime_expecting_100_continue_gets_it_before_sending_its_answe
 ) -> None:
     api = await runtime_api()
     call, delivered = await api.handed_out()
-    host, port = api.runtime.runtime_api.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await raw_connection(api)
     body = b'"curl"'
-    writer.write(
-        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
-        f"Host: {api.runtime.host}\r\nContent-Length: {len(body)}\r\n"
-        "Expect: 100-continue\r\n\r\n".encode()
-    )
+    writer.write(answer_head(api, delivered.request_id, len(body), "Expect: 100-continue\r\n"))
 
     interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=2)
     writer.write(body)
@@ -727,12 +734,8 @@ async def test_an_answer_over_the_limit_fails_the_call_before_its_body_ends(
 ) -> None:
     api = await runtime_api()
     call, delivered = await api.handed_out()
-    host, port = api.runtime.runtime_api.rsplit(":", 1)
-    _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
-        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
-        f"Host: {api.runtime.host}\r\nContent-Length: {2 * MAX_RESPONSE_BYTES}\r\n\r\n".encode()
-    )
+    _, writer = await raw_connection(api)
+    writer.write(answer_head(api, delivered.request_id, 2 * MAX_RESPONSE_BYTES))
     writer.write(b"x" * (MAX_RESPONSE_BYTES + 1))  # past the limit; the rest never comes
     await writer.drain()
 
@@ -778,14 +781,9 @@ async def test_a_large_answer_read_whole_in_one_go_keeps_its_connection(
     # A whole request larger than the head bound can arrive in one read: only a head counts.
     api = await runtime_api()
     call, delivered = await api.handed_out()
-    host, port = api.runtime.runtime_api.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await raw_connection(api)
     body = b'"' + b"x" * (4 * MAX_HEAD_BYTES) + b'"'
-    writer.write(
-        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
-        f"Host: {api.runtime.host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    writer.write(answer_head(api, delivered.request_id, len(body)) + body)
     accepted = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
     next_call = api.invoke(Invocation(payload=b'"again"'))
     writer.write(
@@ -800,3 +798,102 @@ async def test_a_large_answer_read_whole_in_one_go_keeps_its_connection(
     await api.runtime.respond(request_id_in(again), "done")
     assert (await next_call).payload == b'"done"'
     writer.close()
+
+
+async def test_endless_trailers_are_refused_like_an_endless_header(runtime_api: ApiFactory) -> None:
+    api = await runtime_api()
+    _, delivered = await api.handed_out()
+    reader, writer = await raw_connection(api)
+    writer.write(
+        f"POST {RUNTIME_PATH}/invocation/{delivered.request_id}/response HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        '2\r\n""\r\n0\r\nX-Endless: '.encode()  # the body ends; its trailers never do
+    )
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 16 * MAX_HEAD_BYTES and not reader.at_eof():
+            writer.write(b"a" * 4096)
+            await writer.drain()
+            sent += 4096
+            await asyncio.sleep(0)
+
+    assert sent < 4 * MAX_HEAD_BYTES
+    writer.close()
+
+
+async def test_the_connection_of_a_runtime_running_a_long_invocation_stays_open() -> None:
+    backend = FakeBackend(address=LOOPBACK)
+    pool = keepalive_pool(backend, KEEPALIVE)
+    async with serving_runtime_api(pool, REGION, KEEPALIVE) as address:
+        reader, writer = await asyncio.open_connection(*address.rsplit(":", 1))
+        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"long"')))
+        await backend.wait_started()
+        host = backend.started[-1].env["AWS_LAMBDA_RUNTIME_API"]
+        writer.write(
+            f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        )
+        delivered = await reader.readuntil(b'"long"')
+
+        await asyncio.sleep(KEEPALIVE.header_read_timeout_s * 4)  # the function runs on
+        body = b'"done"'
+        writer.write(
+            f"POST {RUNTIME_PATH}/invocation/{request_id_in(delivered)}/response HTTP/1.1\r\n"
+            f"Host: {host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+        accepted = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
+        assert accepted.startswith(b"HTTP/1.1 202 Accepted\r\n")
+        assert (await call).payload == body
+        writer.close()
+        await pool.close()
+
+
+async def test_the_rest_of_a_read_after_an_early_answer_is_not_parsed(
+    runtime_api: ApiFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = await runtime_api()
+    call, delivered = await api.handed_out()
+    head = (
+        f"POST {RUNTIME_PATH}/invocation/not-{delivered.request_id}/response HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\nLambda-Runtime-Function-Response-Mode: streaming\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+
+    # A stream for another invocation is refused at its head, before its body is read;
+    # the body's first chunk came in the same read.
+    reply = await exchange(api.runtime.runtime_api, head.encode() + b"5\r\nfirst\r\n")
+
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nConnection: close" in reply
+    assert "request refused" not in capsys.readouterr().out  # the rest was dropped quietly
+    await api.runtime.respond(delivered.request_id, "real")
+    assert (await call).payload == b'"real"'
+
+
+async def test_an_absolute_uri_is_routed_by_its_path(runtime_api: ApiFactory) -> None:
+    api = await runtime_api()
+    call = api.invoke(Invocation(payload=b'"absolute"'))
+    await api.backend.wait_started()
+    target = f"http://{api.runtime.host}{RUNTIME_PATH}/invocation/next"
+    request = f"GET {target} HTTP/1.1\r\nHost: {api.runtime.host}\r\nConnection: close\r\n\r\n"
+
+    reply = await exchange(api.runtime.runtime_api, request.encode())
+
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply.endswith(b'"absolute"')
+    await api.runtime.respond(request_id_in(reply), "done")
+    assert (await call).payload == b'"done"'
+
+
+async def test_a_head_request_is_answered_and_its_connection_closed(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api()
+    await api.serve_one()
+    request = f"HEAD {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
+
+    reply = await exchange(api.runtime.runtime_api, request.encode())  # read to the close
+
+    assert reply.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+    assert b"\r\nConnection: close\r\n" in reply

@@ -53,7 +53,7 @@ from edgelambda.invocation import (
 )
 from edgelambda.listener import ConnectionGuard, ConnectionLimits
 from edgelambda.pool import Pool
-from edgelambda.sandbox import Sandbox
+from edgelambda.sandbox import Sandbox, SandboxState
 from edgelambda.tasks import TaskSet
 
 log = structlog.get_logger(__name__)
@@ -243,7 +243,10 @@ class RuntimeConnection(asyncio.Protocol):
         self._idle_since = 0.0  # loop time of the last answer
         self._is_reading_paused = False
         self._is_writing_paused = False
-        self._head_bytes = 0  # read while the current request's head is incomplete
+        # Read since the parser last passed on a head, a piece of body or a request's end.
+        self._stalled_bytes = 0
+        self._has_progressed = False
+        self._sandbox: Sandbox | None = None  # the sandbox this connection last served
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -262,10 +265,12 @@ class RuntimeConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._transport is None or self._transport.is_closing():
             return  # answered early and closing: the rest is not read
+        self._has_progressed = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # raised by one of ours
-            self._refuse(_as_error(exc.__context__ or exc, self._address))
+            if not isinstance(exc.__context__, _Closing):
+                self._refuse(_as_error(exc.__context__ or exc, self._address))
             return
         except httptools.HttpParserUpgrade:
             self._refuse(BadRequest("the Runtime API does not upgrade connections"))
@@ -273,14 +278,15 @@ class RuntimeConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(BadRequest(f"malformed request: {exc}"))
             return
-        exchange = self._exchange
-        if exchange is not None and not exchange.has_head:
-            # A head still incomplete after this read: httptools holds a header until its
-            # end arrives, so bound a head across reads too, or one endless header would
-            # grow (and be copied) without end.
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(BadRequest(_HEAD_TOO_LARGE))
+        if self._has_progressed:
+            self._stalled_bytes = 0
+            return
+        # httptools holds a header or trailer until its end arrives: bound what a request
+        # may send without getting anywhere, across reads, or one endless header would grow
+        # (and be copied) without end.
+        self._stalled_bytes += len(data)
+        if self._stalled_bytes > MAX_HEAD_BYTES:
+            self._refuse(BadRequest(_HEAD_TOO_LARGE))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -315,6 +321,8 @@ class RuntimeConnection(asyncio.Protocol):
     # -- httptools' callbacks -----------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise _Closing  # answered and closing: the rest of this read is not parsed
         if self._exchange is not None:  # stops the parser: see data_received
             raise BadRequest("a request was sent before the last was answered")
         self._exchange = _Exchange(began_at=asyncio.get_running_loop().time())
@@ -334,11 +342,12 @@ class RuntimeConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         exchange = self._current()
         exchange.has_head = True
-        self._head_bytes = 0
+        self._has_progressed = True
         exchange.method = self._parser.get_method().decode("latin-1")
-        exchange.keep_alive = self._parser.should_keep_alive()
+        # A HEAD answer carries a body here: the connection cannot go on after it.
+        exchange.keep_alive = self._parser.should_keep_alive() and exchange.method != "HEAD"
         try:
-            exchange.route = route(exchange.method, exchange.target.decode("latin-1"))
+            exchange.route = route(exchange.method, _path_of(bytes(exchange.target)))
         except EdgeLambdaError as exc:
             exchange.route = exc  # answered once the caller is known: a stranger gets 403
         sandbox = self._api.pool.caller(self._address, exchange.header(HOST))
@@ -351,6 +360,7 @@ class RuntimeConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         exchange = self._current()
+        self._has_progressed = True
         if exchange.feed is not None:
             exchange.feed.put_nowait(body)
             if exchange.feed.qsize() >= STREAM_HIGH_WATER:
@@ -372,6 +382,7 @@ class RuntimeConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         exchange = self._current()
+        self._has_progressed = True
         exchange.is_complete = True
         if exchange.feed is not None:
             exchange.feed.put_nowait(None)
@@ -382,15 +393,15 @@ class RuntimeConnection(asyncio.Protocol):
 
     async def _identify(self, exchange: _Exchange) -> None:
         host = exchange.header(HOST)
-        sandbox = await self._api.pool.sandbox_calling(self._address, host)
-        if exchange is not self._exchange:
-            return  # the connection dropped meanwhile
-        self._resume_reading()
-        if sandbox is None:
-            log.warning("runtime api call from a stranger", remote=self._address, host=host)
-            self._fail(exchange, Forbidden(f"{self._address} is not a function sandbox"))
-            return
         try:
+            sandbox = await self._api.pool.sandbox_calling(self._address, host)
+            if exchange is not self._exchange:
+                return  # the connection dropped meanwhile
+            self._resume_reading()
+            if sandbox is None:
+                log.warning("runtime api call from a stranger", remote=self._address, host=host)
+                self._fail(exchange, Forbidden(f"{self._address} is not a function sandbox"))
+                return
             self._identified(exchange, sandbox)
         except Exception as exc:  # outside the parser: answered here, not in data_received
             self._refuse(_as_error(exc, self._address))
@@ -398,7 +409,7 @@ class RuntimeConnection(asyncio.Protocol):
     def _identified(self, exchange: _Exchange, sandbox: Sandbox) -> None:
         """The caller is ``sandbox``: a streamed answer starts now, any other call once the
         whole request has arrived."""
-        exchange.sandbox = sandbox
+        exchange.sandbox = self._sandbox = sandbox
         found = exchange.route
         if (
             not exchange.is_complete
@@ -529,7 +540,10 @@ class RuntimeConnection(asyncio.Protocol):
             if error is not None:
                 log.warning("response stream broken", function=sandbox.function.name, error=error)
             await stream.end(error)
-            self._api.pool.stream_ended(sandbox)
+            try:
+                self._api.pool.stream_ended(sandbox)
+            except Exception as exc:  # a bug: the runtime is cut off, not left waiting
+                self._refuse(_as_error(exc, self._address))
         self._reply(exchange, 202, ACCEPTED_HEADERS, ACCEPTED_BODY)
 
     # -- the connection's plumbing ------------------------------------------------------
@@ -537,6 +551,8 @@ class RuntimeConnection(asyncio.Protocol):
     def _current(self) -> _Exchange:
         exchange = self._exchange
         if exchange is None:
+            if self._transport is None or self._transport.is_closing():
+                raise _Closing  # answered early: the rest of this read is not parsed
             raise BadRequest("a request part outside a request")
         return exchange
 
@@ -598,9 +614,13 @@ class RuntimeConnection(asyncio.Protocol):
         request, not only the first). One timer per connection, moved on as it finds the
         connection in use, not one per request."""
         loop, keepalive_s = asyncio.get_running_loop(), self._api.keepalive_s
-        exchange = self._exchange
-        if exchange is None:
-            waiting_since: float | None = self._idle_since
+        exchange, sandbox = self._exchange, self._sandbox
+        if exchange is None and sandbox is not None and sandbox.state is SandboxState.BUSY:
+            # Its runtime runs an invocation and will post the answer on this connection:
+            # closing it now could race that post (Lambda never closes it).
+            waiting_since: float | None = None
+        elif exchange is None:
+            waiting_since = self._idle_since
         else:
             waiting_since = None if exchange.has_head else exchange.began_at
         delay = keepalive_s
@@ -625,7 +645,19 @@ class RuntimeConnection(asyncio.Protocol):
             self._transport.resume_reading()
 
 
-_HEAD_TOO_LARGE = f"the request line and headers are over {MAX_HEAD_BYTES} bytes"
+_HEAD_TOO_LARGE = f"the request's head or trailers are over {MAX_HEAD_BYTES} bytes"
+
+
+class _Closing(Exception):
+    """Raised in a parser callback once the connection is closing: parsing stops quietly."""
+
+
+def _path_of(target: bytes) -> str:
+    """A request target's path: as sent, or out of an absolute URI (``http://host/path``)."""
+    if not target.startswith(b"/"):
+        with contextlib.suppress(httptools.HttpParserInvalidURLError):
+            target = httptools.parse_url(target).path or target
+    return target.decode("latin-1")
 
 
 def _as_error(exc: BaseException, address: str) -> EdgeLambdaError:
