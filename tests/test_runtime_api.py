@@ -73,19 +73,21 @@ ApiFactory = Callable[..., Awaitable[RuntimeApi]]
 
 @pytest.fixture
 async def runtime_api() -> AsyncIterator[ApiFactory]:
-    """Factory: ``await runtime_api(address=...)`` -> a pool of one function ``fn`` (at most
-    one sandbox) served by a Runtime API on 127.0.0.1. Its containers get ``address``:
-    127.0.0.1 makes the fake runtime their runtime, ``None`` makes it a stranger."""
+    """Factory: ``await runtime_api(address=..., keepalive_s=...)`` -> a pool of one function
+    ``fn`` (at most one sandbox) served by a Runtime API on 127.0.0.1. Its containers get
+    ``address``: 127.0.0.1 makes the fake runtime their runtime, ``None`` makes it a
+    stranger. ``keepalive_s`` bounds an idle connection (the header-read timeout)."""
     built: list[tuple[Pool, FakeRuntime]] = []
     servers = AsyncExitStack()
 
-    async def build(*, address: str | None = LOOPBACK) -> RuntimeApi:
+    async def build(*, address: str | None = LOOPBACK, keepalive_s: float = 10.0) -> RuntimeApi:
         backend, clock = FakeBackend(address=address), Clock()
         settings = Settings(
             queue_size=10,
             shutdown_grace_s=0.1,
             idle_timeout_s=IDLE_TIMEOUT_S,
             reap_interval_s=3600,  # tests call reap() themselves
+            header_read_timeout_s=keepalive_s,
         )
         pool = Pool(
             functions={"fn": function_spec(max_concurrency=1)},
@@ -95,7 +97,7 @@ async def runtime_api() -> AsyncIterator[ApiFactory]:
             clock=clock,
             sink=RecordingSink(),
         )
-        address = await servers.enter_async_context(serving_runtime_api(pool, REGION))
+        address = await servers.enter_async_context(serving_runtime_api(pool, REGION, settings))
         runtime = FakeRuntime(address, backend)
         built.append((pool, runtime))
         return RuntimeApi(pool, backend, clock, runtime)
@@ -420,14 +422,7 @@ class SlowToReport(FakeBackend):
 
 async def test_a_runtime_calling_before_its_start_is_recorded_is_served() -> None:
     backend = SlowToReport()
-    pool = Pool(
-        functions={"fn": function_spec(max_concurrency=1)},
-        backend=backend,
-        settings=Settings(queue_size=10, shutdown_grace_s=0.1, reap_interval_s=3600),
-        runtime_api="127.0.0.1:9001",
-        clock=Clock(),
-        sink=RecordingSink(),
-    )
+    pool = one_function_pool(backend)
     async with serving_runtime_api(pool, REGION) as address:
         runtime = FakeRuntime(address, backend)
         call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"early"')))
@@ -583,31 +578,21 @@ async def test_a_request_sent_before_the_last_was_answered_drops_the_connection(
     assert api.pool.function_at(LOOPBACK) is None  # ... and its poll ended as a gone runtime's
 
 
-async def test_an_idle_connection_is_closed_after_the_keepalive_time() -> None:
-    backend = FakeBackend(address=LOOPBACK)
-    settings = Settings(header_read_timeout_s=0.2, shutdown_grace_s=0.1, reap_interval_s=3600)
-    pool = Pool(
-        functions={"fn": function_spec(max_concurrency=1)},
-        backend=backend,
-        settings=settings,
-        runtime_api="127.0.0.1:9001",
-        clock=Clock(),
-        sink=RecordingSink(),
-    )
-    async with serving_runtime_api(pool, REGION, settings) as address:
-        host, port = address.rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET / HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())  # a stranger's call
-        first = await reader.readuntil(b"}")
-        started = time.monotonic()
+async def test_an_idle_connection_is_closed_after_the_keepalive_time(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api(keepalive_s=KEEPALIVE_S)
+    reader, writer = await raw_connection(api)
+    writer.write(b"GET / HTTP/1.1\r\nHost: someone\r\n\r\n")  # a stranger's call
+    first = await reader.readuntil(b"}")
+    started = time.monotonic()
 
-        rest = await asyncio.wait_for(reader.read(), timeout=2)  # the server closes
+    rest = await asyncio.wait_for(reader.read(), timeout=2)  # the server closes
 
-        assert first.startswith(b"HTTP/1.1 403 Forbidden\r\n")
-        assert rest == b""
-        assert 0.1 <= time.monotonic() - started < 1.5
-        writer.close()
-        await pool.close()
+    assert first.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert rest == b""
+    assert 0.1 <= time.monotonic() - started < 1.5
+    writer.close()
 
 
 async def test_a_bug_behind_a_call_is_answered_500_and_logged(
@@ -655,59 +640,51 @@ async def test_an_endless_header_is_refused_before_it_grows_past_the_head_bound(
     writer.close()
 
 
-def keepalive_pool(backend: FakeBackend, settings: Settings) -> Pool:
+KEEPALIVE_S = 0.2
+
+
+def one_function_pool(backend: FakeBackend) -> Pool:
+    """A pool of ``fn`` (one sandbox at most), for a test that serves it itself."""
     return Pool(
         functions={"fn": function_spec(max_concurrency=1)},
         backend=backend,
-        settings=settings,
+        settings=Settings(queue_size=10, shutdown_grace_s=0.1, reap_interval_s=3600),
         runtime_api="127.0.0.1:9001",
         clock=Clock(),
         sink=RecordingSink(),
     )
 
 
-KEEPALIVE = Settings(header_read_timeout_s=0.2, shutdown_grace_s=0.1, reap_interval_s=3600)
+async def test_a_later_request_whose_head_never_ends_is_closed_after_the_keepalive_time(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api(keepalive_s=KEEPALIVE_S)
+    reader, writer = await raw_connection(api)
+    writer.write(b"GET / HTTP/1.1\r\nHost: someone\r\n\r\n")
+    first = await reader.readuntil(b"}")  # a whole request, answered: the guard is off
+    writer.write(b"GET / HTTP/1.1\r\nHost: ")  # then a head that stops half-way
+    started = time.monotonic()
+
+    rest = await asyncio.wait_for(reader.read(), timeout=3)
+
+    assert first.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert rest == b""
+    assert 0.1 <= time.monotonic() - started < 2.5
+    writer.close()
 
 
-async def test_a_later_request_whose_head_never_ends_is_closed_after_the_keepalive_time() -> None:
-    pool = keepalive_pool(FakeBackend(address=LOOPBACK), KEEPALIVE)
-    async with serving_runtime_api(pool, REGION, KEEPALIVE) as address:
-        host, port = address.rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET / HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
-        first = await reader.readuntil(b"}")  # a whole request, answered: the guard is off
-        writer.write(b"GET / HTTP/1.1\r\nHost: ")  # then a head that stops half-way
-        started = time.monotonic()
+async def test_a_poll_outlives_the_keepalive_time(runtime_api: ApiFactory) -> None:
+    api = await runtime_api(keepalive_s=KEEPALIVE_S)
+    await api.serve_one()
+    waiting = asyncio.create_task(api.runtime.next())
 
-        rest = await asyncio.wait_for(reader.read(), timeout=3)
+    await asyncio.sleep(KEEPALIVE_S * 4)  # idle, yet polling
+    call = api.invoke(Invocation(payload=b'"later"'))
 
-        assert first.startswith(b"HTTP/1.1 403 Forbidden\r\n")
-        assert rest == b""
-        assert 0.1 <= time.monotonic() - started < 2.5
-        writer.close()
-        await pool.close()
-
-
-async def test_a_poll_outlives_the_keepalive_time() -> None:
-    backend = FakeBackend(address=LOOPBACK)
-    pool = keepalive_pool(backend, KEEPALIVE)
-    async with serving_runtime_api(pool, REGION, KEEPALIVE) as address:
-        runtime = FakeRuntime(address, backend)
-        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"{}")))
-        await backend.wait_started()
-        await runtime.answer("first")
-        await call
-        waiting = asyncio.create_task(runtime.next())
-
-        await asyncio.sleep(KEEPALIVE.header_read_timeout_s * 4)  # idle, yet polling
-        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"later"')))
-
-        delivered = await asyncio.wait_for(waiting, timeout=2)
-        assert delivered.payload == b'"later"'
-        await runtime.respond(delivered.request_id, "done")
-        assert (await call).payload == b'"done"'
-        await pool.close()
-        await runtime.close()
+    delivered = await asyncio.wait_for(waiting, timeout=2)
+    assert delivered.payload == b'"later"'
+    await api.runtime.respond(delivered.request_id, "done")
+    assert (await call).payload == b'"done"'
 
 
 async def test_a_runtime_expecting_100_continue_gets_it_before_sending_its_answer(
@@ -747,7 +724,7 @@ async def test_an_answer_over_the_limit_fails_the_call_before_its_body_ends(
 
 async def test_a_stream_cut_by_the_gateway_stopping_is_broken_for_the_caller() -> None:
     backend = FakeBackend(address=LOOPBACK)
-    pool = keepalive_pool(backend, Settings(shutdown_grace_s=0.1, reap_interval_s=3600))
+    pool = one_function_pool(backend)
     async with serving_runtime_api(pool, REGION) as address:
         runtime = FakeRuntime(address, backend)
         call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"{}")))
@@ -821,32 +798,25 @@ async def test_endless_trailers_are_refused_like_an_endless_header(runtime_api: 
     writer.close()
 
 
-async def test_the_connection_of_a_runtime_running_a_long_invocation_stays_open() -> None:
-    backend = FakeBackend(address=LOOPBACK)
-    pool = keepalive_pool(backend, KEEPALIVE)
-    async with serving_runtime_api(pool, REGION, KEEPALIVE) as address:
-        reader, writer = await asyncio.open_connection(*address.rsplit(":", 1))
-        call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b'"long"')))
-        await backend.wait_started()
-        host = backend.started[-1].env["AWS_LAMBDA_RUNTIME_API"]
-        writer.write(
-            f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-        )
-        delivered = await reader.readuntil(b'"long"')
+async def test_the_connection_of_a_runtime_running_a_long_invocation_stays_open(
+    runtime_api: ApiFactory,
+) -> None:
+    api = await runtime_api(keepalive_s=KEEPALIVE_S)
+    call = api.invoke(Invocation(payload=b'"long"'))
+    await api.backend.wait_started()
+    reader, writer = await raw_connection(api)
+    poll = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
+    writer.write(poll.encode())
+    delivered = await reader.readuntil(b'"long"')
 
-        await asyncio.sleep(KEEPALIVE.header_read_timeout_s * 4)  # the function runs on
-        body = b'"done"'
-        writer.write(
-            f"POST {RUNTIME_PATH}/invocation/{request_id_in(delivered)}/response HTTP/1.1\r\n"
-            f"Host: {host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+    await asyncio.sleep(KEEPALIVE_S * 4)  # the function runs on
+    body = b'"done"'
+    writer.write(answer_head(api, request_id_in(delivered), len(body)) + body)
 
-        accepted = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
-        assert accepted.startswith(b"HTTP/1.1 202 Accepted\r\n")
-        assert (await call).payload == body
-        writer.close()
-        await pool.close()
+    accepted = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
+    assert accepted.startswith(b"HTTP/1.1 202 Accepted\r\n")
+    assert (await call).payload == body
+    writer.close()
 
 
 async def test_the_rest_of_a_read_after_an_early_answer_is_not_parsed(
