@@ -204,7 +204,6 @@ class _Exchange:
 
     began_at: float = 0.0  # loop time of its first byte
     has_head: bool = False  # its request line and headers are complete
-    method: str = ""
     target: bytearray = field(default_factory=bytearray)
     headers: dict[bytes, bytes] = field(default_factory=dict)
     head_bytes: int = 0
@@ -213,13 +212,16 @@ class _Exchange:
     sandbox: Sandbox | None = None
     body: list[bytes] = field(default_factory=list)
     body_bytes: int = 0  # kept, or read and dropped past the limit
-    is_too_large: bool = False
     has_failed_too_large: bool = False
     is_complete: bool = False
     is_answered: bool = False
     poll: asyncio.Future[Invocation] | None = None
     delivering: Invocation | None = None  # handed out, still in the socket's buffer
     feed: StreamFeed | None = None  # a streamed answer's chunks
+
+    @property
+    def is_too_large(self) -> bool:
+        return self.body_bytes > MAX_RESPONSE_BYTES
 
     @property
     def is_under_way(self) -> bool:
@@ -343,11 +345,11 @@ class RuntimeConnection(asyncio.Protocol):
         exchange = self._current()
         exchange.has_head = True
         self._has_progressed = True
-        exchange.method = self._parser.get_method().decode("latin-1")
+        method = self._parser.get_method().decode("latin-1")
         # A HEAD answer carries a body here: the connection cannot go on after it.
-        exchange.keep_alive = self._parser.should_keep_alive() and exchange.method != "HEAD"
+        exchange.keep_alive = self._parser.should_keep_alive() and method != "HEAD"
         try:
-            exchange.route = route(exchange.method, _path_of(bytes(exchange.target)))
+            exchange.route = route(method, _path_of(bytes(exchange.target)))
         except EdgeLambdaError as exc:
             exchange.route = exc  # answered once the caller is known: a stranger gets 403
         sandbox = self._api.pool.caller(self._address, exchange.header(HOST))
@@ -366,13 +368,13 @@ class RuntimeConnection(asyncio.Protocol):
             if exchange.feed.qsize() >= STREAM_HIGH_WATER:
                 self._pause_reading()
             return
+        was_within = not exchange.is_too_large
         exchange.body_bytes += len(body)
-        if exchange.body_bytes <= MAX_RESPONSE_BYTES:
+        if not exchange.is_too_large:
             exchange.body.append(body)
         elif exchange.body_bytes > MAX_RESPONSE_BYTES + MAX_DROPPED_BYTES:
             raise PayloadTooLarge(f"the answer went on {MAX_DROPPED_BYTES} bytes past the limit")
-        elif not exchange.is_too_large:
-            exchange.is_too_large = True  # the rest is read and dropped
+        elif was_within:  # it crossed the limit now: the rest is read and dropped
             exchange.body.clear()
             found = exchange.route
             if exchange.sandbox is not None and isinstance(found, Route):
