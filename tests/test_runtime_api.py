@@ -372,8 +372,7 @@ async def test_an_invocation_whose_runtime_dies_while_receiving_it_goes_to_anoth
     call = api.invoke(Invocation(payload=payload))
     await api.backend.wait_started()
     reader, writer = await raw_connection(api)
-    request = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
-    writer.write(request.encode())
+    writer.write(poll_head(api))
 
     await reader.readexactly(1024)  # the invocation starts to arrive ...
     writer.transport.abort()  # ... and the runtime dies
@@ -495,6 +494,14 @@ async def raw_connection(api: RuntimeApi) -> tuple[asyncio.StreamReader, asyncio
     return await asyncio.open_connection(host, int(port))
 
 
+def poll_head(api: RuntimeApi, *, method: str = "GET", extra: str = "") -> bytes:
+    """The sandbox's ``next`` poll, as raw bytes."""
+    return (
+        f"{method} {RUNTIME_PATH}/invocation/next HTTP/1.1\r\n"
+        f"Host: {api.runtime.host}\r\n{extra}\r\n"
+    ).encode()
+
+
 def answer_head(api: RuntimeApi, request_id: str, length: int, extra: str = "") -> bytes:
     """The head of the sandbox's POST of an answer of ``length`` bytes."""
     return (
@@ -518,12 +525,9 @@ async def test_a_runtime_asking_to_close_is_answered_and_closed(runtime_api: Api
     api = await runtime_api()
     call = api.invoke(Invocation(payload=b'"work"'))
     await api.backend.wait_started()
-    request = (
-        f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n"
-        "Connection: close\r\n\r\n"
-    )
+    request = poll_head(api, extra="Connection: close\r\n")
 
-    reply = await exchange(api.runtime.runtime_api, request.encode())  # read to the close
+    reply = await exchange(api.runtime.runtime_api, request)  # read to the close
 
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -570,9 +574,7 @@ async def test_a_request_sent_before_the_last_was_answered_drops_the_connection(
 ) -> None:
     api = await runtime_api()
     await api.serve_one()
-    poll = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
-
-    reply = await exchange(api.runtime.runtime_api, poll.encode() * 2)  # pipelined
+    reply = await exchange(api.runtime.runtime_api, poll_head(api) * 2)  # pipelined
 
     assert reply == b""  # closed without an answer ...
     assert api.pool.function_at(LOOPBACK) is None  # ... and its poll ended as a gone runtime's
@@ -763,9 +765,7 @@ async def test_a_large_answer_read_whole_in_one_go_keeps_its_connection(
     writer.write(answer_head(api, delivered.request_id, len(body)) + body)
     accepted = await asyncio.wait_for(reader.readuntil(b"}"), timeout=2)
     next_call = api.invoke(Invocation(payload=b'"again"'))
-    writer.write(
-        f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n".encode()
-    )
+    writer.write(poll_head(api))
 
     again = await asyncio.wait_for(reader.readuntil(b'"again"'), timeout=2)
 
@@ -805,8 +805,7 @@ async def test_the_connection_of_a_runtime_running_a_long_invocation_stays_open(
     call = api.invoke(Invocation(payload=b'"long"'))
     await api.backend.wait_started()
     reader, writer = await raw_connection(api)
-    poll = f"GET {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
-    writer.write(poll.encode())
+    writer.write(poll_head(api))
     delivered = await reader.readuntil(b'"long"')
 
     await asyncio.sleep(KEEPALIVE_S * 4)  # the function runs on
@@ -861,9 +860,7 @@ async def test_a_head_request_is_answered_and_its_connection_closed(
 ) -> None:
     api = await runtime_api()
     await api.serve_one()
-    request = f"HEAD {RUNTIME_PATH}/invocation/next HTTP/1.1\r\nHost: {api.runtime.host}\r\n\r\n"
-
-    reply = await exchange(api.runtime.runtime_api, request.encode())  # read to the close
+    reply = await exchange(api.runtime.runtime_api, poll_head(api, method="HEAD"))
 
     assert reply.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
     assert b"\r\nConnection: close\r\n" in reply
