@@ -66,7 +66,7 @@ _V1_IDENTITY_NULLS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpRequest:
     """What the HTTP shell hands to the pure core."""
 

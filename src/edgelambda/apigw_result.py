@@ -58,7 +58,7 @@ _FRAMING_HEADERS = frozenset(
 _REMAPPED_PREFIX = "x-amzn-Remapped-"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpResponse:
     """What the function answered, ready to be written to the client."""
 

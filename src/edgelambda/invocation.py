@@ -60,7 +60,7 @@ class ResponseStream:
             raise StreamBroken(self._error)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvocationResult:
     """What the runtime posted: the response payload, or an error document and its type;
     for a streamed response, the stream its chunks arrive on."""

@@ -28,7 +28,7 @@ class OutputStream(StrEnum):
     PLATFORM = "platform"  # lines the gateway writes: START, END, REPORT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutputLine:
     """One line a container printed, with the engine's timestamp of it."""
 
@@ -37,7 +37,7 @@ class OutputLine:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     """One structured log record: a function's line, a START/END/REPORT line, or an access
     log line of the gateway (``stream`` "access", details in ``fields``)."""
@@ -90,6 +90,7 @@ def _word_level(message: str) -> str | None:
 
 def jsonline(record: LogRecord) -> dict[str, object]:
     """The record as VictoriaLogs ingests it through ``/insert/jsonline``."""
+    # Written out field by field: four records per invocation come through here.
     line: dict[str, object] = {
         "_time": _rfc3339(record.time_s),
         "_msg": record.message,
@@ -98,13 +99,14 @@ def jsonline(record: LogRecord) -> dict[str, object]:
         "container_name": record.container,
         "stream": record.stream,
     }
-    optional = {
-        "aws_request_id": record.request_id,
-        "trace_id": record.trace_id,
-        "cold_start": record.is_cold_start,
-    }
-    line.update({key: value for key, value in optional.items() if value is not None})
-    line.update(record.fields)
+    if record.request_id is not None:
+        line["aws_request_id"] = record.request_id
+    if record.trace_id is not None:
+        line["trace_id"] = record.trace_id
+    if record.is_cold_start is not None:
+        line["cold_start"] = record.is_cold_start
+    if record.fields:
+        line.update(record.fields)
     return line
 
 
@@ -148,16 +150,16 @@ class StdoutSink:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []  # encoded lines, decoded once per write
         self._timer: asyncio.TimerHandle | None = None
 
     def emit(self, record: LogRecord) -> None:
-        line = encode_jsonline(record).decode()
+        line = encode_jsonline(record)
         if not self._pending:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop (a command, a test): write it now
-                self._stream.write(line + "\n")
+                self._stream.write(line.decode() + "\n")
                 return
             self._timer = loop.call_later(STDOUT_FLUSH_S, self.flush)
         self._pending.append(line)
@@ -171,7 +173,7 @@ class StdoutSink:
             self._timer = None
         if self._pending:
             lines, self._pending = self._pending, []
-            self._stream.write("\n".join(lines) + "\n")
+            self._stream.write(b"\n".join(lines).decode() + "\n")
 
     async def close(self) -> None:
         self.flush()
@@ -234,7 +236,7 @@ def report_line(
     return "\t".join(parts) + "\t"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     """When an invocation ran in its sandbox (epoch seconds); ``end_s`` None while running."""
 

@@ -84,7 +84,7 @@ class Route:
     cors: CorsPolicy | None = None  # None: no CORS headers, preflights are not answered
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteMatch:
     """The route chosen for a request and the path parameters it bound."""
 
