@@ -153,6 +153,49 @@ def test_method_is_case_insensitive() -> None:
     assert table.match("get", "/a").route.path == "/a"
 
 
+_ORACLE_PATHS = ("/", "/a", "/a/b", "/a/{x}", "/{x}/b", "/{x}", "/{proxy+}", "/a/{proxy+}")
+_ORACLE_REQUESTS = ("/", "/a", "/a/", "/a/b", "/a/c", "/z/b", "/a/b/c", "/z")
+
+
+def _ranked_by_the_rules(routes: list[Route], method: str, path: str) -> Route | None:
+    """Every route tried, none skipped: the most specific that fits the path (its segment
+    kinds, left to right), then the one that takes the method best."""
+    parts = _split_request_path(path)
+    fitting = [
+        ((tuple(s.kind.value for s in compile_path(r.path)), rank), index, r)
+        for index, r in enumerate(routes)
+        if parts is not None
+        and _bind(compile_path(r.path), parts) is not None
+        and (rank := _method_rank(r.methods, method)) is not None
+    ]
+    return min(fitting, key=lambda entry: entry[:2])[2] if fitting else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    routes=st.lists(
+        st.tuples(st.sampled_from(("GET", "POST", "HEAD", "ANY")), st.sampled_from(_ORACLE_PATHS)),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    ),
+    method=st.sampled_from(("GET", "POST", "HEAD", "DELETE")),
+    path=st.sampled_from(_ORACLE_REQUESTS),
+)
+def test_the_route_matched_is_the_one_every_route_ranked_gives(
+    routes: list[tuple[str, str]], method: str, path: str
+) -> None:
+    table_routes = [Route(p, frozenset({m}), "f") for m, p in routes]
+    table = RoutingTable(functions={}, routes=tuple(table_routes))
+    expected = _ranked_by_the_rules(table_routes, method, path)
+
+    if expected is None:
+        with pytest.raises((RouteNotFound, MethodNotAllowed)):
+            table.match(method, path)
+    else:
+        assert table.match(method, path).route is expected
+
+
 def test_a_table_can_be_built_directly() -> None:
     route = Route("/ping", frozenset({"GET"}), "f")
     table = RoutingTable(functions={}, routes=(route,))

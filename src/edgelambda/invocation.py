@@ -99,7 +99,7 @@ def exit_result(exit_code: int, is_oom: bool) -> InvocationResult:
     return error_result(EXIT_ERROR_TYPE, f"Runtime exited with error: exit status {exit_code}")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Invocation:
     """One call of a function, from queueing until the runtime answers it."""
 

@@ -42,7 +42,7 @@ OUTPUT_WAIT_S = 1.0  # ... but never longer than this
 _TICK_S = 1e-5  # apart in time, so sorting by time keeps END before REPORT
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Closing:
     """A concluded invocation whose END waits for the engine to deliver its last output."""
 

@@ -248,7 +248,7 @@ class Span:
 MAX_LOG_LINES = 256  # an invocation's own lines kept: what a 4 KB tail can show, plus slack
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class InvocationLog:
     """What the function log knows of one invocation: when it ran (wall-clock epoch s, to
     line up with the engine's stamps), the cold start it paid for, and its own lines for

@@ -147,10 +147,16 @@ class RoutingTable:
         init=False, repr=False, compare=False
     )
     _anywhere: tuple[_CompiledRoute, ...] = field(init=False, repr=False, compare=False)
+    # The routes made of literals only, by their segments: nothing a path fits is more
+    # specific, so when one of them takes the method no other route needs trying.
+    _literal: Mapping[tuple[str, ...], tuple[_CompiledRoute, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         by_first: dict[str, list[_CompiledRoute]] = {}
         anywhere: list[_CompiledRoute] = []
+        literal: dict[tuple[str, ...], list[_CompiledRoute]] = {}
         for route in self.routes:
             compiled = _CompiledRoute(route, compile_path(route.path))
             first = compiled.segments[0] if compiled.segments else None
@@ -158,8 +164,11 @@ class RoutingTable:
                 by_first.setdefault(first.text, []).append(compiled)
             else:
                 anywhere.append(compiled)
+            if all(segment.kind is _SegmentKind.LITERAL for segment in compiled.segments):
+                literal.setdefault(tuple(s.text for s in compiled.segments), []).append(compiled)
         object.__setattr__(self, "_by_first", {k: tuple(v) for k, v in by_first.items()})
         object.__setattr__(self, "_anywhere", tuple(anywhere))
+        object.__setattr__(self, "_literal", {k: tuple(v) for k, v in literal.items()})
 
     def match(self, method: str, path: str) -> RouteMatch:
         """The most specific route for ``method`` and the decoded request ``path``.
@@ -170,6 +179,10 @@ class RoutingTable:
         methods that would have matched) for a known path with another method.
         """
         parts = _split_request_path(path)
+        method = method.upper()
+        exact = None if parts is None else _best_for(self._literal.get(tuple(parts), ()), method)
+        if exact is not None:
+            return RouteMatch(exact.route, {})
         fitting = (*self._by_first.get(parts[0], ()), *self._anywhere) if parts else self._anywhere
         candidates = [
             (compiled, params)
@@ -178,7 +191,6 @@ class RoutingTable:
         ]
         if not candidates:
             raise RouteNotFound(f"no route for {path}")
-        method = method.upper()
         ranked = [
             ((compiled.specificity, rank), RouteMatch(compiled.route, params))
             for compiled, params in candidates
@@ -247,6 +259,16 @@ def _segment_fits(segment: _Segment, part: str) -> bool:
     if segment.kind is _SegmentKind.LITERAL:
         return part == segment.text
     return part != ""
+
+
+def _best_for(routes: tuple[_CompiledRoute, ...], method: str) -> _CompiledRoute | None:
+    """The first of ``routes`` that takes ``method`` best, or None."""
+    best, best_rank = None, None
+    for compiled in routes:
+        rank = _method_rank(compiled.route.methods, method)
+        if rank is not None and (best_rank is None or rank < best_rank):
+            best, best_rank = compiled, rank
+    return best
 
 
 def _method_rank(methods: frozenset[str], method: str) -> int | None:

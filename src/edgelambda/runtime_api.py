@@ -198,7 +198,7 @@ BROKEN: Final = _Broken()
 StreamFeed = asyncio.Queue[bytes | _Broken | None]  # None: the body ended
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Exchange:
     """One request on a connection, from its first byte to its answer."""
 
