@@ -185,6 +185,17 @@ def test_v1_claims_go_under_authorizer_as_strings_with_the_user_name() -> None:
     assert claims == {"sub": "onpremise-user", "exp": 1700000000}  # the caller's map untouched
 
 
+@pytest.mark.parametrize(
+    "value", [0, -7, 2**70, True, False, None, 1.5, 1e16, [1, "a"], {"k": [True]}, "text"]
+)
+def test_a_claim_that_is_not_a_string_is_spelled_as_json(value: object) -> None:
+    event = v1(RICH, {"sub": "u", "claim": value})
+
+    authorizer = context(event)["authorizer"]
+    assert isinstance(authorizer, dict)
+    assert authorizer["claims"]["claim"] == (value if isinstance(value, str) else json.dumps(value))
+
+
 def test_v1_binary_upload_is_base64() -> None:
     request = make_request("POST", "/upload", headers=(("Content-Type", "image/png"),), body=PNG)
 

@@ -84,7 +84,7 @@ class Journal:
         record.started_s = time.time()
         record.init_ms, output.pending_init_ms = output.pending_init_ms, None
         output.recent.append(record)
-        self._platform(sandbox, record, start_line(record.request_id), time.time())
+        self._platform(sandbox, record, start_line(record.request_id), record.started_s)
         if self._metrics is not None and record.init_ms is not None:
             self._metrics.cold_starts.labels(sandbox.function.name).inc()
 
