@@ -95,6 +95,28 @@ async def test_a_deadline_answers_with_lambdas_timeout_error() -> None:
     assert backend.removed == ["c1"]
 
 
+async def test_work_waiting_at_the_limit_gets_a_new_sandbox_when_the_busy_one_dies() -> None:
+    backend = FakeBackend()
+    pool = make_pool(backend, function_spec(max_concurrency=1, timeout_s=0.05))
+    first = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"1")))
+    await settle()
+    sandbox = await pool.sandbox_at("10.0.0.2")
+    assert sandbox is not None
+    poll = asyncio.create_task(pool.next_invocation(sandbox))  # takes it, never answers
+    await settle()
+    second = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"2")))
+    await settle()  # it waits: the one sandbox the function may have is busy
+
+    assert (await first).error_type == TIMEOUT_ERROR_TYPE  # that sandbox is retired
+    answering = asyncio.create_task(runtime(pool, "10.0.0.3", lambda p: p + b"!"))
+
+    assert (await asyncio.wait_for(second, 5)).payload == b"2!"
+    assert len(backend.started) == 2
+    poll.cancel()
+    await stop_all(answering)
+    await pool.close()
+
+
 async def test_an_invocation_lost_in_delivery_goes_to_the_next_sandbox() -> None:
     backend = FakeBackend()
     pool = make_pool(backend, function_spec(max_concurrency=2))

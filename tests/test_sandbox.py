@@ -129,6 +129,48 @@ async def test_the_census_counts_coming_running_and_frozen_sandboxes() -> None:
     assert set(census.frozen) == {s for s in pool.sandboxes if s.state is SandboxState.FROZEN}
 
 
+def _saturated_pool() -> tuple[FunctionPool, Sandbox, Sandbox]:
+    """A pool of two at its limit of two, as a census found it: one busy, one ready."""
+    pool = FunctionPool(function_spec(max_concurrency=2), queue_size=10, payloads=PayloadTally())
+    busy, ready = sandbox(SandboxState.BUSY), sandbox(SandboxState.READY)
+    pool.sandboxes.update([busy, ready])
+    pool.census()
+    return pool, busy, ready
+
+
+async def test_a_pool_at_its_limit_with_none_frozen_is_saturated_while_work_comes_and_goes() -> (
+    None
+):
+    pool, busy, ready = _saturated_pool()
+    assert pool.is_saturated()
+
+    assert busy.current is not None
+    busy.answer(busy.current, InvocationResult(payload=b"{}"), now_s=1.0)
+    busy.await_work(asyncio.get_running_loop().create_future(), now_s=1.0)
+    ready.assign(Invocation(payload=b"{}"))
+
+    assert pool.is_saturated()  # busy and ready traded places: still no room
+
+
+@pytest.mark.parametrize("change", ["freeze", "stop", "retire", "raise the limit", "new census"])
+async def test_a_saturated_pool_counts_again_once_room_may_have_been_made(change: str) -> None:
+    pool, busy, ready = _saturated_pool()
+
+    if change == "freeze":
+        ready.freeze()  # a frozen sandbox can be thawed for the queue
+    elif change == "stop":
+        ready.stop(1.0)
+    elif change == "retire":
+        busy.retire("crash", error_result("Test", "crashed"))
+    elif change == "raise the limit":
+        pool.configure(function_spec(max_concurrency=3))
+    else:
+        pool.sandboxes.discard(ready)
+        pool.census()  # one of two running
+
+    assert not pool.is_saturated()
+
+
 async def test_every_function_s_waiting_payloads_count_in_one_tally() -> None:
     tally = PayloadTally()
     one = FunctionPool(function_spec(), queue_size=10, payloads=tally)

@@ -159,7 +159,7 @@ class Pool:
         sandboxes for it, then start more."""
         for sandbox, invocation in pool.take_pairs():
             self._assign(sandbox, invocation)
-        if not pool.queue or self._is_closing or pool.is_removed:
+        if not pool.queue or self._is_closing or pool.is_removed or pool.is_saturated():
             return
         census = pool.census()
         thawing = warmest(census.frozen, len(pool.queue) - census.coming)
