@@ -98,15 +98,21 @@ def _rps_ratios(side: str) -> Callable[[dict[str, Any]], dict[str, float | None]
     return compare
 
 
-def _cold_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+def _ten_cold_ratios(report: dict[str, Any]) -> dict[str, float | None]:
     raw, cold = report["raw"], report["cold"]
     return {
         "ten_cold_requests_vs_ten_raw": ratio(
             cold["ten_simultaneous_first_requests_less_sleep_ms"]["median"],
             raw["ten_concurrent_create_start_ready_ms"]["median"],
         ),
+    }
+
+
+def _single_cold_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    cold = report["cold"]
+    return {
         "single_cold_request_vs_raw": ratio(
-            cold["first_request_ms"]["median"], raw["create_start_ready_ms"]["median"]
+            cold["first_request_ms"]["median"], cold["raw_create_start_ready_ms"]["median"]
         ),
     }
 
@@ -150,7 +156,8 @@ _COMPARISONS: tuple[
     (("thinnest", "gateway"), _warm_ratios),
     (("thinnest", "gateway"), _rps_ratios("gateway")),
     (("thinnest", "gateway_jwt_logs"), _rps_ratios("gateway_jwt_logs")),
-    (("raw", "cold"), _cold_ratios),
+    (("raw", "cold"), _ten_cold_ratios),
+    (("cold",), _single_cold_ratios),
     (("scale",), _route_ratios),
     (("containers",), _container_ratios),
     (("engine",), _unpause_ratios),
