@@ -11,6 +11,7 @@ from edgelambda.invocation import Invocation, InvocationResult, error_result
 from edgelambda.sandbox import (
     FunctionPool,
     PayloadTally,
+    ReleaseTally,
     Sandbox,
     SandboxState,
     check_payload_budget,
@@ -23,9 +24,15 @@ from edgelambda.sandbox import (
 from tests.fakes import function_spec
 
 
-def sandbox(state: SandboxState, *, idle_since_s: float = 0.0, stopped_s: float = 0.0) -> Sandbox:
+def sandbox(
+    state: SandboxState,
+    *,
+    idle_since_s: float = 0.0,
+    stopped_s: float = 0.0,
+    releases: ReleaseTally | None = None,
+) -> Sandbox:
     """A sandbox brought to ``state`` the only way there is: through its transitions."""
-    s = Sandbox(function_spec(), now_s=0.0)
+    s = Sandbox(function_spec(), now_s=0.0, releases=releases)
     if state is SandboxState.STARTING:
         return s
     s.await_work(asyncio.get_running_loop().create_future(), now_s=idle_since_s)
@@ -132,7 +139,8 @@ async def test_the_census_counts_coming_running_and_frozen_sandboxes() -> None:
 def _saturated_pool() -> tuple[FunctionPool, Sandbox, Sandbox]:
     """A pool of two at its limit of two, as a census found it: one busy, one ready."""
     pool = FunctionPool(function_spec(max_concurrency=2), queue_size=10, payloads=PayloadTally())
-    busy, ready = sandbox(SandboxState.BUSY), sandbox(SandboxState.READY)
+    busy = sandbox(SandboxState.BUSY, releases=pool.releases)
+    ready = sandbox(SandboxState.READY, releases=pool.releases)
     pool.sandboxes.update([busy, ready])
     pool.census()
     return pool, busy, ready
@@ -152,7 +160,7 @@ async def test_a_pool_at_its_limit_with_none_frozen_is_saturated_while_work_come
     assert pool.is_saturated()  # busy and ready traded places: still no room
 
 
-@pytest.mark.parametrize("change", ["freeze", "stop", "retire", "raise the limit", "new census"])
+@pytest.mark.parametrize("change", ["freeze", "stop", "retire", "raise the limit", "re-added"])
 async def test_a_saturated_pool_counts_again_once_room_may_have_been_made(change: str) -> None:
     pool, busy, ready = _saturated_pool()
 
@@ -164,9 +172,9 @@ async def test_a_saturated_pool_counts_again_once_room_may_have_been_made(change
         busy.retire("crash", error_result("Test", "crashed"))
     elif change == "raise the limit":
         pool.configure(function_spec(max_concurrency=3))
-    else:
-        pool.sandboxes.discard(ready)
-        pool.census()  # one of two running
+    else:  # it left the routing file and came back
+        pool.remove(SandboxRetired("removed"))
+        pool.configure(function_spec(max_concurrency=2))
 
     assert not pool.is_saturated()
 

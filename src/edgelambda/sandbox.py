@@ -55,15 +55,19 @@ class Sandbox:
     """One function container and what its runtime is doing. Timestamps are monotonic s.
 
     Its state changes only through the transition methods below; each names the states it
-    starts from and raises :class:`SandboxStateError` from any other."""
+    starts from and raises :class:`SandboxStateError` from any other. Its moves that give back
+    concurrency or leave its container paused count in ``releases``, its pool's tally."""
 
-    # How many moves, by any sandbox, gave back concurrency or left a container paused (to
-    # stopped, dead or frozen): a pool that had none to spare when it last counted need not
-    # count again until this changes (see FunctionPool.is_saturated).
-    releases = 0
-
-    def __init__(self, function: FunctionSpec, *, now_s: float, generation: int = 0) -> None:
+    def __init__(
+        self,
+        function: FunctionSpec,
+        *,
+        now_s: float,
+        generation: int = 0,
+        releases: ReleaseTally | None = None,
+    ) -> None:
         self.function = function
+        self._releases = releases if releases is not None else ReleaseTally()
         self.generation = generation  # the function's generation (code/settings) it runs
         self.instance = uuid.uuid4().hex
         self.token = secrets.token_hex(16)  # its Runtime API secret (containers.runtime_alias)
@@ -215,7 +219,7 @@ class Sandbox:
         self._expect(*starts, change=f"become {to.value}")
         self._state = to
         if to in _RELEASING_STATES:
-            Sandbox.releases += 1
+            self._releases.moves += 1
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.function.name} {self.instance[:8]} {self._state.value}>"
@@ -273,6 +277,15 @@ def warm_needed(sandboxes: Iterable[Sandbox], *, min_warm: int) -> int:
 
 
 @dataclass
+class ReleaseTally:
+    """How many moves of one pool's sandboxes gave back concurrency or left a container
+    paused (to stopped, dead or frozen): a pool that had no room when it last counted its
+    sandboxes need not count them again until this changes (FunctionPool.is_saturated)."""
+
+    moves: int = 0
+
+
+@dataclass
 class PayloadTally:
     """The bytes of every function's waiting payloads, kept as they queue and leave (the
     budget is checked on every invocation: a sum over the functions would grow with them)."""
@@ -317,8 +330,9 @@ class FunctionPool:
     sandboxes: set[Sandbox] = field(default_factory=set)  # every state but DEAD
     generation: int = 0  # bumped when the function's code or settings change
     is_removed: bool = False  # gone from routing.yaml; kept until its sandboxes are gone
-    # Sandbox.releases when a census found as many sandboxes running as the function may
-    # have and none frozen; None since anything else.
+    releases: ReleaseTally = field(default_factory=ReleaseTally)  # its sandboxes' moves
+    # releases.moves when a census found as many sandboxes running as the function may have
+    # and none frozen; None since anything else.
     _saturated_at: int | None = field(default=None, init=False)
 
     def count(self, *states: SandboxState) -> int:
@@ -341,16 +355,16 @@ class FunctionPool:
             elif state in _COMING_STATES or sandbox.is_finishing:
                 coming += 1
         is_saturated = running >= self.function.max_concurrency and not frozen
-        self._saturated_at = Sandbox.releases if is_saturated else None
+        self._saturated_at = self.releases.moves if is_saturated else None
         return Census(coming, running, frozen)
 
     def is_saturated(self) -> bool:
         """Whether the last census found no sandbox to start or thaw, whatever the queue:
         as many running as the function may have, none frozen; and no sandbox has stopped,
         died or frozen since, nor has the function changed. Only those make room, so while
-        it holds, work that waits need not count the sandboxes again (with the queue always
-        full, two censuses per request took 9 µs each over ten sandboxes)."""
-        return self._saturated_at == Sandbox.releases
+        it holds, work that waits need not count the sandboxes again: with the queue always
+        full, every dispatch would."""
+        return self._saturated_at == self.releases.moves
 
     def state_counts(self) -> dict[SandboxState, int]:
         """How many of its sandboxes are in each state (states with none left out)."""
@@ -386,7 +400,9 @@ class FunctionPool:
     # -- sandboxes ----------------------------------------------------------------------
 
     def new_sandbox(self, now_s: float) -> Sandbox:
-        sandbox = Sandbox(self.function, now_s=now_s, generation=self.generation)
+        sandbox = Sandbox(
+            self.function, now_s=now_s, generation=self.generation, releases=self.releases
+        )
         self.sandboxes.add(sandbox)
         return sandbox
 
