@@ -57,21 +57,24 @@ async def raw_costs(run: BenchRun) -> dict[str, Any]:
 
 
 async def cold_starts(run: BenchRun) -> dict[str, Any]:
-    """Per gateway start (which removes the previous one's containers): a bare ``hello``
-    container started just before it, the gateway's first request to ``hello``, then ten
-    simultaneous first requests to ``sleep``, and how many containers served those (their
-    cold starts, from ``/metrics``). The bare start and the first request alternate: measured
-    a section apart, the engine's drift on this machine moved their ratio by a tenth. Each
-    begins after :data:`ENGINE_SETTLE_S` of quiet: right after a gateway removed its eleven
-    containers, a bare start took a tenth longer than after one removal."""
+    """Per gateway start (which removes the previous one's containers): the first request to
+    ``hello``, then ten simultaneous first requests to ``sleep``, and how many containers
+    served those (their cold starts, from ``/metrics``); and beside each, a bare ``hello``
+    container started. The bare start and the gateway alternate, first one then the other,
+    so that neither always follows the other's teardown (a gateway removes eleven
+    containers, a bare start one), and each waits :data:`ENGINE_SETTLE_S` first. Measured a
+    section apart, as they were, the engine's drift moved their ratio by a tenth."""
     raw_singles: list[float] = []
     firsts: list[float] = []
     tens: list[float] = []
     served_by: list[int] = []
-    for _ in range(COLD_SAMPLES):
+
+    async def bare() -> None:
         async with raw_engine(run, HELLO.function) as engine:
             await asyncio.sleep(ENGINE_SETTLE_S)
             raw_singles.append(await engine.create_start_ready_s())
+
+    async def gateway() -> None:
         async with run.gateway("cold", routing_document()) as served, client_session() as session:
             await asyncio.sleep(ENGINE_SETTLE_S)
             firsts.append(await call(session, served.url, HELLO))
@@ -79,6 +82,10 @@ async def cold_starts(run: BenchRun) -> dict[str, Any]:
             await burst(session, served.url, (TEN_COLD_SLEEP,), CONTAINERS_PER_FUNCTION)
             tens.append(time.perf_counter() - begun)
             served_by.append(cold_starts_of(await metrics_text(session, served.url), "sleep"))
+
+    for sample in range(COLD_SAMPLES):
+        for side in (bare, gateway) if sample % 2 == 0 else (gateway, bare):
+            await side()
     return {
         "raw_create_start_ready_ms": median_ms(raw_singles),
         "first_request_ms": median_ms(firsts),

@@ -84,6 +84,9 @@ class RawEngine:
     async def start(self) -> None:
         self._backend = await DockerBackend.connect()
         self._docker = aiodocker.Docker()
+        # A new client asks the engine for its API version on its first call: done here, not
+        # inside the first create measured.
+        await self._docker.version()
         self._host = await self._backend.network_gateway(self.network)
         self._image = await self._backend.function_image(self.function, BASE_IMAGE)
 
