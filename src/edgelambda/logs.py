@@ -173,7 +173,7 @@ class StdoutSink:
             self._timer = None
         if self._pending:
             lines, self._pending = self._pending, []
-            self._stream.write(b"\n".join(lines).decode() + "\n")
+            self._stream.write((b"\n".join(lines) + b"\n").decode())
 
     async def close(self) -> None:
         self.flush()
