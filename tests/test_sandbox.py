@@ -146,9 +146,7 @@ def _saturated_pool() -> tuple[FunctionPool, Sandbox, Sandbox]:
     return pool, busy, ready
 
 
-async def test_a_pool_at_its_limit_with_none_frozen_is_saturated_while_work_comes_and_goes() -> (
-    None
-):
+async def test_a_saturated_pool_stays_so_while_work_comes_and_goes() -> None:
     pool, busy, ready = _saturated_pool()
     assert pool.is_saturated()
 

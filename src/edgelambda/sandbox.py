@@ -344,7 +344,8 @@ class FunctionPool:
 
     def census(self) -> Census:
         """Which sandboxes will ask for work soon, how many run, which are frozen: in one
-        pass over the sandboxes, as the pool asks all three each time work waits."""
+        pass over the sandboxes, as the pool asks all three each time work waits. It also
+        notes whether it found no room, for :meth:`is_saturated`."""
         coming = running = 0
         frozen: list[Sandbox] = []
         for sandbox in self.sandboxes:
