@@ -16,7 +16,8 @@ SUITE=$ROOTFS_SUITE
 PYVER=$ROOTFS_PYVER
 
 recipe_hash() {
-  (cd "$recipe" && sha256sum Dockerfile bootstrap lambda-entrypoint.sh requirements.txt
+  (cd "$recipe" && sha256sum Dockerfile bootstrap bootstrap.py lambda-entrypoint.sh \
+     requirements.txt
    echo "$SUITE $PYVER"; cat "$here/scripts/build-base-image.sh" "$here/scripts/lib.sh" | sha256sum) \
     | sha256sum | cut -c1-12
 }
@@ -45,7 +46,7 @@ main() {
     image_exists "$rootfs" || import_rootfs "$SUITE" python3,ca-certificates "$rootfs" "$work"
     mkdir -p "$work/ctx"
     stage_runtime
-    cp "$recipe"/{Dockerfile,bootstrap,lambda-entrypoint.sh} "$work/ctx/"
+    cp "$recipe"/{Dockerfile,bootstrap,bootstrap.py,lambda-entrypoint.sh} "$work/ctx/"
     log "building $tag"
     legacy_build "$tag" "$work/ctx" --build-arg "ROOTFS_IMAGE=$rootfs" \
       --label "edgelambda.recipe=$hash"

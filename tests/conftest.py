@@ -98,6 +98,19 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
     await client.close()
 
 
+@pytest.fixture
+async def built_images(docker: aiodocker.Docker) -> AsyncIterator[Callable[[str], None]]:
+    """Factory: ``built_images(repository)`` marks every image of ``repository`` (a
+    function's ``edgelambda-fn/<name>``, or one the test builds) for removal after the test.
+    Ask for it before ``gateway``, so the gateway's containers are gone by then."""
+    repositories: list[str] = []
+    yield repositories.append
+    for repository in repositories:
+        found = await docker.images.list(filters={"reference": [repository]})
+        for image in found:
+            await docker.images.delete(image["Id"], force=True)
+
+
 async def stack_containers(docker: aiodocker.Docker, stack: str) -> list[str]:
     found = await docker.containers.list(
         all=True, filters=json.dumps({"label": [f"{LABEL_STACK}={stack}"]})

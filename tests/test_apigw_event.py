@@ -442,3 +442,17 @@ def test_build_event_follows_the_route_payload(payload: PayloadVersion, version_
     )
 
     assert version_key in event
+
+
+def test_the_default_route_s_key_is_default() -> None:
+    table = RoutingTable(functions={}, routes=(Route("$default", frozenset({"ANY"}), "all"),))
+    request = make_request("POST", "/any/path")
+    match = table.match(request.method, request.path)
+
+    event = build_v2_event(request, match, request_id=REQUEST_ID, now_ms=NOW_MS, claims=None)
+    assert event["routeKey"] == "$default"
+    assert event["rawPath"] == "/any/path"
+    assert "pathParameters" not in event
+    event_v1 = build_v1_event(request, match, request_id=REQUEST_ID, now_ms=NOW_MS, claims=None)
+    assert event_v1["resource"] == "$default"  # a v1 event's resource is the route key
+    assert event_v1["path"] == "/any/path"

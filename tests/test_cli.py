@@ -95,3 +95,109 @@ async def test_logs_reads_back_through_logsql(tmp_path: Path) -> None:
         "2026-11-28T19:00:01Z hello from the function",
     ]
     assert queries == ['_time:5m function:="hello" aws_request_id:="r1" | sort by (_time)']
+
+
+SAM_TEMPLATE = """\
+AWSTemplateFormatVersion: 2010-09-09
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage: {Type: String}
+Resources:
+  Hello:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.handler
+      Runtime: python3.12
+      CodeUri: src/hello
+      Environment:
+        Variables: {STAGE: !Ref Stage}
+      Events:
+        Get:
+          Type: Api
+          Properties: {Path: /hello, Method: get}
+  Jobs:
+    Type: AWS::SQS::Queue
+"""
+
+
+def _edgelambda(
+    *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgelambda", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _sam_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    (project / "src" / "hello").mkdir(parents=True)
+    (project / "template.yaml").write_text(SAM_TEMPLATE)
+    return project
+
+
+def test_import_sam_writes_a_routing_file_that_serve_reads(tmp_path: Path) -> None:
+    project = _sam_project(tmp_path)
+    output = tmp_path / "out" / "routing.yaml"
+    output.parent.mkdir()
+
+    result = _edgelambda(
+        "import-sam", str(project / "template.yaml"), "-o", str(output),
+        "--parameter-overrides", "Stage=prod",
+        EDGELAMBDA_CODE_ROOT=str(tmp_path),  # the code lies beside out/, not below it
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    text = output.read_text()
+    assert text.startswith("# Converted from the SAM template template.yaml")
+    assert "code: ../project/src/hello" in text  # relative to where routing.yaml is
+    assert "STAGE: prod" in text
+    assert "warning: Resources.Jobs: AWS::SQS::Queue is not served locally" in result.stderr
+    routes = _edgelambda(
+        "routes", ROUTING_CONFIG_PATH=str(output), EDGELAMBDA_CODE_ROOT=str(tmp_path)
+    )
+    assert routes.returncode == 0, routes.stderr
+    assert "/hello" in routes.stdout
+    assert "-> Hello (auth none)" in routes.stdout
+
+
+def test_import_sam_prints_to_stdout_and_warns_of_a_missing_parameter(tmp_path: Path) -> None:
+    project = _sam_project(tmp_path)
+
+    result = _edgelambda("import-sam", "template.yaml", cwd=project)
+
+    assert result.returncode == 0, result.stderr
+    assert "code: src/hello" in result.stdout
+    assert "STAGE" not in result.stdout.split("functions:")[1]  # left unset...
+    assert "warning: Parameters.Stage: no value" in result.stderr  # ...and said so
+
+
+def test_import_sam_refuses_a_broken_template(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text("Resources:\n  A: [\n")
+
+    result = _edgelambda("import-sam", str(tmp_path / "template.yaml"))
+
+    assert result.returncode == 1
+    assert f"{tmp_path / 'template.yaml'}:3: (syntax)" in result.stderr
+
+
+def test_a_sam_template_is_served_as_the_routing_file(tmp_path: Path) -> None:
+    project = _sam_project(tmp_path)
+
+    result = _edgelambda(
+        "routes",
+        ROUTING_CONFIG_PATH=str(project / "template.yaml"),
+        EDGELAMBDA_SAM_PARAMETERS="Stage=prod",
+        EDGELAMBDA_LOG_FORMAT="json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "-> Hello (auth none)" in result.stdout
+    # The log (JSON lines on stdout) says what the template could not carry over.
+    notes = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert any("AWS::SQS::Queue" in note.get("note", "") for note in notes)

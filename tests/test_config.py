@@ -113,6 +113,20 @@ def test_empty_values_mean_the_default() -> None:
     assert str(settings.routing_config_path) == "routing.yaml"
 
 
+def test_the_code_root_is_an_existing_directory_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "project").mkdir()
+
+    assert Settings.from_env({}).code_root is None  # the routing file's directory
+    assert Settings.from_env({"EDGELAMBDA_CODE_ROOT": "project"}).code_root == (
+        tmp_path / "project"
+    )
+    with pytest.raises(ConfigError, match=r"^EDGELAMBDA_CODE_ROOT='nowhere': must be an existing"):
+        Settings.from_env({"EDGELAMBDA_CODE_ROOT": "nowhere"})
+
+
 def test_a_short_jwt_secret_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^JWT_SECRET_KEY=.*at least 32 bytes"):
         Settings.from_env({"JWT_SECRET_KEY": "short"})

@@ -71,3 +71,31 @@ def test_busy_files_beside_the_routing_file_are_not_relevant(tmp_path: Path) -> 
     assert relevant(tmp_path / "functions" / "a" / "app.py")
     assert not relevant(tmp_path / "data" / "events.sqlite3-wal")
     assert not relevant(tmp_path / "gateway.log")
+
+
+def test_a_change_in_a_layer_is_a_change_of_the_functions_using_it(tmp_path: Path) -> None:
+    functions = _functions(tmp_path)
+    common, tools = tmp_path / "layers" / "common", tmp_path / "layers" / "tools.zip"
+    common.mkdir(parents=True)
+    tools.write_bytes(b"PK")
+    functions["a"] = replace(functions["a"], layers=(common, tools))
+    routing = tmp_path / "routing.yaml"
+
+    def touched(path: Path) -> frozenset[str]:
+        return classify([str(path)], routing_path=routing, functions=functions).functions
+
+    assert touched(common / "python" / "m.py") == frozenset({"a"})
+    assert touched(tools) == frozenset({"a"})
+    assert touched(tmp_path / "layers" / "other.zip") == frozenset()
+    assert not is_relevant(
+        str(tmp_path / "layers" / "notes.txt"), routing_path=routing, functions=functions
+    )
+    assert watched_paths(routing, functions) == sorted(
+        [
+            tmp_path,
+            tmp_path / "functions" / "a",
+            tmp_path / "functions" / "b",
+            tmp_path / "layers",
+            common,
+        ]
+    )

@@ -342,3 +342,15 @@ def test_the_route_index_matches_as_a_scan_of_every_route(
     else:
         found = table.match(method, path)
         assert (found.route.path, dict(found.path_parameters)) == expected
+
+
+def test_the_default_route_takes_what_no_other_route_does() -> None:
+    table = table_of("GET /items/{id}", "ANY $default")
+
+    assert table.match("GET", "/items/3").route.path == "/items/{id}"
+    assert table.match("GET", "/").route.path == "$default"
+    assert table.match("PUT", "/anything/at/all").route.path == "$default"
+    # A path whose routes do not take the method goes to $default too, as on HTTP APIs,
+    # where each route is one method and path.
+    assert table.match("DELETE", "/items/3").route.path == "$default"
+    assert table.match("DELETE", "/items/3").path_parameters == {}

@@ -213,6 +213,21 @@ INVALID = [
         5, "routes[1].path", "'/p/{rest+}' ANY conflicts", id="conflict-any",
     ),
     pytest.param(
+        "functions:\n  f: {handler: a.b}\nroutes:\n"
+        "  - {path: $default, method: GET, function: f}\n",
+        4, "routes[0].method", "$default takes ANY", id="default-with-a-method",
+    ),
+    pytest.param(
+        "functions:\n  f: {handler: a.b}\nroutes:\n"
+        "  - {path: $default, method: ANY, function: f}\n"
+        "  - {path: $default, method: ANY, function: f}\n",
+        5, "routes[1].path", "'$default' ANY conflicts with '$default'", id="default-twice",
+    ),
+    pytest.param(
+        "functions:\n  f: {handler: a.b}\nroutes:\n  - {path: $other, method: ANY, function: f}\n",
+        4, "routes[0].path", "'$other' must start with \"/\"", id="dollar-path",
+    ),
+    pytest.param(
         "resources: [a, b]\n", 1, "resources", "must be a mapping", id="resources-list",
     ),
     pytest.param(

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 from edgelambda.aws import ACCOUNT_ID
-from edgelambda.routing import ANY_METHOD, PayloadVersion, RouteMatch
+from edgelambda.routing import ANY_METHOD, DEFAULT_ROUTE, PayloadVersion, RouteMatch
 
 __all__ = [
     "ACCOUNT_ID",
@@ -141,7 +141,7 @@ def build_v2_event(
     to ``cookies``. Keys with nothing to say (``cookies``, ``queryStringParameters``,
     ``pathParameters``, ``body``) are left out, as API Gateway does.
     """
-    route_key = f"{_route_key_method(match, request.method)} {match.route.path}"
+    route_key = _route_key(match, request.method)
     event: dict[str, object] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -305,6 +305,14 @@ def _v2_query(raw_query: str) -> dict[str, str]:
 def _put_if(event: dict[str, object], key: str, value: Mapping[str, str] | list[str]) -> None:
     if value:
         event[key] = value
+
+
+def _route_key(match: RouteMatch, method: str) -> str:
+    """HTTP API's ``routeKey``: ``GET /items/{id}``, or ``$default`` for that route (serverless-
+    offline's HTTP API emulation, dherault/serverless-offline#1175, does the same)."""
+    if match.route.path == DEFAULT_ROUTE:
+        return DEFAULT_ROUTE
+    return f"{_route_key_method(match, method)} {match.route.path}"
 
 
 def _route_key_method(match: RouteMatch, method: str) -> str:

@@ -1,4 +1,4 @@
-"""Command line: ``edgelambda serve | check | routes | invoke | logs | events dlq``.
+"""Command line: ``edgelambda serve | check | routes | import-sam | invoke | logs | events dlq``.
 
 Logging is configured here, once, for the whole process.
 """
@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from edgelambda.cfn_yaml import load_template
 from edgelambda.config import Settings
 from edgelambda.docker_backend import BackendLimits, DockerBackend
 from edgelambda.errors import ConfigError, EdgeLambdaError
@@ -31,7 +33,8 @@ from edgelambda.gateway import create_app
 from edgelambda.invoke_api import INVOKE_PATH
 from edgelambda.listener import ConnectionLimits, GuardedSite
 from edgelambda.routing import RoutingTable
-from edgelambda.routing_file import load_routing
+from edgelambda.routing_file import load_configured_routing, parse_routing
+from edgelambda.sam_import import convert, parse_overrides, render
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
 INVOKE_TIMEOUT_S = 960  # above Lambda's 15 minute maximum
@@ -70,15 +73,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(dead_letters(settings, replay=args.replay))
     if args.command == "logs":
         return asyncio.run(show_logs(settings, args))
+    if args.command == "import-sam":
+        return import_sam(settings, args)
+    return _with_routing(settings, args.command)
+
+
+def _with_routing(settings: Settings, command: str) -> int:
+    """The commands that read the routing file: routes, check, serve."""
     try:
-        table = load_routing(settings.routing_config_path)
+        table = load_configured_routing(settings)
     except ConfigError as exc:
         print(f"edgelambda: configuration error: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
-    if args.command == "routes":
+    for note in table.notes:  # what a SAM template served directly could not carry over
+        log.warning("not carried over from the SAM template", note=note)
+    if command == "routes":
         print_routes(table)
         return 0
-    if args.command == "check":
+    if command == "check":
         mode = "production" if settings.is_production else "development"
         print(f"edgelambda: settings ({mode} mode) and {settings.routing_config_path} are valid")
         return 0
@@ -98,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check", help="check the settings and the routing file as `serve` would, then exit"
     )
+    sam_cmd = commands.add_parser(
+        "import-sam", help="write the routing.yaml equivalent to an AWS SAM template"
+    )
+    sam_cmd.add_argument("template", type=Path, help="the SAM template, e.g. template.yaml")
+    sam_cmd.add_argument(
+        "-o", "--output", type=Path, help="routing file to write (default: stdout)"
+    )
+    sam_cmd.add_argument("--parameter-overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                         help="template parameters, as `sam deploy` takes them")  # fmt: skip
+    sam_cmd.add_argument("--stack-name", help="AWS::StackName (default EDGELAMBDA_SAM_STACK_NAME)")
     invoke_cmd = commands.add_parser("invoke", help="invoke a function on a running gateway")
     invoke_cmd.add_argument("function")
     invoke_cmd.add_argument("--payload", default="{}", help="JSON, or @file to read it from")
@@ -119,6 +141,52 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("--replay", nargs="?", const=ALL, default=None, metavar="ID",
                      help="queue one dead letter (or all) again")  # fmt: skip
     return parser
+
+
+def import_sam(settings: Settings, args: argparse.Namespace) -> int:
+    """Convert a SAM template into routing.yaml (paths relative to where it is written),
+    check it as `serve` would read it, and write it; warnings go to stderr."""
+    template_path: Path = args.template
+    output: Path | None = args.output
+    base_dir = (output.absolute().parent if output else Path.cwd()).resolve()
+    try:
+        options = replace(
+            settings.sam_options(),
+            parameter_overrides={
+                **settings.sam_parameters,
+                **parse_overrides(args.parameter_overrides),
+            },
+            stack=args.stack_name or settings.sam_stack_name,
+        )
+        template = load_template(_read_text(template_path), str(template_path))
+        conversion = convert(
+            template,
+            source=str(template_path),
+            template_dir=template_path.absolute().parent.resolve(),
+            base_dir=base_dir,
+            options=options,
+        )
+        text = render(conversion, source=template_path.name)
+        name = str(output) if output else "routing.yaml"
+        parse_routing(text, source=name, base_dir=base_dir, code_root=settings.code_root)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"edgelambda: import-sam: {exc}", file=sys.stderr)
+        return 1
+    for warning in conversion.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
 
 
 async def invoke(settings: Settings, args: argparse.Namespace) -> int:

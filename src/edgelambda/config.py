@@ -10,13 +10,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import platform
+import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
+from edgelambda.aws import ACCOUNT_ID
 from edgelambda.errors import ConfigError
+from edgelambda.sam_import import ImportOptions, lambda_architecture, parse_overrides
 
 DEFAULT_JWT_SECRET = "dev-jwt-secret-change-in-production-please"  # >= 32 bytes for HS256
 DEFAULT_API_KEY = "dev-api-key-change-in-production"
@@ -51,6 +56,9 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     routing_config_path: Path = Path("routing.yaml")
+    # The directory that code, layers and image directories must lie inside; None: the
+    # routing file's directory.
+    code_root: Path | None = None
     idle_timeout_s: float = 300.0
     docker_network: str = "edgelambda_default"
     api_key: str = DEFAULT_API_KEY
@@ -84,6 +92,10 @@ class Settings:
     function_log_max_files: int = 3
     stack: str = "edgelambda"  # from_env's default is per deployment: default_stack()
     region: str = "us-east-1"
+    # A SAM template served as the routing file: its stack name (AWS::StackName) and its
+    # parameters' values, as `sam deploy --parameter-overrides` takes them.
+    sam_stack_name: str = "sam-app"
+    sam_parameters: Mapping[str, str] = field(default_factory=dict)
     shutdown_grace_s: float = 10.0
     queue_size: int = 100  # invocations waiting per function before 429
     queue_wait_s: float = 30.0  # longest wait for a sandbox before 429
@@ -128,6 +140,7 @@ class Settings:
             host=_read(env, "EDGELAMBDA_HOST", cls.host, _non_empty),
             port=_read(env, "EDGELAMBDA_PORT", cls.port, _port),
             routing_config_path=_read(env, "ROUTING_CONFIG_PATH", cls.routing_config_path, Path),
+            code_root=_read(env, "EDGELAMBDA_CODE_ROOT", cls.code_root, _directory),
             idle_timeout_s=_read(env, "IDLE_TIMEOUT_MINUTES", 5.0, _positive_float) * 60,
             docker_network=_read(env, "DOCKER_NETWORK", cls.docker_network, _non_empty),
             api_key=_read(env, "X_API_KEY", cls.api_key, _non_empty),
@@ -163,6 +176,8 @@ class Settings:
             ),
             stack=_read(env, "EDGELAMBDA_STACK", cls.stack, _label_value),
             region=_read(env, "AWS_REGION", cls.region, _non_empty),
+            sam_stack_name=_read(env, "EDGELAMBDA_SAM_STACK_NAME", "sam-app", _stack_name),
+            sam_parameters=_read(env, "EDGELAMBDA_SAM_PARAMETERS", {}, _sam_parameters),
             shutdown_grace_s=_read(env, "EDGELAMBDA_SHUTDOWN_GRACE_S", 10.0, _positive_float),
             queue_size=_read(env, "EDGELAMBDA_QUEUE_SIZE", cls.queue_size, _positive_int),
             queued_payload_mb=_read(
@@ -264,6 +279,16 @@ class Settings:
     def gateway_url(self) -> str:
         """Where the CLI finds a running gateway: EDGELAMBDA_URL, or this machine's port."""
         return self.cli_gateway_url or f"http://127.0.0.1:{self.port}"
+
+    def sam_options(self) -> ImportOptions:
+        """How a SAM template is converted: this stack's name, region and parameters."""
+        return ImportOptions(
+            stack=self.sam_stack_name,
+            region=self.region,
+            account_id=ACCOUNT_ID,
+            parameter_overrides=self.sam_parameters,
+            host_architecture=lambda_architecture(platform.machine()),
+        )
 
     def base_image_for(self, runtime: str) -> str:
         """The base image of a runtime name such as ``python3.12``."""
@@ -377,10 +402,28 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _directory(raw: str) -> Path | None:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError("must be an existing directory")
+    return path.absolute()
+
+
 def _url_path(raw: str) -> str:
     if not raw.startswith("/"):
         raise ValueError("must start with /")
     return raw
+
+
+def _stack_name(raw: str) -> str:
+    # CloudFormation's stack-name pattern: [a-zA-Z][-a-zA-Z0-9]*, at most 128 characters.
+    if not re.fullmatch(r"[A-Za-z][-A-Za-z0-9]{0,127}", raw):
+        raise ValueError("must be a letter, then letters, digits and '-' (128 at most)")
+    return raw
+
+
+def _sam_parameters(raw: str) -> dict[str, str]:
+    return parse_overrides(shlex.split(raw))
 
 
 def _label_value(raw: str) -> str:

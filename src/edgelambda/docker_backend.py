@@ -147,16 +147,9 @@ class DockerBackend:
         return str(gateways[0])
 
     async def function_image(self, function: FunctionSpec, base_image: str) -> str:
-        base = await self._base_image(base_image)
         # Every cold start packs the code anew (raising CodeError when it cannot): the tag
         # is the hash of this very tar, which is also what a build sends.
-        context = await asyncio.to_thread(
-            images.build_context,
-            function.code_dir,
-            base_image,
-            base_image_id=base["Id"],
-            limits=self._limits.code,
-        )
+        context = await self._build_context(function, base_image)
         tag = images.image_tag(function.name, context.digest)
         # Concurrent cold starts of one function share a single build.
         build = self._image_builds.get(tag)
@@ -171,6 +164,31 @@ class DockerBackend:
         except EngineUnavailable:
             self._image_builds.pop(tag, None)
             raise
+
+    async def _build_context(self, function: FunctionSpec, base_image: str) -> images.BuildContext:
+        """The code and layers on the runtime's base image, or an image function's own
+        Dockerfile directory (which names its base itself)."""
+        if function.dockerfile is not None:
+            return await asyncio.to_thread(
+                images.image_context,
+                function.code_dir,
+                function.dockerfile,
+                limits=self._limits.code,
+            )
+        base = await self._base_image(base_image)
+        return await asyncio.to_thread(
+            images.build_context,
+            function.code_dir,
+            base_image,
+            base_image_id=base["Id"],
+            limits=self._limits.code,
+            layers=function.layers,
+            inline=(
+                (images.inline_module_file(function.handler), function.inline_code)
+                if function.inline_code is not None
+                else None
+            ),
+        )
 
     async def _base_image(self, name: str) -> dict[str, Any]:
         """The runtime base image, pulled once if this engine does not have it yet."""
@@ -207,6 +225,7 @@ class DockerBackend:
             output = await self._docker.images.build(
                 fileobj=context.file,
                 encoding="application/x-tar",
+                path_dockerfile=context.dockerfile,
                 tag=tag,
                 labels={LABEL_FUNCTION: function.name},
                 rm=True,

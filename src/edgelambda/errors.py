@@ -2,8 +2,9 @@
 public message that the gateway's error middleware turns into a response; nothing else in
 the code builds error responses. The few others below it never reach a client as such: a
 broken stream (cut off mid-response), a schedule expression's error (wrapped into the
-routing file's error), and a sandbox state change that the code should never attempt (a bug:
-logged with its traceback and answered as an unexpected error)."""
+routing file's error), a template value without a local value (a SAM import's warning), and
+a sandbox state change that the code should never attempt (a bug: logged with its traceback
+and answered as an unexpected error)."""
 
 from __future__ import annotations
 
@@ -258,6 +259,11 @@ class ScheduleError(ValueError):
 class CronFieldError(ScheduleError):
     """A problem in one field of a cron expression; the parser adds the expression and the
     field's name."""
+
+
+class Unresolvable(ValueError):
+    """A template value has no local value (another stack's export, a parameter without a
+    value, a resource the box does not serve); the SAM import turns it into a warning."""
 
 
 class SandboxStateError(RuntimeError):

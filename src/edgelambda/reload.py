@@ -1,6 +1,6 @@
-"""Hot reload: routing.yaml and the functions' code directories are watched while the
-gateway runs. What a batch of file changes means is decided by a pure function; the watch
-loop is the thin shell that applies it."""
+"""Hot reload: routing.yaml and the functions' code directories and layers are watched while
+the gateway runs. What a batch of file changes means is decided by a pure function; the
+watch loop is the thin shell that applies it."""
 
 from __future__ import annotations
 
@@ -25,13 +25,14 @@ class ChangeSet:
     """What a batch of file changes touched."""
 
     is_routing_changed: bool
-    functions: frozenset[str]  # functions whose code directory changed
+    functions: frozenset[str]  # functions whose code directory or a layer changed
 
 
 def classify(
     paths: Iterable[str], *, routing_path: Path, functions: Mapping[str, FunctionSpec]
 ) -> ChangeSet:
-    """Map changed file paths to the routing file and to the functions whose code they are."""
+    """Map changed file paths to the routing file and to the functions whose code or layers
+    they are."""
     routing = routing_path.absolute()
     is_routing_changed = False
     touched: set[str] = set()
@@ -41,13 +42,15 @@ def classify(
             is_routing_changed = True
             continue
         touched.update(
-            name for name, spec in functions.items() if path.is_relative_to(spec.code_dir)
+            name
+            for name, spec in functions.items()
+            if any(path.is_relative_to(source) for source in spec.source_paths)
         )
     return ChangeSet(is_routing_changed, frozenset(touched))
 
 
 def is_relevant(path: str, *, routing_path: Path, functions: Mapping[str, FunctionSpec]) -> bool:
-    """Whether a changed path is the routing file or inside a code directory. The routing
+    """Whether a changed path is the routing file or inside a code directory or layer. The routing
     file's directory is watched whole, and may hold busy files (a data directory, logs)
     whose changes must not wake the gateway."""
     change = classify([path], routing_path=routing_path, functions=functions)
@@ -56,12 +59,18 @@ def is_relevant(path: str, *, routing_path: Path, functions: Mapping[str, Functi
 
 def watched_paths(routing_path: Path, functions: Mapping[str, FunctionSpec]) -> list[Path]:
     """The routing file's directory, the routing file itself, and every existing code
-    directory. Editors replace files by renaming, which only a watch on the directory sees;
-    a file bind-mounted into a container (the compose stack's routing.yaml) is written from
-    outside, which only a watch on the file itself sees."""
+    directory and layer (a .zip layer's directory). Editors replace files by renaming, which
+    only a watch on the directory sees; a file bind-mounted into a container (the compose
+    stack's routing.yaml) is written from outside, which only a watch on the file itself
+    sees."""
     routing = routing_path.absolute()
-    code_dirs = {spec.code_dir for spec in functions.values() if spec.image is None}
-    directories = sorted(path for path in {routing.parent} | code_dirs if path.is_dir())
+    sources = {
+        source.parent if source.is_file() else source  # a .zip layer: watch its directory
+        for spec in functions.values()
+        if spec.image is None
+        for source in spec.source_paths
+    }
+    directories = sorted(path for path in {routing.parent} | sources if path.is_dir())
     return directories + ([routing] if routing.is_file() else [])
 
 

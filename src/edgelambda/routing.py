@@ -17,6 +17,7 @@ from edgelambda.errors import MethodNotAllowed, RouteNotFound
 
 __all__ = [
     "ANY_METHOD",
+    "DEFAULT_ROUTE",
     "HTTP_METHODS",
     "AuthMode",
     "CorsPolicy",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 ANY_METHOD = "ANY"
+# HTTP API's catch-all route: it serves every request that no other route takes, whatever
+# the path and method (API Gateway developer guide, "Working with routes for HTTP APIs").
+DEFAULT_ROUTE = "$default"
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _PARAM_SEGMENT = re.compile(r"\{([A-Za-z0-9_.-]+)(\+?)\}")
 
@@ -54,9 +58,11 @@ class FunctionSpec:
 
     name: str
     handler: str  # "module.function"; "" when an image's own CMD names it
+    # The code, packed into an image on the runtime's base; with `dockerfile`, the Docker
+    # build directory of an image function, built as it is.
     code_dir: Path
     runtime: str
-    image: str | None
+    image: str | None  # an image the user built; None: the gateway builds one from code_dir
     environment: Mapping[str, str]
     timeout_s: float
     memory_mb: int
@@ -70,6 +76,19 @@ class FunctionSpec:
     # Idle seconds before its ready containers are paused; 0: never; None: the global
     # EDGELAMBDA_FREEZE_AFTER_S.
     freeze_after_s: float | None = None
+    # Directories or .zip files laid out under /opt in this order (a later one's file wins).
+    layers: tuple[Path, ...] = ()
+    # The Dockerfile (a path inside code_dir) of an image function the gateway builds from
+    # code_dir; None: code_dir is code, packed onto the runtime's base image.
+    dockerfile: str | None = None
+    # The handler's module written out in full (SAM's InlineCode); code_dir is then unused.
+    inline_code: str | None = None
+
+    @property
+    def source_paths(self) -> tuple[Path, ...]:
+        """The directories and files the function's image is built from: a change in any of
+        them means new code."""
+        return (*(() if self.inline_code is not None else (self.code_dir,)), *self.layers)
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,8 @@ class RoutingTable:
     functions: Mapping[str, FunctionSpec]
     routes: tuple[Route, ...]
     resources: Resources = field(default_factory=Resources)
+    # What the source could not carry over (a SAM template's warnings), for the operator.
+    notes: tuple[str, ...] = field(default=(), compare=False)
     # Derived from routes once (the table is frozen): the routes whose first segment is a
     # literal, by that literal, and the others (a parameter or greedy first, or "/"), which
     # any path may fit. A request only tries the routes it could fit: matching costs the
@@ -152,12 +173,17 @@ class RoutingTable:
     _literal: Mapping[tuple[str, ...], tuple[_CompiledRoute, ...]] = field(
         init=False, repr=False, compare=False
     )
+    _default: Route | None = field(init=False, repr=False, compare=False)  # the $default route
 
     def __post_init__(self) -> None:
         by_first: dict[str, list[_CompiledRoute]] = {}
         anywhere: list[_CompiledRoute] = []
         literal: dict[tuple[str, ...], list[_CompiledRoute]] = {}
+        default = None
         for route in self.routes:
+            if route.path == DEFAULT_ROUTE:
+                default = route
+                continue
             compiled = _CompiledRoute(route, compile_path(route.path))
             first = compiled.segments[0] if compiled.segments else None
             if first is not None and first.kind is _SegmentKind.LITERAL:
@@ -169,6 +195,7 @@ class RoutingTable:
         object.__setattr__(self, "_by_first", {k: tuple(v) for k, v in by_first.items()})
         object.__setattr__(self, "_anywhere", tuple(anywhere))
         object.__setattr__(self, "_literal", {k: tuple(v) for k, v in literal.items()})
+        object.__setattr__(self, "_default", default)
 
     def match(self, method: str, path: str) -> RouteMatch:
         """The most specific route for ``method`` and the decoded request ``path``.
@@ -190,6 +217,8 @@ class RoutingTable:
             if parts is not None and (params := _bind(compiled.segments, parts)) is not None
         ]
         if not candidates:
+            if self._default is not None:
+                return RouteMatch(self._default, {})
             raise RouteNotFound(f"no route for {path}")
         ranked = [
             ((compiled.specificity, rank), RouteMatch(compiled.route, params))
@@ -197,6 +226,8 @@ class RoutingTable:
             if (rank := _method_rank(compiled.route.methods, method)) is not None
         ]
         if not ranked:
+            if self._default is not None:
+                return RouteMatch(self._default, {})
             allowed: set[str] = set().union(*(c.route.methods for c, _ in candidates))
             raise MethodNotAllowed(allowed=_allow_header_methods(allowed))
         return min(ranked, key=lambda entry: entry[0])[1]
@@ -323,6 +354,12 @@ def check_params(segments: tuple[_Segment, ...]) -> None:
         seen.add(segment.text)
         if segment.kind is _SegmentKind.GREEDY and index != len(segments) - 1:
             raise ValueError(f"{{{segment.text}+}} must be the last segment")
+
+
+def route_shape(path: str) -> tuple[object, ...]:
+    """What two route paths must share to match the same requests ("/a/{x}" == "/a/{y}");
+    ``$default`` has a shape of its own. ValueError says what is wrong with the path."""
+    return (DEFAULT_ROUTE,) if path == DEFAULT_ROUTE else path_shape(compile_path(path))
 
 
 def path_shape(segments: tuple[_Segment, ...]) -> tuple[tuple[_SegmentKind, str], ...]:

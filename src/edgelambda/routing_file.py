@@ -1,11 +1,16 @@
 """Reading ``routing.yaml`` into a :class:`~edgelambda.routing.RoutingTable`.
 
-Pure but for two reads: :func:`load_routing` reads the one file, and code directories' paths
-are resolved (symlinks followed) to check they stay inside it. Every problem in the file raises
+Pure but for two reads: :func:`load_routing` reads the one file, and the paths of code
+directories, layers and image directories are resolved (symlinks followed) to check they stay
+inside the code root (the file's directory unless ``code_root`` names another); a layer that
+exists is looked at to tell a directory from a .zip file. Every problem in the file raises
 :class:`~edgelambda.errors.RoutingConfigError` naming the file, the 1-based line and the dotted
 key (``routing.yaml:12: functions.hello.timeout: must be a positive number``). Line numbers come
 from the composed YAML node tree, which also reveals duplicate keys that PyYAML's loader would
 silently collapse.
+
+The file may instead be an AWS SAM template: :mod:`edgelambda.sam_import` converts it into the
+routing document it amounts to, which is then read as above.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from edgelambda.cfn_yaml import load_template
 from edgelambda.cors import ANY_ORIGIN, CorsPolicy, normalize_origin
 from edgelambda.errors import RoutingConfigError, ScheduleError
 from edgelambda.routing import (
     ANY_METHOD,
+    DEFAULT_ROUTE,
     HTTP_METHODS,
     AuthMode,
     FunctionSpec,
@@ -30,10 +38,13 @@ from edgelambda.routing import (
     Route,
     RoutingTable,
     TableSpec,
-    compile_path,
-    path_shape,
+    route_shape,
 )
+from edgelambda.sam_import import ImportOptions, convert, is_sam_text, render
 from edgelambda.schedule import parse_schedule
+
+if TYPE_CHECKING:
+    from edgelambda.config import Settings
 from edgelambda.yaml_reader import (
     Item,
     Reader,
@@ -62,9 +73,22 @@ DEFAULT_MAX_CONCURRENCY = 10
 
 _TOP_KEYS = frozenset({"defaults", "functions", "routes", "resources"})
 _LIMIT_KEYS = frozenset({"timeout", "memory", "max_concurrency", "idle_timeout", "freeze_after"})
-_SETTING_KEYS = _LIMIT_KEYS | {"runtime", "environment"}
+_SETTING_KEYS = _LIMIT_KEYS | {"runtime", "environment", "layers"}
 _DEFAULT_KEYS = _SETTING_KEYS
-_FUNCTION_KEYS = _SETTING_KEYS | {"handler", "code", "image", "min_warm", "schedule", "can_invoke"}
+_FUNCTION_KEYS = _SETTING_KEYS | {
+    "handler",
+    "code",
+    "inline_code",
+    "image",
+    "dockerfile",
+    "min_warm",
+    "schedule",
+    "can_invoke",
+}
+# An `image` starting so is a directory holding a Dockerfile; anything else is an image
+# reference (which never starts with "." or "/").
+_IMAGE_DIR_PREFIXES = ("./", "../", "/")
+DEFAULT_DOCKERFILE = "Dockerfile"
 _ROUTE_KEYS = frozenset({"path", "method", "function", "auth", "payload", "cors"})
 _REQUIRED_ROUTE_KEYS = ("path", "method", "function")
 
@@ -90,11 +114,14 @@ _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _HANDLER = re.compile(rf"{_IDENTIFIER}(?:[./]{_IDENTIFIER})*\.{_IDENTIFIER}")
 
 
-def parse_routing(text: str, *, source: str, base_dir: Path) -> RoutingTable:
+def parse_routing(
+    text: str, *, source: str, base_dir: Path, code_root: Path | None = None
+) -> RoutingTable:
     """Parse and validate routing.yaml text.
 
-    ``source`` names the file in error messages; relative ``code`` paths (and the default
-    ``functions/<name>``) resolve against ``base_dir``, which should be absolute.
+    ``source`` names the file in error messages; relative ``code``, ``layers`` and image
+    directory paths (and the default ``functions/<name>``) resolve against ``base_dir``, and
+    must lie inside ``code_root`` (None: ``base_dir``). Both should be absolute.
     """
     reader = Reader(source)
     root = compose(text, source)
@@ -105,19 +132,49 @@ def parse_routing(text: str, *, source: str, base_dir: Path) -> RoutingTable:
     top = reader.mapping(root, "", _TOP_KEYS)
     resources = _read_resources(reader, node_at(top, "resources"))
     default_items = reader.mapping(node_at(top, "defaults"), "defaults", _DEFAULT_KEYS)
-    defaults = _read_settings(reader, default_items)
-    functions = _read_functions(reader, node_at(top, "functions"), defaults, base_dir)
+    roots = _Roots(base_dir, code_root)
+    defaults = _read_settings(reader, default_items, roots)
+    functions = _read_functions(reader, node_at(top, "functions"), defaults, roots)
     routes = _read_routes(reader, node_at(top, "routes"), functions)
     return RoutingTable(functions=functions, routes=routes, resources=resources)
 
 
-def load_routing(path: Path) -> RoutingTable:
-    """Read and parse a routing file; code paths resolve against the file's directory."""
+def load_configured_routing(settings: Settings) -> RoutingTable:
+    """The routing file (or SAM template) the settings name, read as the gateway reads it."""
+    return load_routing(settings.routing_config_path, settings.code_root, settings.sam_options())
+
+
+def load_routing(
+    path: Path, code_root: Path | None = None, sam: ImportOptions | None = None
+) -> RoutingTable:
+    """Read and parse a routing file, or a SAM template (converted with ``sam``'s stack
+    name, region and parameters; its warnings become the table's ``notes``); code paths
+    resolve against the file's directory and must lie inside ``code_root`` (None: that
+    directory)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RoutingConfigError(str(path), None, "(file)", f"cannot read: {exc}") from exc
-    return parse_routing(text, source=str(path), base_dir=path.absolute().parent)
+    base_dir = path.absolute().parent
+    root = code_root.absolute() if code_root is not None else None
+    if not is_sam_text(text):
+        return parse_routing(text, source=str(path), base_dir=base_dir, code_root=root)
+    template = load_template(text, str(path))
+    conversion = convert(
+        template,
+        source=str(path),
+        template_dir=base_dir,
+        base_dir=base_dir,
+        options=sam or ImportOptions(),
+    )
+    # Read back as the routing file it amounts to: one validation for both kinds of file.
+    table = parse_routing(
+        render(conversion, source=path.name),
+        source=f"{path} (as routing.yaml)",
+        base_dir=base_dir,
+        code_root=root,
+    )
+    return replace(table, notes=conversion.warnings)
 
 
 def _read_environment(reader: Reader, item: Item) -> dict[str, str]:
@@ -154,9 +211,30 @@ class _Settings:
     max_concurrency: int | None
     idle_timeout_s: float | None
     freeze_after_s: float | None
+    layers: tuple[Path, ...] | None
 
 
-def _read_settings(reader: Reader, items: Mapping[str, Item]) -> _Settings:
+@dataclass(frozen=True)
+class _Roots:
+    """Where relative paths start (the routing file's directory), and the directory that
+    code, layers and image directories must lie inside (EDGELAMBDA_CODE_ROOT; None: the
+    routing file's directory)."""
+
+    base_dir: Path
+    code_root: Path | None
+
+    @property
+    def root(self) -> Path:
+        return self.base_dir if self.code_root is None else self.code_root
+
+    @property
+    def name(self) -> str:
+        if self.code_root is None:
+            return f"the routing file's directory ({self.base_dir})"
+        return f"the code root ({self.code_root}, EDGELAMBDA_CODE_ROOT)"
+
+
+def _read_settings(reader: Reader, items: Mapping[str, Item], roots: _Roots) -> _Settings:
     return _Settings(
         runtime=optional(items, "runtime", reader.string),
         environment=optional(items, "environment", lambda item: _read_environment(reader, item))
@@ -166,16 +244,16 @@ def _read_settings(reader: Reader, items: Mapping[str, Item]) -> _Settings:
         max_concurrency=optional(items, "max_concurrency", reader.positive_int),
         idle_timeout_s=optional(items, "idle_timeout", reader.positive_number),
         freeze_after_s=optional(items, "freeze_after", reader.non_negative_number),
+        layers=optional(items, "layers", lambda item: _read_layers(reader, item, roots)),
     )
 
 
 def _read_functions(
-    reader: Reader, node: Node | None, defaults: _Settings, base_dir: Path
+    reader: Reader, node: Node | None, defaults: _Settings, roots: _Roots
 ) -> dict[str, FunctionSpec]:
     entries = reader.mapping(node, "functions")
     functions = {
-        name: _read_function(reader, name, item, defaults, base_dir)
-        for name, item in entries.items()
+        name: _read_function(reader, name, item, defaults, roots) for name, item in entries.items()
     }
     for item in entries.values():
         _check_can_invoke(reader, reader.mapping(item.node, item.key), functions)
@@ -183,15 +261,15 @@ def _read_functions(
 
 
 def _read_function(
-    reader: Reader, name: str, item: Item, defaults: _Settings, base_dir: Path
+    reader: Reader, name: str, item: Item, defaults: _Settings, roots: _Roots
 ) -> FunctionSpec:
     if not _FUNCTION_NAME.fullmatch(name):
         raise reader.error(item.key_node, item.key, "name must be 1-64 letters, digits, - or _")
     items = reader.mapping(item.node, item.key, _FUNCTION_KEYS)
-    own = _read_settings(reader, items)
+    own = _read_settings(reader, items, roots)
     handler = optional(items, "handler", lambda i: _read_handler(reader, i))
-    image = optional(items, "image", reader.string)
-    if handler is None and image is None:
+    source = _read_source(reader, item, items, roots)
+    if handler is None and not source.is_image:
         raise reader.error(item.key_node, item.key, "needs a handler (module.function) or an image")
     max_concurrency = first(
         own.max_concurrency, defaults.max_concurrency, default=DEFAULT_MAX_CONCURRENCY
@@ -199,9 +277,9 @@ def _read_function(
     return FunctionSpec(
         name=name,
         handler=handler or "",
-        code_dir=_read_code_dir(reader, item, items, base_dir),
+        code_dir=source.code_dir,
         runtime=first(own.runtime, defaults.runtime, default=DEFAULT_RUNTIME),
-        image=image,
+        image=source.image,
         environment={**defaults.environment, **own.environment},
         timeout_s=first(own.timeout_s, defaults.timeout_s, default=DEFAULT_TIMEOUT_S),
         memory_mb=first(own.memory_mb, defaults.memory_mb, default=DEFAULT_MEMORY_MB),
@@ -211,6 +289,9 @@ def _read_function(
         freeze_after_s=first(own.freeze_after_s, defaults.freeze_after_s, default=None),
         schedules=_read_schedules(reader, items),
         can_invoke=_read_can_invoke(reader, items),
+        layers=_function_layers(reader, items, source, own, defaults),
+        dockerfile=source.dockerfile,
+        inline_code=source.inline_code,
     )
 
 
@@ -221,37 +302,155 @@ def _read_handler(reader: Reader, item: Item) -> str:
     return handler
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What a function's image is built from: code packed onto the runtime's base image, a
+    directory with a Dockerfile (``dockerfile`` set), or nothing (``image``: one the user
+    built)."""
+
+    code_dir: Path
+    image: str | None = None
+    dockerfile: str | None = None
+    inline_code: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """An image function: its image, not a runtime, runs it (so it has no layers)."""
+        return self.image is not None or self.dockerfile is not None
+
+
+def _read_source(
+    reader: Reader, function: Item, items: Mapping[str, Item], roots: _Roots
+) -> _Source:
+    if "inline_code" in items:
+        return _read_inline_code(reader, items, roots)
+    image_item = items.get("image")
+    image = None if image_item is None else reader.string(image_item)
+    dockerfile_item = items.get("dockerfile")
+    if image_item is None or image is None or not image.startswith(_IMAGE_DIR_PREFIXES):
+        if dockerfile_item is not None:
+            raise reader.error(
+                dockerfile_item.key_node,
+                dockerfile_item.key,
+                "names a Dockerfile in an image directory; it needs image: ./<directory>",
+            )
+        return _Source(_read_code_dir(reader, function, items, roots), image=image)
+    if "code" in items:
+        raise reader.error(
+            items["code"].key_node,
+            items["code"].key,
+            "an image built from a directory takes its files from that directory (image)",
+        )
+    dockerfile = optional(items, "dockerfile", lambda i: _read_dockerfile(reader, i))
+    return _Source(
+        _read_path(reader, image_item, image, roots), dockerfile=dockerfile or DEFAULT_DOCKERFILE
+    )
+
+
+def _read_inline_code(reader: Reader, items: Mapping[str, Item], roots: _Roots) -> _Source:
+    """A function whose code is given in the file (SAM's ``InlineCode``): the handler's
+    module, written into the image; no code directory, no image of its own."""
+    item = items["inline_code"]
+    for other in ("code", "image", "dockerfile"):
+        if other in items:
+            raise reader.error(
+                items[other].key_node, items[other].key, "inline_code is the function's code"
+            )
+    if "handler" not in items:
+        raise reader.error(item.key_node, item.key, "needs a handler naming its module")
+    runtime = items.get("runtime")
+    if runtime is not None and not str(reader.scalar(runtime.node, runtime.key)).startswith(
+        "python"
+    ):
+        raise reader.error(runtime.node, runtime.key, "inline_code is Python; use code instead")
+    return _Source(roots.base_dir, inline_code=reader.string(item))
+
+
+def _read_dockerfile(reader: Reader, item: Item) -> str:
+    dockerfile = reader.string(item)
+    path = PurePosixPath(dockerfile)
+    if path.is_absolute() or ".." in path.parts:
+        raise reader.error(
+            item.node, item.key, f"{dockerfile!r} must be a relative path inside the directory"
+        )
+    return str(path)
+
+
 def _read_code_dir(
-    reader: Reader, function: Item, items: Mapping[str, Item], base_dir: Path
+    reader: Reader, function: Item, items: Mapping[str, Item], roots: _Roots
 ) -> Path:
-    """The function's code directory, which must lie inside ``base_dir``, also once its
-    symlinks are followed: its whole tree is packed into an image that functions can read,
-    so a path out of the routing file's directory could ship any file of the machine."""
+    """The function's code directory (see :func:`_read_path`)."""
     item = items.get("code")
     if item is None:  # the default is checked too: functions/<name> may be a symlink
         name = function.key.rpartition(".")[2]
         where = Item(f"{function.key}.code", function.key_node, function.key_node)
-        code = f"functions/{name}"
-    else:
-        where, code = item, reader.string(item)
-    # Joining keeps an absolute `code` as it is and anchors a relative one at base_dir.
-    code_dir = base_dir / code
-    problem = _escape(code_dir, base_dir)
+        return _read_path(reader, where, f"functions/{name}", roots)
+    return _read_path(reader, item, reader.string(item), roots)
+
+
+def _read_path(reader: Reader, where: Item, value: str, roots: _Roots) -> Path:
+    """``value`` anchored at the routing file's directory (an absolute path stays as it
+    is), which must lie inside the code root, also once its symlinks are followed: its whole
+    tree is packed into an image that functions can read, so a path out of the root could
+    ship any file of the machine."""
+    path = roots.base_dir / value
+    problem = _escape(path, roots)
     if problem is not None:
-        raise reader.error(where.node, where.key, f"{code!r} {problem}")
-    return code_dir
+        raise reader.error(where.node, where.key, f"{value!r} {problem}")
+    return path
 
 
-def _escape(code_dir: Path, base_dir: Path) -> str | None:
-    """Why ``code_dir`` is not inside ``base_dir`` (by its path, then through symlinks),
-    or None when it is. A directory that does not exist yet is judged by its path alone."""
-    inside = f"must be inside the routing file's directory ({base_dir})"
-    if not Path(os.path.normpath(code_dir)).is_relative_to(os.path.normpath(base_dir)):
+def _escape(path: Path, roots: _Roots) -> str | None:
+    """Why ``path`` is not inside the code root (by its path, then through symlinks), or
+    None when it is. A path that does not exist yet is judged by its path alone."""
+    inside = f"must be inside {roots.name}"
+    if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(roots.root)):
         return inside
-    resolved = code_dir.resolve()
-    if not resolved.is_relative_to(base_dir.resolve()):
+    resolved = path.resolve()
+    if not resolved.is_relative_to(roots.root.resolve()):
         return f"resolves through a symlink to {resolved}; it {inside}"
     return None
+
+
+def _read_layers(reader: Reader, item: Item, roots: _Roots) -> tuple[Path, ...]:
+    """``layers``: a path or a list of them (empty or null: none), each a directory or a
+    .zip file inside the code root, anchored like ``code``."""
+    if is_null(item.node):
+        return ()
+    nodes = item.node.value if isinstance(item.node, SequenceNode) else [item.node]
+    return tuple(_read_layer(reader, Item(item.key, node, node), roots) for node in nodes)
+
+
+def _read_layer(reader: Reader, item: Item, roots: _Roots) -> Path:
+    value = reader.scalar(item.node, item.key)
+    if not isinstance(value, str) or not value.strip():
+        raise reader.error(
+            item.node, item.key, "must be a path (a directory or a .zip file) or a list of them"
+        )
+    layer = _read_path(reader, item, value, roots)
+    # One that does not exist yet is looked at when the image is built, as code is.
+    if layer.is_file() and layer.suffix.lower() != ".zip":
+        raise reader.error(
+            item.node,
+            item.key,
+            f"{value!r} is a file but not a .zip; a layer is a directory or a .zip",
+        )
+    return layer
+
+
+def _function_layers(
+    reader: Reader, items: Mapping[str, Item], source: _Source, own: _Settings, defaults: _Settings
+) -> tuple[Path, ...]:
+    """The function's own layers, else the defaults'. An image function has none: as on
+    AWS, its image brings its own /opt."""
+    if not source.is_image:
+        return first(own.layers, defaults.layers, default=())
+    if own.layers:
+        item = items["layers"]
+        raise reader.error(
+            item.key_node, item.key, "an image function cannot have layers; add them to its image"
+        )
+    return ()
 
 
 def _read_can_invoke(reader: Reader, items: Mapping[str, Item]) -> frozenset[str] | None:
@@ -379,13 +578,15 @@ def _read_route(
         payload=optional(items, "payload", lambda i: _read_payload(reader, i)) or PayloadVersion.V1,
         cors=optional(items, "cors", lambda i: _read_cors(reader, i)),
     )
+    if route.path == DEFAULT_ROUTE and route.methods != {ANY_METHOD}:
+        raise reader.error(items["method"].node, f"{key}.method", f"{DEFAULT_ROUTE} takes ANY")
     return route, items["path"]
 
 
 def _read_route_path(reader: Reader, item: Item) -> str:
     path = reader.string(item)
     try:
-        compile_path(path)
+        route_shape(path)
     except ValueError as exc:
         raise reader.error(item.node, item.key, f"{path!r} {exc}") from exc
     return path
@@ -472,9 +673,9 @@ def _check_conflict(
     reader: Reader, route: Route, path_item: Item, earlier: list[tuple[Route, Item]]
 ) -> None:
     """Reject a route that would compete with an earlier one for the same requests."""
-    shape = path_shape(compile_path(route.path))
+    shape = route_shape(route.path)
     for other, other_item in earlier:
-        if path_shape(compile_path(other.path)) != shape:
+        if route_shape(other.path) != shape:
             continue
         common = _overlap(route.methods, other.methods)
         if common:

@@ -29,7 +29,7 @@ from edgelambda.pool import Pool
 from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
 from edgelambda.resources import Endpoints, ensure_resources
 from edgelambda.routing import RoutingTable
-from edgelambda.routing_file import load_routing
+from edgelambda.routing_file import load_configured_routing
 from edgelambda.runtime_api import RuntimeApi
 from edgelambda.scheduler import Scheduler
 from edgelambda.tasks import LoopRegistry
@@ -228,12 +228,13 @@ class Server:
 
     async def reload_routing(self) -> None:
         """Swap in a new routing table; a broken file is rejected and the old one serves on."""
-        path = self.settings.routing_config_path
         try:
-            table = await asyncio.to_thread(load_routing, path)
+            table = await asyncio.to_thread(load_configured_routing, self.settings)
         except ConfigError as exc:
             log.error("routing reload rejected; the previous table keeps serving", error=str(exc))
             return
+        for note in table.notes:
+            log.warning("not carried over from the SAM template", note=note)
         self.table = table  # one assignment: requests see the old table or the new one
         self.pool.update_functions(table.functions)
         if self._scheduler is not None:
