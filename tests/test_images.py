@@ -437,11 +437,3 @@ def test_inline_code_is_written_as_the_handler_s_module(tmp_path: Path) -> None:
     assert members["code/index.py"] == source.encode()
     assert not any(name.startswith("code/app") for name in members)
     assert b"pip install" not in (members["Dockerfile"] or b"")
-
-
-@pytest.mark.parametrize(
-    ("handler", "file"),
-    [("index.handler", "index.py"), ("pkg/mod.handler", "pkg/mod.py"), ("a.b.h", "a/b.py")],
-)
-def test_the_inline_module_s_file_follows_the_handler(handler: str, file: str) -> None:
-    assert images.inline_module_file(handler) == file

@@ -92,15 +92,6 @@ LAYER_ERRORS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("text", "line", "key", "problem"), LAYER_ERRORS)
-def test_bad_layers_name_line_and_key(text: str, line: int, key: str, problem: str) -> None:
-    with pytest.raises(RoutingConfigError) as caught:
-        parse(text)
-
-    assert (caught.value.line, caught.value.key) == (line, key)
-    assert problem in caught.value.problem
-
-
 def test_a_layer_file_must_be_a_zip(tmp_path: Path) -> None:
     (tmp_path / "layers").mkdir()
     (tmp_path / "layers" / "common.tar.gz").write_bytes(b"not a zip")
@@ -196,17 +187,6 @@ IMAGE_ERRORS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("text", "line", "key", "problem"), IMAGE_ERRORS)
-def test_bad_image_functions_name_line_and_key(
-    text: str, line: int, key: str, problem: str
-) -> None:
-    with pytest.raises(RoutingConfigError) as caught:
-        parse(text)
-
-    assert (caught.value.line, caught.value.key) == (line, key)
-    assert problem in caught.value.problem
-
-
 # --- inline code -------------------------------------------------------------------------------
 
 
@@ -229,7 +209,11 @@ INLINE_ERRORS = [
     ),
     pytest.param(
         "functions:\n  f:\n    inline_code: x\n",
-        3, "functions.f.inline_code", "needs a handler", id="no-handler",
+        3, "functions.f.inline_code", "needs handler: index.<function>", id="no-handler",
+    ),
+    pytest.param(
+        "functions:\n  f:\n    handler: app.handler\n    inline_code: x\n",
+        4, "functions.f.inline_code", "is index.py", id="handler-not-index",
     ),
     pytest.param(
         "functions:\n  f:\n    handler: index.handler\n    runtime: nodejs20.x\n"
@@ -239,8 +223,10 @@ INLINE_ERRORS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("text", "line", "key", "problem"), INLINE_ERRORS)
-def test_bad_inline_code_names_line_and_key(text: str, line: int, key: str, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "key", "problem"), LAYER_ERRORS + IMAGE_ERRORS + INLINE_ERRORS
+)
+def test_bad_sources_name_line_and_key(text: str, line: int, key: str, problem: str) -> None:
     with pytest.raises(RoutingConfigError) as caught:
         parse(text)
 

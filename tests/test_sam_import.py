@@ -3,6 +3,7 @@ each rule of the conversion on small templates written here."""
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from edgelambda.cfn_intrinsics import Scope, pseudo_parameters, resolve
 from edgelambda.cfn_yaml import load_template
 from edgelambda.errors import RoutingConfigError, Unresolvable
-from edgelambda.sam_import import Conversion, ImportOptions, convert, parse_overrides
+from edgelambda.sam_import import Conversion, ImportOptions, convert, is_sam_text, parse_overrides
 
 BASE = Path("/project")
 
@@ -389,7 +390,7 @@ def test_authorizers_become_the_box_login_unless_a_route_opts_out() -> None:
     assert by_path["/public"]["auth"] == "none"
     assert by_path["/private"]["cors"] == ["*"]
     (warning,) = result.warnings
-    assert warning.startswith("Resources.Api.Properties.Auth.DefaultAuthorizer: authorizer Cognito")
+    assert warning.startswith("Resources.Api.Properties.Auth: authorizer Cognito not applied")
 
 
 def test_schedules_rate_cron_v2_and_disabled() -> None:
@@ -561,3 +562,137 @@ def test_parameter_overrides(items: list[str], expected: dict[str, str]) -> None
 def test_a_parameter_override_without_equals_is_refused() -> None:
     with pytest.raises(ValueError, match="'Stage' is not KEY=VALUE"):
         parse_overrides(["Stage"])
+
+
+# --- what must never open a route or crash ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_auth", "api_auth"),
+    [
+        ("{ApiKeyRequired: true}", "{}"),
+        ("{Authorizer: NONE}", "{ApiKeyRequired: true}"),
+        ("{Authorizer: NONE}", "{ResourcePolicy: {IpRangeWhitelist: [10.0.0.0/8]}}"),
+        ("{}", "!If [IsProd, {DefaultAuthorizer: AWS_IAM}, !Ref AWS::NoValue]"),
+        ("{AuthorizationScopes: [!ImportValue scopes]}", "{DefaultAuthorizer: Cognito}"),
+    ],
+)
+def test_what_aws_would_guard_takes_the_box_login(event_auth: str, api_auth: str) -> None:
+    result = events(
+        f"""
+        Get:
+          Type: Api
+          Properties: {{Path: /private, Method: GET, RestApiId: !Ref Api, Auth: {event_auth}}}
+        """,
+        beside=f"""
+          Api:
+            Type: AWS::Serverless::Api
+            Properties:
+              StageName: prod
+              Auth: {api_auth}
+        """,
+    ).document["routes"]
+    assert [route["auth"] for route in result] == ["jwt"]
+
+
+def test_an_http_route_whose_path_has_no_local_value_is_skipped_not_a_catch_all() -> None:
+    result = events(
+        """
+        Get:
+          Type: HttpApi
+          Properties: {Path: !ImportValue shared-path, Method: GET}
+        """
+    )
+    assert result.document["routes"] == []
+    assert any("Events.Get" in warning for warning in result.warnings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Handler: a.b\n      Runtime: python3.12\n"
+        "      Events: {E: {Type: Api, Properties: x}}\n",
+        "Globals: {Function: 3}\n" + FUNCTION,
+        "Globals: [1]\n" + FUNCTION,
+        FUNCTION + "      Environment: [a]\n",
+        function_with("ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: abc}\n"),
+        "Resources:\n  T:\n    Type: AWS::Serverless::SimpleTable\n"
+        "    Properties: {PrimaryKey: [x]}\n",
+        "Resources:\n  L:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n"
+        "      ContentUri: layer\n      LayerName: !ImportValue name\n",
+        "Outputs: {A: {Fn::GetAtt: T.Arn}}\n" + FUNCTION + "      MemorySize: !Select [a, [1]]\n",
+        FUNCTION + "      Environment: {Variables: {A: !Sub [x, [1]]}}\n",
+        "Conditions: {A: !Condition A}\n" + FUNCTION + "      MemorySize: !If [A, 1, 2]\n",
+        "Resources:\n  Fn: [not, a, resource]\n",
+        FUNCTION + "      Events: [a, b]\n",
+    ],
+)
+def test_odd_templates_give_warnings_or_a_clear_error_never_a_crash(text: str) -> None:
+    """Each is either converted (with warnings) or refused naming the template: never a
+    Python error out of the converter."""
+    with contextlib.suppress(RoutingConfigError):
+        sam(text)
+
+
+def test_number_parameters_are_numbers() -> None:
+    result = sam(
+        "Parameters:\n  T: {Type: Number, Default: 30}\n  R: {Type: Number, Default: 2}\n"
+        + function_with("Timeout: !Ref T\nReservedConcurrentExecutions: !Ref R\n")
+    )
+    spec = result.document["functions"]["Fn"]
+    assert (spec["timeout"], spec["max_concurrency"]) == (30, 2)
+
+
+def test_a_schedule_disabled_through_a_parameter_is_not_scheduled() -> None:
+    result = sam(
+        "Parameters:\n  On: {Type: String, Default: 'false'}\n"
+        + function_with(
+            "Events:\n  Tick:\n    Type: Schedule\n"
+            "    Properties: {Schedule: rate(1 hour), Enabled: !Ref On}\n"
+        )
+    )
+    assert "schedule" not in result.document["functions"]["Fn"]
+
+
+def test_an_image_built_from_the_template_s_own_directory() -> None:
+    result = sam(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {PackageType: Image}\n    Metadata: {DockerContext: .}\n"
+    )
+    assert result.document["functions"]["Fn"]["image"] == "./"
+
+
+def test_cors_origins_given_as_one_string() -> None:
+    result = events(
+        """
+        Get:
+          Type: HttpApi
+          Properties: {Path: /a, Method: GET}
+        """,
+        beside="""
+          ServerlessHttpApi:
+            Type: AWS::Serverless::HttpApi
+            Properties: {CorsConfiguration: {AllowOrigins: "https://a.example"}}
+        """,
+    )
+    assert result.document["routes"][0]["cors"] == ["https://a.example"]
+
+
+def test_inline_code_is_index_as_cloudformation_writes_it() -> None:
+    result = sam(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Handler: app.handler\n      Runtime: python3.12\n      InlineCode: x = 1\n"
+    )
+    assert "Fn" not in result.document["functions"]
+    assert "index" in result.warnings[0]
+
+
+def test_a_json_template_is_a_template() -> None:
+    assert is_sam_text('{"AWSTemplateFormatVersion": "2010-09-09", "Resources": {}}')
+    assert not is_sam_text('{"functions": {}, "routes": []}')
+
+
+def test_yaml_1_1_sexagesimal_and_octal_numbers_stay_text() -> None:
+    template = load_template("A: 12:30\nB: 0755\nC: 10\nD: 1.5\nE: 0x1F\n", "t.yaml")
+    assert template == {"A": "12:30", "B": "0755", "C": 10, "D": 1.5, "E": 31}

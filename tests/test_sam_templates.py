@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from edgelambda.cfn_yaml import load_template
+from edgelambda.errors import RouteNotFound
 from edgelambda.routing_file import parse_routing
 from edgelambda.sam_import import Conversion, ImportOptions, convert, render
 
@@ -81,6 +82,11 @@ def test_web_backend_with_connectors() -> None:
     assert get_all["code"] == "."  # no CodeUri: the template's directory
     assert (get_all["runtime"], get_all["memory"], get_all["timeout"]) == ("python3.12", 128, 100)
     assert get_all["environment"] == {"SAMPLE_TABLE": "sam-app-SampleTable"}
+    for name, handler in (
+        ("getByIdFunction", "src/handlers/get_by_id.getByIdHandler"),
+        ("putItemFunction", "src/handlers/put_item.putItemHandler"),
+    ):
+        assert function(result, name) == {**get_all, "handler": handler}
     assert routes(result) == {
         ("GET", "/", "getAllItemsFunction", "1.0"),
         ("GET", "/{id}", "getByIdFunction", "1.0"),
@@ -111,6 +117,23 @@ def test_powertools_rest_proxy() -> None:
     assert routes(result) == {("ANY", "/{proxy+}", "ApiFunction", "1.0")}
     (route,) = result.document["routes"]
     assert route["cors"] == ["https://example.com"]  # Globals.Api.Cors, quotes removed
+    assert warnings_about(result, "Resources.ServerlessRestApi.Properties.BinaryMediaTypes")
+    (cors,) = warnings_about(result, "Resources.ServerlessRestApi.Properties.Cors")
+    assert "AllowHeaders, MaxAge" in cors
+    template_dir = TEMPLATES / "powertools-rest-proxy" / "sam"
+    table = parse_routing(
+        render(result, source="template.yaml"),
+        source="routing.yaml",
+        base_dir=template_dir,
+        code_root=template_dir.parent,
+    )
+    # The preflight is answered with the configured origin; the greedy path does not take /.
+    preflight = table.preflight("/todos", "GET")
+    assert preflight is not None
+    assert preflight[0].origins == frozenset({"https://example.com"})
+    assert table.match("GET", "/todos/1").route.function == "ApiFunction"
+    with pytest.raises(RouteNotFound):
+        table.match("GET", "/")
     assert tables(result) == {}
     assert buckets(result) == []
 
@@ -164,9 +187,17 @@ def test_http_api_with_an_authorizer_and_three_tables() -> None:
         128,
         100,
     )
-    assert locations["environment"]["LOCATIONS_TABLE"] == "sam-app-LocationsTable"
-    assert locations["environment"]["AWS_EMF_NAMESPACE"] == "sam-app"
+    assert locations["environment"] == {
+        "LOCATIONS_TABLE": "sam-app-LocationsTable",
+        "AWS_EMF_NAMESPACE": "sam-app",
+        "AWS_XRAY_TRACING_NAME": "sam-app",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    }
     authorizer = function(result, "AuthorizerFunction")
+    assert authorizer["environment"] == {
+        "AWS_XRAY_TRACING_NAME": "sam-app",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    }
     for unresolvable in ("USER_POOL_ID", "APPLICATION_CLIENT_ID", "ADMIN_GROUP_NAME"):
         assert unresolvable not in authorizer["environment"]
         (warning,) = warnings_about(
@@ -193,7 +224,8 @@ def test_http_api_with_an_authorizer_and_three_tables() -> None:
     # The API's default Lambda authorizer cannot run here: every route asks for the box's
     # login instead, never opened up.
     assert {r["auth"] for r in result.document["routes"]} == {"jwt"}
-    assert warnings_about(result, "Resources.HttpApi.Properties.Auth.DefaultAuthorizer")
+    (auth,) = warnings_about(result, "Resources.HttpApi.Properties.Auth")
+    assert "authorizer LambdaAuthorizer" in auth
     assert {r["cors"][0] for r in result.document["routes"]} == {"*"}
     assert set(tables(result)) == {
         "sam-app-LocationsTable",
@@ -202,14 +234,27 @@ def test_http_api_with_an_authorizer_and_three_tables() -> None:
     }
     assert hash_key(tables(result)["sam-app-LocationsTable"]) == ("locationid", "S")
     assert hash_key(tables(result)["sam-app-ResourcesTable"]) == ("resourceid", "S")
+    (by_location,) = tables(result)["sam-app-ResourcesTable"]["GlobalSecondaryIndexes"]
+    assert by_location["IndexName"] == "locationidGSI"
     bookings = tables(result)["sam-app-BookingsTable"]
     assert hash_key(bookings) == ("bookingid", "S")
+    assert {"AttributeName": "starttimeepochtime", "AttributeType": "N"} in bookings[
+        "AttributeDefinitions"
+    ]
+    ranges = [
+        key["AttributeName"]
+        for index in bookings["GlobalSecondaryIndexes"]
+        for key in index["KeySchema"]
+        if key["KeyType"] == "RANGE"
+    ]
+    assert "starttimeepochtime" in ranges
     assert {index["IndexName"] for index in bookings["GlobalSecondaryIndexes"]} == {
         "useridGSI",
         "bookingsByUserByTimeGSI",
         "bookingsByResourceByTimeGSI",
     }
     assert buckets(result) == []
+    assert len([w for w in result.warnings if "AWS::CloudWatch::Alarm" in w]) == 12
     for ignored in ("AlarmsKMSKey", "AlarmsTopic", "ApplicationDashboard", "AccessLogs"):
         assert warnings_about(result, f"Resources.{ignored}: ")
     assert warnings_about(result, "Resources.AuthorizerFunctionExecutionRole: AWS::IAM::Role")
@@ -293,7 +338,10 @@ def test_rss_feed_schedule_and_what_cannot_be_served() -> None:
     assert processor["environment"] == {"S3_BUCKET": bucket}  # a name picked for it
     assert result.document["routes"] == []
     sources = tables(result)["sam-app-SourcesTable"]
-    assert [k["KeyType"] for k in sources["KeySchema"]] == ["HASH", "RANGE"]
+    assert sources["KeySchema"] == [
+        {"AttributeName": "source", "KeyType": "HASH"},
+        {"AttributeName": "newfeedname", "KeyType": "RANGE"},
+    ]
     assert sources["BillingMode"] == "PAY_PER_REQUEST"
     for unserved in (
         "ChannelQueue",
@@ -321,23 +369,30 @@ def test_http_api_default_route_and_inline_code() -> None:
     assert "code" not in api
     assert routes(result) == {("ANY", "$default", "ApiFunction", "2.0")}
     assert result.warnings == ()
+    table = parse_routing(
+        render(result, source="template.yaml"), source="routing.yaml", base_dir=TEMPLATES
+    )
+    for method, path in (("GET", "/"), ("DELETE", "/any/path"), ("POST", "/a/b/c")):
+        assert table.match(method, path).route.function == "ApiFunction"
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "overrides"),
     [
-        "aws-sam-web-conn",
-        "powertools-rest-proxy",
-        "lambda-mock",
-        "apigw-lambda-layer",
-        "serverless-rest-api-http",
-        "rss-filtered-feed-gen",
-        "http-api-inline-default",
+        ("aws-sam-web-conn", {}),
+        ("powertools-rest-proxy", {}),
+        ("lambda-mock", {}),
+        ("apigw-lambda-layer", {}),
+        ("serverless-rest-api-http", {}),
+        ("apigw-monetization", MONETIZATION_PARAMETERS),
+        ("apigw-monetization", {}),
+        ("rss-filtered-feed-gen", {}),
+        ("http-api-inline-default", {}),
     ],
 )
-def test_each_conversion_is_a_valid_routing_file(name: str, tmp_path: Path) -> None:
+def test_each_conversion_is_a_valid_routing_file(name: str, overrides: dict[str, str]) -> None:
     """What `import-sam` writes is read back by the routing file's own parser."""
-    result = converted(name)
+    result = converted(name, **overrides)
     text = render(result, source=f"{name}/template.yaml")
     assert text.startswith(f"# Converted from the SAM template {name}/template.yaml")
     template_dir = (TEMPLATES / name).resolve()
@@ -348,3 +403,4 @@ def test_each_conversion_is_a_valid_routing_file(name: str, tmp_path: Path) -> N
     )
     assert set(table.functions) == set(result.document["functions"])
     assert len(table.routes) == len(result.document["routes"])
+    assert len(table.resources.tables) == len(tables(result))

@@ -85,7 +85,7 @@ def resolve(value: Any, scope: Scope) -> Any:
     if isinstance(value, dict):
         if is_intrinsic(value):
             ((name, argument),) = value.items()
-            return _FUNCTIONS[name](argument, scope)
+            return _call(name, argument, scope)
         resolved = {key: resolve(item, scope) for key, item in value.items()}
         return {key: item for key, item in resolved.items() if item is not NO_VALUE}
     if isinstance(value, list):
@@ -97,7 +97,20 @@ def test_condition(name: str, scope: Scope) -> bool:
     """The value of the template's condition ``name``."""
     if name not in scope.conditions:
         raise Unresolvable(f"no condition named {name}")
-    return _truth(resolve(scope.conditions[name], scope))
+    try:
+        return _truth(resolve(scope.conditions[name], scope))
+    except RecursionError:  # a condition that names itself, through others or directly
+        raise Unresolvable(f"condition {name} refers to itself") from None
+
+
+def _call(name: str, argument: object, scope: Scope) -> Any:
+    """One intrinsic function; arguments of the wrong shape have no value either."""
+    try:
+        return _FUNCTIONS[name](argument, scope)
+    except Unresolvable:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise Unresolvable(f"{name} with {argument!r}: {exc}") from exc
 
 
 def _truth(value: object) -> bool:
@@ -128,7 +141,10 @@ def _ref(argument: object, scope: Scope) -> object:
 
 
 def _get_att(argument: object, scope: Scope) -> object:
-    resource, name = (_text(part, "Fn::GetAtt") for part in resolve(argument, scope))
+    parts = resolve(argument, scope)
+    if isinstance(parts, str):  # the long form may name "Resource.Attribute" too
+        parts = parts.split(".", 1)
+    resource, name = (_text(part, "Fn::GetAtt") for part in _arguments(parts, 2, "Fn::GetAtt"))
     return scope.attribute(resource, name)
 
 
@@ -136,7 +152,9 @@ def _sub(argument: object, scope: Scope) -> str:
     template, variables = (
         (argument, {}) if not isinstance(argument, list) else _arguments(argument, 2, "Fn::Sub")
     )
-    local = {key: resolve(item, scope) for key, item in dict(variables).items()}
+    if not isinstance(variables, dict):
+        raise Unresolvable("Fn::Sub's variables must be a mapping")
+    local = {key: resolve(item, scope) for key, item in variables.items()}
 
     def value_of(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -8,7 +8,7 @@ CloudFormation's YAML differs from plain YAML in two ways that real templates re
   "Intrinsic function reference": each short form is the long form's ``Fn::`` key).
 - Values stay what CloudFormation makes of them: an unquoted ``2010-09-09`` is the text
   ``2010-09-09`` (CloudFormation has no date type), not the date ``yaml.safe_load`` builds;
-  ``Off`` is text, not YAML 1.1's boolean.
+  ``Off`` and ``0755`` are text, not YAML 1.1's boolean and octal number.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from edgelambda.errors import RoutingConfigError
+from edgelambda.yaml_reader import syntax_error
 
 __all__ = ["load_template"]
 
@@ -46,21 +47,36 @@ _FUNCTIONS = (
 )
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
 class _TemplateLoader(yaml.SafeLoader):
     """SafeLoader with CloudFormation's tags and without the timestamp type."""
 
 
-# The timestamp resolver goes, and booleans are YAML 1.2's (true/false only): YAML 1.1's
-# `on`, `off`, `yes`, `no` would turn an event named `Off` into the key False. Ints, floats
-# and null stay, since templates rely on them (`Timeout: 30`, `Enabled: true`).
+# YAML 1.1's implicit types that CloudFormation does not read so go, and YAML 1.2's core
+# ones replace them: no timestamps; booleans are true/false only (1.1's `on`, `off`, `yes`,
+# `no` would turn an event named `Off` into the key False); integers and floats are decimal
+# (1.1's `0755` octal and `12:30` base-60 stay text). Null stays.
+_DROPPED = (_TIMESTAMP_TAG, _BOOL_TAG, _INT_TAG, _FLOAT_TAG)
 _TemplateLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_TIMESTAMP_TAG, _BOOL_TAG)]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _TemplateLoader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_TemplateLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_TemplateLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?[0-9]+[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
 )
 
 
@@ -101,12 +117,8 @@ def load_template(text: str, source: str) -> dict[str, Any]:
     line when the YAML is broken or is not a mapping."""
     try:
         document = yaml.load(text, Loader=_TemplateLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise RoutingConfigError(source, line, "(syntax)", exc.problem or str(exc)) from exc
     except yaml.YAMLError as exc:
-        raise RoutingConfigError(source, None, "(syntax)", str(exc)) from exc
+        raise syntax_error(exc, source) from exc
     if not isinstance(document, dict):
         raise RoutingConfigError(source, None, "(top level)", "a template must be a mapping")
     return document

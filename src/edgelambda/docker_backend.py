@@ -184,7 +184,7 @@ class DockerBackend:
             limits=self._limits.code,
             layers=function.layers,
             inline=(
-                (images.inline_module_file(function.handler), function.inline_code)
+                (images.INLINE_MODULE_FILE, function.inline_code)
                 if function.inline_code is not None
                 else None
             ),

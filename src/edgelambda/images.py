@@ -32,7 +32,14 @@ from typing import IO
 
 from edgelambda.errors import CodeError
 
-IGNORED_NAMES = frozenset({"__pycache__", ".git", ".venv", ".pytest_cache", ".DS_Store"})
+# Caches, VCS data and SAM CLI's build directory (aws-lambda-builders leaves .aws-sam out of
+# a package too: PythonPipWorkflow.EXCLUDED_FILES).
+IGNORED_NAMES = frozenset(
+    {"__pycache__", ".git", ".venv", ".pytest_cache", ".DS_Store", ".aws-sam"}
+)
+# Where inline code goes: CloudFormation writes Code.ZipFile to a file named index
+# (AWS::Lambda::Function Code), so its handler is index.<function>.
+INLINE_MODULE_FILE = "index.py"
 TASK_ROOT = "/var/task"
 LAYERS_ROOT = "/opt"
 REQUIREMENTS = "requirements.txt"
@@ -139,13 +146,6 @@ def build_context(
             _add_tree(tar, "code/", code_dir, code_files(code_dir), budget)
 
     return _pack(write)
-
-
-def inline_module_file(handler: str) -> str:
-    """The file an inline handler's module is written to: ``index.handler`` -> ``index.py``,
-    ``pkg/mod.handler`` or ``pkg.mod.handler`` -> ``pkg/mod.py``."""
-    module = handler.rpartition(".")[0]
-    return module.replace(".", "/") + ".py"
 
 
 def image_context(build_dir: Path, dockerfile_name: str, *, limits: CodeLimits) -> BuildContext:

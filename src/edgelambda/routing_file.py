@@ -356,8 +356,13 @@ def _read_inline_code(reader: Reader, items: Mapping[str, Item], roots: _Roots) 
             raise reader.error(
                 items[other].key_node, items[other].key, "inline_code is the function's code"
             )
-    if "handler" not in items:
-        raise reader.error(item.key_node, item.key, "needs a handler naming its module")
+    handler = items.get("handler")
+    if handler is None or not str(reader.scalar(handler.node, handler.key)).startswith("index."):
+        # CloudFormation writes inline code to a file named index (AWS::Lambda::Function
+        # Code.ZipFile), and so does the gateway.
+        raise reader.error(
+            item.key_node, item.key, "is index.py: it needs handler: index.<function>"
+        )
     runtime = items.get("runtime")
     if runtime is not None and not str(reader.scalar(runtime.node, runtime.key)).startswith(
         "python"

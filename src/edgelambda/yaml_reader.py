@@ -42,12 +42,17 @@ def line_of(node: Node) -> int:
 def compose(text: str, source: str) -> Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
+    except yaml.YAMLError as exc:
+        raise syntax_error(exc, source) from exc
+
+
+def syntax_error(exc: yaml.YAMLError, source: str) -> RoutingConfigError:
+    """The error naming ``source`` and the line for YAML that does not parse."""
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise RoutingConfigError(source, line, "(syntax)", exc.problem or str(exc)) from exc
-    except yaml.YAMLError as exc:
-        raise RoutingConfigError(source, None, "(syntax)", str(exc)) from exc
+        return RoutingConfigError(source, line, "(syntax)", exc.problem or str(exc))
+    return RoutingConfigError(source, None, "(syntax)", str(exc))
 
 
 def is_null(node: Node | None) -> bool:
