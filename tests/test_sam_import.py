@@ -696,3 +696,8 @@ def test_a_json_template_is_a_template() -> None:
 def test_yaml_1_1_sexagesimal_and_octal_numbers_stay_text() -> None:
     template = load_template("A: 12:30\nB: 0755\nC: 10\nD: 1.5\nE: 0x1F\n", "t.yaml")
     assert template == {"A": "12:30", "B": "0755", "C": 10, "D": 1.5, "E": 31}
+
+
+def test_a_handler_that_is_not_text_is_an_error() -> None:
+    with pytest.raises(RoutingConfigError, match=r"Resources.Fn.Properties.Handler: must be text"):
+        sam(FUNCTION.replace("Handler: app.handler", "Handler: [app, handler]"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiodocker
 import pytest
+from structlog.testing import capture_logs
 
 from edgelambda.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 from tests.compose_stack import compose_env, data_client, get_json, remove_stack, run_command
@@ -193,3 +194,43 @@ async def test_inline_code_on_the_default_route_runs_through_the_gateway(
         response = await client.post(path, data=b"{}")
         assert response.status == 200, await response.text()
         assert await response.json() == {"routeKey": "$default", "rawPath": path}
+
+
+async def test_an_edited_template_is_reloaded_and_a_broken_edit_rejected(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    client = await gateway(INLINE_TEMPLATE)
+    assert (await client.get("/before")).status == 200
+    template = tmp_path / "routing.yaml"  # where the gateway fixture wrote it
+
+    # A REST route beside the catch-all, to another function: served once reloaded.
+    added = INLINE_TEMPLATE + textwrap.indent(
+        textwrap.dedent(
+            """\
+            Plain:
+              Type: AWS::Serverless::Function
+              Properties:
+                Runtime: python3.12
+                Handler: index.handler
+                InlineCode: |
+                  def handler(event, context):
+                      return {"statusCode": 200, "body": event["resource"]}
+                Events:
+                  Get: {Type: Api, Properties: {Path: /plain, Method: GET}}
+            """
+        ),
+        "  ",
+    )
+    template.write_text(added)
+    deadline = time.monotonic() + 15
+    while await (response := await client.get("/plain")).text() != "/plain":
+        assert time.monotonic() < deadline, f"never reloaded: {response.status}"
+        await asyncio.sleep(0.2)
+
+    with capture_logs() as logs:
+        template.write_text(added.replace("Handler: index.handler", "Handler: [broken]", 1))
+        deadline = time.monotonic() + 15
+        while not any(entry["event"].startswith("routing reload rejected") for entry in logs):
+            assert time.monotonic() < deadline, "the broken edit was never read"
+            await asyncio.sleep(0.1)
+    assert await (await client.get("/plain")).text() == "/plain"  # the old table serves on

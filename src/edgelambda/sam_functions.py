@@ -121,6 +121,9 @@ class FunctionReader:
         runtime = self.values.value(f"{key}.Runtime", properties["Runtime"], "skipped")
         if handler is None or runtime is None:
             return None
+        for name, value in (("Handler", handler), ("Runtime", runtime)):
+            if not isinstance(value, str):
+                raise RoutingConfigError(self.source, None, f"{key}.{name}", "must be text")
         spec: dict[str, Any] = {"handler": str(handler), "runtime": str(runtime)}
         if "InlineCode" in properties:
             return self._inline(key, spec, properties["InlineCode"])
