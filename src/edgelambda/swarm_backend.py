@@ -1,0 +1,334 @@
+"""The Docker Swarm backend's engine half: a sandbox is a one-replica service whose single task
+the Swarm scheduler places on any node that fits it, on an attachable overlay network.
+
+What a cluster changes, and how this module meets it (Docker Engine API 1.41, "Services",
+"Tasks"; swarmkit's task states):
+
+- **No restart, no pause.** A task that stopped is gone (a service never starts the same
+  container again) and a frozen container is an engine-local notion: :meth:`stop` removes
+  the service, :meth:`restart`, :meth:`pause` and :meth:`unpause` raise EngineUnavailable,
+  which the pool treats as a failed warm start / freeze (it starts a new sandbox).
+- **No VIP.** Services get ``dnsrr`` endpoints: a virtual IP needs the kernel's IPVS, which
+  these machines lack ("No route to host" through a service's VIP, while its task's own
+  address answers), and sandboxes are never called by service name anyway.
+- **Exits** are task state changes, which the engine's event stream does not carry: they
+  are polled from the manager.
+- **Memory peaks** need the node's own engine: not known here (REPORT leaves the line out).
+- **Output** is the service's log, which the manager gathers from whichever node runs it.
+
+Still to come before the backend can be chosen: the gateway's wiring (EDGELAMBDA_BACKEND),
+the registry the nodes pull function images from, and node loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiodocker
+import structlog
+
+from edgelambda.containers import LABEL_STACK, ContainerExit, ContainerSpec, StartedContainer
+from edgelambda.docker_backend import (
+    NOT_FOUND,
+    LogLimits,
+    close_engine_client,
+    engine_client,
+    engine_errors,
+    log_config,
+)
+from edgelambda.docker_logs import FRAME_STREAMS, NO_TIMEOUT, read_frame
+from edgelambda.errors import EngineUnavailable
+from edgelambda.logs import OutputLine, parse_docker_line
+
+log = structlog.get_logger(__name__)
+
+TASK_START_S = 120.0  # placement, the image's pull on its node, and the container's start
+TASK_POLL_S = 0.25
+NETWORK_READY_S = 10.0
+EXIT_POLL_S = 0.5
+# swarmkit's task states at and after which its container has ended (api/types.proto).
+ENDED_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+FAILED_BEFORE_RUNNING = frozenset({"failed", "rejected", "orphaned", "shutdown", "remove"})
+
+
+def service_spec(
+    spec: ContainerSpec, *, placement: Sequence[str] = (), logs: LogLimits | None = None
+) -> dict[str, Any]:
+    """The ``services/create`` task template (as aiodocker takes it) of a hardened one-task
+    sandbox: the limits,
+    user, read-only root, dropped capabilities and /tmp of the Docker backend's
+    ``engine_config``, and ``placement`` constraints (``node.labels.zone == edge-a``)."""
+    memory = spec.memory_mb * 1024 * 1024
+    entrypoint = {} if spec.entrypoint is None else {"Command": list(spec.entrypoint)}
+    container = {
+        **entrypoint,
+        "Image": spec.image,
+        "Args": list(spec.command),
+        "Env": dict(spec.env),  # aiodocker's services.create writes the KEY=value list
+        "Labels": dict(spec.labels),
+        "User": spec.user,
+        "ReadOnly": True,
+        "CapabilityDrop": ["ALL"],
+        # "IP name" lines, not docker run's "name:IP" (swarmkit ContainerSpec.hosts).
+        "Hosts": [" ".join(reversed(line.rsplit(":", 1))) for line in spec.extra_hosts],
+        "Mounts": [
+            {
+                "Type": "tmpfs",
+                "Target": "/tmp",
+                "TmpfsOptions": {"SizeBytes": spec.tmp_size_mb * 1024 * 1024, "Mode": 0o1777},
+            }
+        ],
+    }
+    return {
+        "ContainerSpec": container,
+        "Resources": {
+            "Limits": {
+                "MemoryBytes": memory,
+                "NanoCPUs": int(spec.cpus * 1e9),
+                "Pids": spec.pids_limit,
+            },
+            # The scheduler places a task only on a node with this much memory free.
+            "Reservations": {"MemoryBytes": memory},
+        },
+        "RestartPolicy": {"Condition": "none"},  # a sandbox that ends is replaced, not restarted
+        "Placement": {"Constraints": list(placement)},
+        "Networks": [{"Target": spec.network}],
+        "LogDriver": {"Name": "json-file", "Options": log_config(logs or LogLimits())["Config"]},
+    }
+
+
+def task_address(task: dict[str, Any], network: str) -> str | None:
+    """A task's IPv4 address on ``network`` (its attachment's first address, less the
+    prefix length), or None while it has none."""
+    for attachment in task.get("NetworksAttachments") or []:
+        if attachment.get("Network", {}).get("Spec", {}).get("Name") == network:
+            addresses = attachment.get("Addresses") or []
+            return str(addresses[0]).partition("/")[0] if addresses else None
+    return None
+
+
+def has_run(task: dict[str, Any]) -> bool:
+    """Whether a task's container started: it runs, or it ran and ended (it has an exit
+    code), as a container that exits at once does."""
+    status = task.get("Status", {})
+    return status.get("State") == "running" or (
+        status.get("State") in ENDED_STATES
+        and status.get("ContainerStatus", {}).get("ExitCode") is not None
+        and bool(status.get("ContainerStatus", {}).get("ContainerID"))
+    )
+
+
+def task_exit(service_id: str, task: dict[str, Any]) -> ContainerExit:
+    """A task that ended, as the pool sees a container's exit; 137 with an OOM-killed
+    container is what the engine reports for one (the manager cannot tell more)."""
+    status = task.get("Status", {})
+    exit_code = status.get("ContainerStatus", {}).get("ExitCode")
+    return ContainerExit(
+        service_id, exit_code=int(exit_code) if exit_code is not None else -1, is_oom=False
+    )
+
+
+class SwarmBackend:
+    """The Swarm half of :class:`edgelambda.containers.ContainerBackend`: sandboxes as
+    services on the manager the client talks to."""
+
+    def __init__(self, docker: aiodocker.Docker, logs: LogLimits | None = None) -> None:
+        self._docker = docker
+        self._logs = logs or LogLimits()
+        self._networks: dict[str, str] = {}  # service id -> its network's name
+
+    @classmethod
+    async def connect(cls, logs: LogLimits | None = None) -> SwarmBackend:
+        """Connect to the engine aiodocker finds, which must be a Swarm manager."""
+        async with engine_errors("connect"):
+            docker = await engine_client()
+            try:
+                info = await docker.system.info()
+            except BaseException:
+                await close_engine_client(docker)
+                raise
+        swarm = info.get("Swarm", {})
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            await close_engine_client(docker)
+            raise EngineUnavailable(
+                "the engine is not a Swarm manager (docker swarm init, or DOCKER_HOST of one)"
+            )
+        return cls(docker, logs)
+
+    async def close(self) -> None:
+        await close_engine_client(self._docker)
+
+    async def network_gateway(self, network: str) -> str:
+        """Ensure the attachable overlay network exists; its gateway address."""
+        async with engine_errors(f"network {network}"):
+            found = await self._docker.networks.list(filters={"name": network})
+            exact = [n for n in found if n["Name"] == network]
+            if exact:
+                info = exact[0]
+            else:
+                created = await self._docker.networks.create(
+                    {
+                        "Name": network,
+                        "Driver": "overlay",
+                        "Attachable": True,
+                        "CheckDuplicate": True,
+                    }
+                )
+                info = await created.show()
+                log.info("overlay network created", network=network)
+            deadline = time.monotonic() + NETWORK_READY_S
+            while not (gateway := _gateway(info)) and time.monotonic() < deadline:
+                # The manager allocates a new overlay's subnet a moment after creating it.
+                await asyncio.sleep(TASK_POLL_S)
+                info = await (await self._docker.networks.get(info["Id"])).show()
+        if not gateway:
+            raise EngineUnavailable(f"network {network} has no IPv4 gateway address")
+        return gateway
+
+    async def start(self, spec: ContainerSpec, placement: Sequence[str] = ()) -> StartedContainer:
+        async with engine_errors(f"start {spec.name}"):
+            created = await self._docker.services.create(
+                service_spec(spec, placement=placement, logs=self._logs),
+                name=spec.name,
+                labels=dict(spec.labels),
+                mode={"Replicated": {"Replicas": 1}},
+                endpoint_spec={"Mode": "dnsrr"},
+            )
+        service_id = str(created["ID"])
+        self._networks[service_id] = spec.network
+        try:
+            address = await self._running_address(service_id, spec.network)
+        except BaseException:
+            await self._remove_quietly(service_id)
+            raise
+        return StartedContainer(id=service_id, address=address)
+
+    async def _running_address(self, service_id: str, network: str) -> str:
+        """Wait (bounded) for the service's task to run; its address on ``network``."""
+        deadline = time.monotonic() + TASK_START_S
+        while time.monotonic() < deadline:
+            task = await self._task_of(service_id)
+            state = task.get("Status", {}).get("State") if task else None
+            if task and has_run(task) and (address := task_address(task, network)):
+                return address  # running, or already ended: exits() reports that
+            if task and state in FAILED_BEFORE_RUNNING:
+                error = task.get("Status", {}).get("Err") or state
+                raise EngineUnavailable(f"service {service_id[:12]}: its task {state}: {error}")
+            await asyncio.sleep(TASK_POLL_S)
+        raise EngineUnavailable(
+            f"service {service_id[:12]}: no task running after {TASK_START_S:g} s"
+        )
+
+    async def _task_of(self, service_id: str) -> dict[str, Any] | None:
+        async with engine_errors(f"tasks of {service_id[:12]}"):
+            tasks = await self._docker.tasks.list(filters={"service": service_id})
+        return dict(tasks[-1]) if tasks else None
+
+    async def stop(self, container_id: str) -> None:
+        """A task cannot be stopped and started again: the service goes."""
+        await self.remove(container_id)
+
+    async def restart(self, container_id: str) -> str:
+        raise EngineUnavailable("a Swarm task is never started again; a new sandbox starts")
+
+    async def pause(self, container_id: str) -> None:
+        raise EngineUnavailable("Swarm has no frozen standby (pause is one engine's)")
+
+    async def unpause(self, container_id: str) -> None:
+        raise EngineUnavailable("Swarm has no frozen standby (pause is one engine's)")
+
+    async def remove(self, container_id: str) -> None:
+        self._networks.pop(container_id, None)
+        async with engine_errors(f"remove {container_id[:12]}"):
+            try:
+                await self._docker.services.delete(container_id)
+            except aiodocker.DockerError as exc:
+                if exc.status != NOT_FOUND:
+                    raise
+
+    async def remove_stack(self, stack: str) -> int:
+        found = await self._services(stack)
+        await asyncio.gather(*(self.remove(str(s["ID"])) for s in found))
+        return len(found)
+
+    async def running_containers(self, stack: str) -> set[str]:
+        """The stack's services whose task runs (a removed service's task lingers a moment,
+        still running, while its node stops it: it does not count)."""
+        services = {str(s["ID"]) for s in await self._services(stack)}
+        async with engine_errors(f"tasks of {stack}"):
+            tasks = await self._docker.tasks.list(filters={"label": f"{LABEL_STACK}={stack}"})
+        return {
+            str(t["ServiceID"])
+            for t in tasks
+            if t.get("Status", {}).get("State") == "running" and t["ServiceID"] in services
+        }
+
+    async def output(self, container_id: str, since_s: float) -> AsyncIterator[OutputLine]:
+        """The service's log (the manager gathers it from the task's node), both streams
+        told apart by the multiplexed stream's frames, as a container's are."""
+        params = {
+            "follow": "1",
+            "timestamps": "1",
+            "stdout": "1",
+            "stderr": "1",
+            "since": str(int(since_s)),  # whole seconds: older lines are dropped below
+        }
+        # aiodocker's logs() would leave the connection open when the stream is left early;
+        # the response is closed here, whatever happens.
+        query = self._docker._query(
+            f"services/{container_id}/logs", params=params, timeout=NO_TIMEOUT
+        )
+        async with engine_errors(f"logs of {container_id[:12]}"), query as response:
+            try:
+                while (frame := await read_frame(response.content)) is not None:
+                    if (line := _output_line(*frame, since_s)) is not None:
+                        yield line
+            finally:
+                response.close()
+
+    async def memory_peak_mb(self, container_id: str) -> int | None:
+        return None  # a container's stats are its own node's engine's
+
+    async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
+        """Tasks of ``stack`` that ended, each once, polled every :data:`EXIT_POLL_S`."""
+        reported: set[str] = set()
+        while True:
+            async with engine_errors(f"tasks of {stack}"):
+                tasks = await self._docker.tasks.list(filters={"label": f"{LABEL_STACK}={stack}"})
+            for task in tasks:
+                state = task.get("Status", {}).get("State")
+                if state in ENDED_STATES and task["ID"] not in reported:
+                    reported.add(str(task["ID"]))
+                    yield task_exit(str(task["ServiceID"]), dict(task))
+            await asyncio.sleep(EXIT_POLL_S)
+
+    async def _services(self, stack: str) -> list[Any]:
+        async with engine_errors(f"services of {stack}"):
+            return list(
+                await self._docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})
+            )
+
+    async def _remove_quietly(self, service_id: str) -> None:
+        try:
+            await self.remove(service_id)
+        except EngineUnavailable as exc:
+            log.warning("could not remove service", service=service_id[:12], error=str(exc))
+
+
+def _gateway(info: dict[str, Any]) -> str | None:
+    configs = info.get("IPAM", {}).get("Config") or []
+    gateways = [c["Gateway"] for c in configs if "." in c.get("Gateway", "")]
+    return str(gateways[0]) if gateways else None
+
+
+def _output_line(kind: int, data: bytes, since_s: float) -> OutputLine | None:
+    """One frame of a service's log (``<RFC 3339 stamp> <text>``); None for another stream
+    type, or a line stamped before ``since_s``."""
+    stream = FRAME_STREAMS.get(kind)
+    if stream is None or not data:
+        return None
+    time_s, text = parse_docker_line(data.decode("utf-8", "replace"))
+    return OutputLine(time_s, stream, text) if time_s >= since_s else None
