@@ -18,7 +18,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
+from edgelambda.containers import BackendAbilities, ContainerExit, ContainerSpec, StartedContainer
 from edgelambda.listener import ConnectionLimits
 from edgelambda.logs import OutputLine
 from edgelambda.pool import Pool
@@ -48,6 +48,8 @@ def function_spec(
 class FakeBackend:
     """Records what the pool asks of the engine; containers get 10.0.0.N addresses, or
     ``address`` every time (a fake runtime calling from 127.0.0.1 is then the container)."""
+
+    abilities = BackendAbilities()
 
     def __init__(self, *, address: str | None = None) -> None:
         self.address = address

@@ -174,3 +174,10 @@ def test_an_explicit_stack_wins() -> None:
 def test_the_gateway_runs_on_uvloop_unless_told_otherwise() -> None:
     assert Settings.from_env({}).event_loop == "uvloop"  # a dependency, so installed
     assert Settings.from_env({"EDGELAMBDA_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+
+
+def test_the_backend_is_docker_unless_swarm_is_named() -> None:
+    assert Settings.from_env({}).backend == "docker"
+    assert Settings.from_env({"EDGELAMBDA_BACKEND": "swarm"}).backend == "swarm"
+    with pytest.raises(ConfigError, match="EDGELAMBDA_BACKEND='k8s': must be docker or swarm"):
+        Settings.from_env({"EDGELAMBDA_BACKEND": "k8s"})

@@ -10,7 +10,12 @@ from dataclasses import replace
 import pytest
 from structlog.testing import capture_logs
 
-from edgelambda.containers import ContainerExit, ContainerSpec, StartedContainer
+from edgelambda.containers import (
+    BackendAbilities,
+    ContainerExit,
+    ContainerSpec,
+    StartedContainer,
+)
 from edgelambda.errors import (
     EngineUnavailable,
     RouteNotFound,
@@ -77,6 +82,40 @@ async def test_idle_sandboxes_stop_then_warm_start_then_expire() -> None:
     pool.reap(clock.now_s)
     await settle()
     assert backend.removed == ["c1"]  # stopped past the retention period
+    await stop_all(first, second)
+    await pool.close()
+
+
+class ClusterBackend(FakeBackend):
+    """A backend that cannot start a container again nor freeze one, as Swarm's."""
+
+    abilities = BackendAbilities(can_restart=False, can_freeze=False)
+
+
+async def test_where_the_backend_cannot_restart_or_freeze_an_idle_sandbox_is_retired() -> None:
+    backend, clock = ClusterBackend(), Clock()
+    pool = make_pool(backend, function_spec(), clock=clock, freeze_after_s=1)
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"1")))
+    await settle()
+    first = asyncio.create_task(runtime(pool, "10.0.0.2", lambda p: p))
+    await call
+    await settle()
+
+    clock.now_s += 30  # past freeze_after: nothing to freeze with
+    pool.reap(clock.now_s)
+    await settle()
+    assert backend.paused == []
+    clock.now_s += 30  # past the idle timeout: retired, not kept stopped
+    pool.reap(clock.now_s)
+    await settle()
+    assert (backend.stopped, backend.removed) == ([], ["c1"])
+
+    call = asyncio.create_task(pool.invoke("fn", Invocation(payload=b"2")))
+    await settle()
+    assert backend.restarted == []  # a new sandbox, never a restart
+    assert len(backend.started) == 2
+    second = asyncio.create_task(runtime(pool, "10.0.0.3", lambda p: p + b"!"))
+    assert (await call).payload == b"2!"
     await stop_all(first, second)
     await pool.close()
 

@@ -293,3 +293,23 @@ def test_a_relative_code_root_is_taken_from_the_working_directory(
     table = load_routing(routing, code_root=Path("."))
 
     assert table.functions["f"].code_dir.resolve() == tmp_path / "src"
+
+
+# --- placement ---------------------------------------------------------------------------------
+
+
+def test_placement_constraints_are_kept_as_swarm_writes_them() -> None:
+    table = parse(
+        "functions:\n  f:\n    handler: a.b\n"
+        "    placement: [node.labels.zone == edge-a, 'node.role!=manager']\n"
+    )
+
+    assert table.functions["f"].placement == ("node.labels.zone == edge-a", "node.role!=manager")
+
+
+def test_a_placement_that_is_not_a_constraint_names_line_and_key() -> None:
+    with pytest.raises(RoutingConfigError) as caught:
+        parse("functions:\n  f:\n    handler: a.b\n    placement: [edge-a]\n")
+
+    assert (caught.value.line, caught.value.key) == (4, "functions.f.placement")
+    assert "is not <attribute> == <value>" in caught.value.problem

@@ -16,11 +16,12 @@ SPEC = ContainerSpec(
     memory_mb=256,
     cpus=1.5,
     extra_hosts=("runtime-secret:10.0.0.2",),
+    placement=("node.labels.zone == edge-a",),
 )
 
 
 def test_a_sandbox_service_is_as_hardened_as_a_container() -> None:
-    template = service_spec(SPEC, placement=("node.labels.zone == edge-a",))
+    template = service_spec(SPEC)
 
     container = template["ContainerSpec"]
     assert (container["User"], container["ReadOnly"]) == ("993:990", True)

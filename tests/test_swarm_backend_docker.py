@@ -18,6 +18,7 @@ from edgelambda.containers import LABEL_STACK, ContainerBackend, ContainerSpec
 from edgelambda.errors import EngineUnavailable
 from edgelambda.swarm_backend import SwarmBackend
 from tests.conftest import BASE_IMAGE
+from tests.swarm_cluster import single_node_swarm
 
 pytestmark = pytest.mark.docker
 
@@ -37,22 +38,8 @@ sys.exit(int(sys.argv[1])) if len(sys.argv) > 1 else time.sleep(600)
 
 @pytest.fixture
 async def swarm(docker: aiodocker.Docker) -> AsyncIterator[str]:
-    """A single-node swarm on the host engine for the test, and an overlay network of its
-    own; the engine leaves the swarm afterwards (unless it was a manager already)."""
-    info = await docker.system.info()
-    was_active = info["Swarm"]["LocalNodeState"] == "active"
-    if not was_active:
-        await docker.swarm.init(advertise_addr="127.0.0.1")
-    network = f"elswarm-{uuid.uuid4().hex[:8]}"
-    try:
+    async with single_node_swarm(docker) as network:
         yield network
-    finally:
-        for net in await docker.networks.list(filters={"name": network}):
-            await (await docker.networks.get(net["Id"])).delete()
-        if not was_active:
-            await docker.swarm.leave(force=True)
-            for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
-                await (await docker.networks.get(net["Id"])).delete()
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from edgelambda.listener import ConnectionLimits, GuardedSite
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_configured_routing, parse_routing
 from edgelambda.sam_import import convert, parse_overrides, render
+from edgelambda.swarm_backend import SwarmBackend
 
 EXIT_STARTUP_FAILURE = 3  # bad configuration or no engine: nothing was served
 INVOKE_TIMEOUT_S = 960  # above Lambda's 15 minute maximum
@@ -324,7 +325,7 @@ def print_routes(table: RoutingTable) -> None:
 async def serve(settings: Settings, table: RoutingTable) -> None:
     """Serve until SIGTERM or SIGINT, then shut down in order: stop accepting, drain
     in-flight work, remove every container, close the engine client."""
-    backend = await DockerBackend.connect(BackendLimits.from_settings(settings))
+    backend = await connect_backend(settings)
     try:
         runner = web.AppRunner(
             create_app(settings, table, backend),
@@ -343,6 +344,14 @@ async def serve(settings: Settings, table: RoutingTable) -> None:
             await runner.cleanup()
     finally:
         await backend.close()
+
+
+async def connect_backend(settings: Settings) -> DockerBackend | SwarmBackend:
+    """The backend EDGELAMBDA_BACKEND names, connected to the engine aiodocker finds."""
+    limits = BackendLimits.from_settings(settings)
+    if settings.backend == "swarm":
+        return await SwarmBackend.connect(limits)
+    return await DockerBackend.connect(limits)
 
 
 def _warn_if_open(settings: Settings) -> None:

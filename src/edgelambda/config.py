@@ -132,6 +132,8 @@ class Settings:
     log_format: str = "console"
     # "uvloop" when it is installed, else "asyncio".
     event_loop: str = field(default_factory=lambda: _default_event_loop())
+    # docker: containers on the one engine; swarm: tasks of the Swarm that engine manages.
+    backend: str = "docker"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -230,6 +232,7 @@ class Settings:
             ),
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
             event_loop=_read(env, "EDGELAMBDA_EVENT_LOOP", _default_event_loop(), _event_loop),
+            backend=_read(env, "EDGELAMBDA_BACKEND", cls.backend, _backend),
         )
         if not env.get("EDGELAMBDA_STACK", "").strip():
             stack = default_stack(settings.data_dir, settings.port, settings.docker_network)
@@ -429,6 +432,12 @@ def _sam_parameters(raw: str) -> dict[str, str]:
 def _label_value(raw: str) -> str:
     if not raw.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError("only letters, digits, '-', '_' and '.' are allowed")
+    return raw
+
+
+def _backend(raw: str) -> str:
+    if raw not in {"docker", "swarm"}:
+        raise ValueError("must be docker or swarm")
     return raw
 
 

@@ -41,6 +41,9 @@ class ContainerSpec:
     tmp_size_mb: int = TMP_SIZE_MB
     entrypoint: tuple[str, ...] | None = None  # None: the image's own
     extra_hosts: tuple[str, ...] = ()  # "name:address" lines for the container's /etc/hosts
+    # Where a cluster may place it (Swarm constraints, "node.labels.zone == edge-a"); one
+    # engine has one place.
+    placement: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,21 @@ class ContainerExit:
     is_oom: bool
 
 
+@dataclass(frozen=True)
+class BackendAbilities:
+    """What a backend can do beyond running containers: keep a stopped one to start again
+    (a warm start), and freeze a running one (the frozen standby). One engine can; a
+    cluster's scheduler cannot (its tasks are never started again, and freezing is one
+    node's own)."""
+
+    can_restart: bool = True
+    can_freeze: bool = True
+
+
 class ContainerBackend(Protocol):
     """The container engine as the pool sees it."""
+
+    abilities: BackendAbilities
 
     async def network_gateway(self, network: str) -> str:
         """Ensure the bridge network exists; return its gateway address."""
@@ -161,6 +177,7 @@ def container_spec(
             LABEL_IMAGE: image,
         },
         network=network,
+        placement=function.placement,
         memory_mb=function.memory_mb,
         # At least one full CPU: Lambda's small fractions would make cold starts crawl here.
         cpus=min(float(host_cpus), max(1.0, function.memory_mb / MB_PER_VCPU)),

@@ -22,6 +22,7 @@ from edgelambda.config import Settings
 from edgelambda.containers import (
     LABEL_FUNCTION,
     LABEL_STACK,
+    BackendAbilities,
     ContainerExit,
     ContainerSpec,
     StartedContainer,
@@ -101,6 +102,8 @@ async def close_engine_client(docker: aiodocker.Docker) -> None:
 
 class DockerBackend:
     """:class:`edgelambda.containers.ContainerBackend` on the Docker Engine API."""
+
+    abilities = BackendAbilities()  # one engine keeps and freezes containers
 
     def __init__(self, docker: aiodocker.Docker, limits: BackendLimits | None = None) -> None:
         self._docker = docker

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerExit
+from edgelambda.containers import BackendAbilities, ContainerExit
 from edgelambda.errors import EdgeLambdaError, RouteNotFound
 from edgelambda.invocation import (
     INIT_TIMEOUT_ERROR_TYPE,
@@ -34,8 +34,13 @@ from edgelambda.tasks import TaskSet
 log = structlog.get_logger(__name__)
 
 
-def freeze_after_s(settings: Settings, function: FunctionSpec) -> float:
-    """How long ``function``'s ready sandboxes idle before they are frozen (0: never)."""
+def freeze_after_s(
+    settings: Settings, function: FunctionSpec, abilities: BackendAbilities | None = None
+) -> float:
+    """How long ``function``'s ready sandboxes idle before they are frozen (0: never, also
+    where the backend cannot freeze)."""
+    if abilities is not None and not abilities.can_freeze:
+        return 0.0
     return settings.freeze_after_s if function.freeze_after_s is None else function.freeze_after_s
 
 
@@ -212,7 +217,9 @@ class Lifecycle:
             plan = reap_plan(
                 pool,
                 now_s=now_s,
-                freeze_after_s=freeze_after_s(self._settings, pool.function),
+                freeze_after_s=freeze_after_s(
+                    self._settings, pool.function, self._engine.abilities
+                ),
                 idle_timeout_s=pool.function.idle_timeout_s or self._settings.idle_timeout_s,
                 retention_s=self._settings.stopped_retention_s,
             )
@@ -272,7 +279,11 @@ class Lifecycle:
 
     def _stop(self, pool: FunctionPool, sandbox: Sandbox, now_s: float) -> None:
         """Stop an idle sandbox's container (frozen or not) but keep it for a warm start;
-        the engine kills a paused container as it does a running one."""
+        the engine kills a paused container as it does a running one. A backend that cannot
+        start a container again has nothing to keep: the sandbox is retired."""
+        if not self._engine.abilities.can_restart:
+            self.retire(sandbox, reason="idle")
+            return
         sandbox.stop(now_s)
         pool.unpark(sandbox)
         self._engine.forget_address(sandbox)  # the engine gives it a new address on restart

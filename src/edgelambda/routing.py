@@ -83,6 +83,8 @@ class FunctionSpec:
     dockerfile: str | None = None
     # The handler's module written out in full (SAM's InlineCode); code_dir is then unused.
     inline_code: str | None = None
+    # Swarm placement constraints of its sandboxes (node labels as Swarm writes them).
+    placement: tuple[str, ...] = ()
 
     @property
     def source_paths(self) -> tuple[Path, ...]:

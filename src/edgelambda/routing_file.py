@@ -79,6 +79,7 @@ _FUNCTION_KEYS = _SETTING_KEYS | {
     "handler",
     "code",
     "inline_code",
+    "placement",
     "image",
     "dockerfile",
     "min_warm",
@@ -110,6 +111,8 @@ _RESERVED_ENV = frozenset(
     }
 )
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+# A Swarm placement constraint (docker service create --constraint).
+_CONSTRAINT = re.compile(r"[A-Za-z][\w.-]*\s*(?:==|!=)\s*\S.*")
 # awslambdaric splits on the last dot and accepts "/" or "." between package parts.
 _HANDLER = re.compile(rf"{_IDENTIFIER}(?:[./]{_IDENTIFIER})*\.{_IDENTIFIER}")
 
@@ -292,7 +295,22 @@ def _read_function(
         layers=_function_layers(reader, items, source, own, defaults),
         dockerfile=source.dockerfile,
         inline_code=source.inline_code,
+        placement=_read_placement(reader, items),
     )
+
+
+def _read_placement(reader: Reader, items: Mapping[str, Item]) -> tuple[str, ...]:
+    """Swarm placement constraints, ``<attribute> == <value>`` or ``!=`` (node.labels.zone,
+    node.hostname, node.role, ...: Swarm's own syntax, passed on as written)."""
+    item = items.get("placement")
+    if item is None:
+        return ()
+    constraints = []
+    for constraint, node in reader.strings(item):
+        if not _CONSTRAINT.fullmatch(constraint.strip()):
+            raise reader.error(node, item.key, f"{constraint!r} is not <attribute> == <value>")
+        constraints.append(constraint.strip())
+    return tuple(constraints)
 
 
 def _read_handler(reader: Reader, item: Item) -> str:

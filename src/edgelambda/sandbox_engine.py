@@ -19,7 +19,12 @@ import structlog
 
 from edgelambda.backoff import backoff_s
 from edgelambda.config import Settings
-from edgelambda.containers import ContainerBackend, ContainerExit, container_spec
+from edgelambda.containers import (
+    BackendAbilities,
+    ContainerBackend,
+    ContainerExit,
+    container_spec,
+)
 from edgelambda.errors import EngineUnavailable
 from edgelambda.sandbox import Sandbox
 
@@ -56,6 +61,10 @@ class SandboxEngine:
         self._by_token: dict[str, Sandbox] = {}
         self._by_container: dict[str, Sandbox] = {}
         self._registered = asyncio.Condition()
+
+    @property
+    def abilities(self) -> BackendAbilities:
+        return self._backend.abilities
 
     # -- containers ---------------------------------------------------------------------
 

@@ -24,15 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiodocker
 import structlog
 
-from edgelambda.containers import LABEL_STACK, ContainerExit, ContainerSpec, StartedContainer
+from edgelambda.containers import (
+    LABEL_STACK,
+    BackendAbilities,
+    ContainerExit,
+    ContainerSpec,
+    StartedContainer,
+)
 from edgelambda.docker_backend import (
     NOT_FOUND,
+    BackendLimits,
+    DockerBackend,
     LogLimits,
     close_engine_client,
     engine_client,
@@ -42,6 +50,7 @@ from edgelambda.docker_backend import (
 from edgelambda.docker_logs import FRAME_STREAMS, NO_TIMEOUT, read_frame
 from edgelambda.errors import EngineUnavailable
 from edgelambda.logs import OutputLine, parse_docker_line
+from edgelambda.routing import FunctionSpec
 
 log = structlog.get_logger(__name__)
 
@@ -54,13 +63,12 @@ ENDED_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphane
 FAILED_BEFORE_RUNNING = frozenset({"failed", "rejected", "orphaned", "shutdown", "remove"})
 
 
-def service_spec(
-    spec: ContainerSpec, *, placement: Sequence[str] = (), logs: LogLimits | None = None
-) -> dict[str, Any]:
+def service_spec(spec: ContainerSpec, *, logs: LogLimits | None = None) -> dict[str, Any]:
     """The ``services/create`` task template (as aiodocker takes it) of a hardened one-task
     sandbox: the limits,
     user, read-only root, dropped capabilities and /tmp of the Docker backend's
-    ``engine_config``, and ``placement`` constraints (``node.labels.zone == edge-a``)."""
+    ``engine_config``, and the function's placement constraints
+    (``node.labels.zone == edge-a``)."""
     memory = spec.memory_mb * 1024 * 1024
     entrypoint = {} if spec.entrypoint is None else {"Command": list(spec.entrypoint)}
     container = {
@@ -94,7 +102,7 @@ def service_spec(
             "Reservations": {"MemoryBytes": memory},
         },
         "RestartPolicy": {"Condition": "none"},  # a sandbox that ends is replaced, not restarted
-        "Placement": {"Constraints": list(placement)},
+        "Placement": {"Constraints": list(spec.placement)},
         "Networks": [{"Target": spec.network}],
         "LogDriver": {"Name": "json-file", "Options": log_config(logs or LogLimits())["Config"]},
     }
@@ -135,13 +143,17 @@ class SwarmBackend:
     """The Swarm half of :class:`edgelambda.containers.ContainerBackend`: sandboxes as
     services on the manager the client talks to."""
 
-    def __init__(self, docker: aiodocker.Docker, logs: LogLimits | None = None) -> None:
+    abilities = BackendAbilities(can_restart=False, can_freeze=False)
+
+    def __init__(self, docker: aiodocker.Docker, limits: BackendLimits | None = None) -> None:
         self._docker = docker
-        self._logs = logs or LogLimits()
-        self._networks: dict[str, str] = {}  # service id -> its network's name
+        limits = limits or BackendLimits()
+        self._logs = limits.logs
+        # Function images are built as the Docker backend builds them, on this engine.
+        self._images = DockerBackend(docker, limits)
 
     @classmethod
-    async def connect(cls, logs: LogLimits | None = None) -> SwarmBackend:
+    async def connect(cls, limits: BackendLimits | None = None) -> SwarmBackend:
         """Connect to the engine aiodocker finds, which must be a Swarm manager."""
         async with engine_errors("connect"):
             docker = await engine_client()
@@ -156,10 +168,15 @@ class SwarmBackend:
             raise EngineUnavailable(
                 "the engine is not a Swarm manager (docker swarm init, or DOCKER_HOST of one)"
             )
-        return cls(docker, logs)
+        return cls(docker, limits)
 
     async def close(self) -> None:
-        await close_engine_client(self._docker)
+        await self._images.close()  # its builds, then the engine client both use
+
+    async def function_image(self, function: FunctionSpec, base_image: str) -> str:
+        """The function's image, built on the manager's engine: tasks on the manager's node
+        run it; other nodes need it from a registry (not yet part of the box)."""
+        return await self._images.function_image(function, base_image)
 
     async def network_gateway(self, network: str) -> str:
         """Ensure the attachable overlay network exists; its gateway address."""
@@ -188,17 +205,16 @@ class SwarmBackend:
             raise EngineUnavailable(f"network {network} has no IPv4 gateway address")
         return gateway
 
-    async def start(self, spec: ContainerSpec, placement: Sequence[str] = ()) -> StartedContainer:
+    async def start(self, spec: ContainerSpec) -> StartedContainer:
         async with engine_errors(f"start {spec.name}"):
             created = await self._docker.services.create(
-                service_spec(spec, placement=placement, logs=self._logs),
+                service_spec(spec, logs=self._logs),
                 name=spec.name,
                 labels=dict(spec.labels),
                 mode={"Replicated": {"Replicas": 1}},
                 endpoint_spec={"Mode": "dnsrr"},
             )
         service_id = str(created["ID"])
-        self._networks[service_id] = spec.network
         try:
             address = await self._running_address(service_id, spec.network)
         except BaseException:
@@ -241,7 +257,6 @@ class SwarmBackend:
         raise EngineUnavailable("Swarm has no frozen standby (pause is one engine's)")
 
     async def remove(self, container_id: str) -> None:
-        self._networks.pop(container_id, None)
         async with engine_errors(f"remove {container_id[:12]}"):
             try:
                 await self._docker.services.delete(container_id)
