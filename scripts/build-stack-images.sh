@@ -3,6 +3,7 @@
 #   edgelambda/gateway:local       the gateway (docker/gateway.Dockerfile)
 #   edgelambda/moto:local          S3 + DynamoDB stand-in for rustfs and scylladb
 #   edgelambda/log-recorder:local  VictoriaLogs stand-in (docker/standins/log_recorder.py)
+#   edgelambda/registry:local      the Swarm backend's image registry (only when named below)
 # and, first, the local runtime base edgelambda/runtime-python:local (scripts/
 # build-base-image.sh, which also imports the Debian rootfs every image here starts FROM).
 #
@@ -159,6 +160,21 @@ build_standin() {  # $1: tag; the stand-in's name is $STANDIN
   log "  $STANDIN: docker build in $((SECONDS - t0))s"
 }
 
+# ---- the registry (Swarm backend) --------------------------------------------------------
+
+registry_hash() {
+  (cd "$here" && sha256sum docker/registry.Dockerfile docker/registry-config.yml
+   echo "$REGISTRY_ROOTFS_IMAGE $(image_id "$REGISTRY_ROOTFS_IMAGE")") | sha256sum | cut -c1-12
+}
+
+build_registry() {  # $1: tag
+  local tag=$1 stage=$work/registry
+  mkdir -p "$stage"
+  cp "$here/docker/registry-config.yml" "$stage/config.yml"
+  legacy_build "$tag" "$stage" -f "$here/docker/registry.Dockerfile" \
+    --build-arg "ROOTFS_IMAGE=$REGISTRY_ROOTFS_IMAGE" --label "edgelambda.recipe=${tag##*:}"
+}
+
 main() {
   local started=$SECONDS name
   ensure_rootfs
@@ -177,7 +193,12 @@ main() {
         ensure_standin_rootfs
         STANDIN=$name build_once build_standin \
           "edgelambda/$name:$(standin_hash "$name")" "edgelambda/$name:local" ;;
-      *) log "unknown image '$name' (gateway, moto, log-recorder)"; exit 2 ;;
+      registry)
+        image_exists "$REGISTRY_ROOTFS_IMAGE" \
+          || import_rootfs "$ROOTFS_SUITE" "$REGISTRY_ROOTFS_PACKAGES" "$REGISTRY_ROOTFS_IMAGE" "$work"
+        build_once build_registry "edgelambda/registry:$(registry_hash)" \
+          edgelambda/registry:local ;;
+      *) log "unknown image '$name' (gateway, moto, log-recorder, registry)"; exit 2 ;;
     esac
   done
   log "done in $((SECONDS - started))s"

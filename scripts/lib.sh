@@ -12,6 +12,10 @@ ROOTFS_IMAGE="edgelambda/debian-rootfs:${ROOTFS_SUITE}-python${ROOTFS_PYVER}"
 # wget (VictoriaLogs' Alpine image).
 STANDIN_ROOTFS_PACKAGES=python3,ca-certificates,curl,wget
 STANDIN_ROOTFS_IMAGE="edgelambda/standin-rootfs:${ROOTFS_SUITE}-$(sha256sum <<<"$STANDIN_ROOTFS_PACKAGES" | cut -c1-8)"
+# The registry the Swarm backend's nodes pull function images from: Debian's packaging of
+# the CNCF Distribution registry (docker-registry), built offline like the stand-ins.
+REGISTRY_ROOTFS_PACKAGES=docker-registry,ca-certificates,wget
+REGISTRY_ROOTFS_IMAGE="edgelambda/registry-rootfs:${ROOTFS_SUITE}-$(sha256sum <<<"$REGISTRY_ROOTFS_PACKAGES" | cut -c1-8)"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_id() { docker image inspect --format '{{.Id}}' "$1"; }

@@ -181,3 +181,10 @@ def test_the_backend_is_docker_unless_swarm_is_named() -> None:
     assert Settings.from_env({"EDGELAMBDA_BACKEND": "swarm"}).backend == "swarm"
     with pytest.raises(ConfigError, match="EDGELAMBDA_BACKEND='k8s': must be docker or swarm"):
         Settings.from_env({"EDGELAMBDA_BACKEND": "k8s"})
+
+
+def test_the_registry_is_a_host_and_port() -> None:
+    assert Settings.from_env({}).registry is None
+    assert Settings.from_env({"EDGELAMBDA_REGISTRY": "127.0.0.1:5000"}).registry == "127.0.0.1:5000"
+    with pytest.raises(ConfigError, match="EDGELAMBDA_REGISTRY='http://r:5000'"):
+        Settings.from_env({"EDGELAMBDA_REGISTRY": "http://r:5000"})

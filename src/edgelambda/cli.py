@@ -350,7 +350,7 @@ async def connect_backend(settings: Settings) -> DockerBackend | SwarmBackend:
     """The backend EDGELAMBDA_BACKEND names, connected to the engine aiodocker finds."""
     limits = BackendLimits.from_settings(settings)
     if settings.backend == "swarm":
-        return await SwarmBackend.connect(limits)
+        return await SwarmBackend.connect(limits, registry=settings.registry)
     return await DockerBackend.connect(limits)
 
 

@@ -134,6 +134,9 @@ class Settings:
     event_loop: str = field(default_factory=lambda: _default_event_loop())
     # docker: containers on the one engine; swarm: tasks of the Swarm that engine manages.
     backend: str = "docker"
+    # swarm: the registry function images are pushed to and every node pulls them from,
+    # as host:port the engines reach (127.0.0.1:5000: each node's own mirror of it).
+    registry: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -233,6 +236,7 @@ class Settings:
             log_format=_read(env, "EDGELAMBDA_LOG_FORMAT", cls.log_format, _log_format),
             event_loop=_read(env, "EDGELAMBDA_EVENT_LOOP", _default_event_loop(), _event_loop),
             backend=_read(env, "EDGELAMBDA_BACKEND", cls.backend, _backend),
+            registry=_read(env, "EDGELAMBDA_REGISTRY", cls.registry, _registry),
         )
         if not env.get("EDGELAMBDA_STACK", "").strip():
             stack = default_stack(settings.data_dir, settings.port, settings.docker_network)
@@ -432,6 +436,13 @@ def _sam_parameters(raw: str) -> dict[str, str]:
 def _label_value(raw: str) -> str:
     if not raw.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError("only letters, digits, '-', '_' and '.' are allowed")
+    return raw
+
+
+def _registry(raw: str) -> str:
+    # A registry's host[:port], as an image reference starts (no scheme, no path).
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?", raw):
+        raise ValueError("must be host:port, as an image reference names a registry")
     return raw
 
 

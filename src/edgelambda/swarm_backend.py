@@ -1,5 +1,5 @@
-"""The Docker Swarm backend's engine half: a sandbox is a one-replica service whose single task
-the Swarm scheduler places on any node that fits it, on an attachable overlay network.
+"""The Docker Swarm backend: a sandbox is a one-replica service whose single task the Swarm
+scheduler places on any node that fits it, on an attachable overlay network.
 
 What a cluster changes, and how this module meets it (Docker Engine API 1.41, "Services",
 "Tasks"; swarmkit's task states):
@@ -15,9 +15,10 @@ What a cluster changes, and how this module meets it (Docker Engine API 1.41, "S
   are polled from the manager.
 - **Memory peaks** need the node's own engine: not known here (REPORT leaves the line out).
 - **Output** is the service's log, which the manager gathers from whichever node runs it.
+- **Images** are built on the manager's engine and pushed to the registry the nodes pull
+  from (none given: they stay on the manager, whose tasks alone can run them).
 
-Still to come before the backend can be chosen: the gateway's wiring (EDGELAMBDA_BACKEND),
-the registry the nodes pull function images from, and node loss.
+Still to come: a node's own mirror of the registry, and what happens when a node is lost.
 """
 
 from __future__ import annotations
@@ -65,9 +66,8 @@ FAILED_BEFORE_RUNNING = frozenset({"failed", "rejected", "orphaned", "shutdown",
 
 def service_spec(spec: ContainerSpec, *, logs: LogLimits | None = None) -> dict[str, Any]:
     """The ``services/create`` task template (as aiodocker takes it) of a hardened one-task
-    sandbox: the limits,
-    user, read-only root, dropped capabilities and /tmp of the Docker backend's
-    ``engine_config``, and the function's placement constraints
+    sandbox: the limits, user, read-only root, dropped capabilities and /tmp of the Docker
+    backend's ``engine_config``, and the function's placement constraints
     (``node.labels.zone == edge-a``)."""
     memory = spec.memory_mb * 1024 * 1024
     entrypoint = {} if spec.entrypoint is None else {"Command": list(spec.entrypoint)}
@@ -140,20 +140,30 @@ def task_exit(service_id: str, task: dict[str, Any]) -> ContainerExit:
 
 
 class SwarmBackend:
-    """The Swarm half of :class:`edgelambda.containers.ContainerBackend`: sandboxes as
-    services on the manager the client talks to."""
+    """:class:`edgelambda.containers.ContainerBackend` on a Docker Swarm: sandboxes as
+    services of the manager the client talks to."""
 
     abilities = BackendAbilities(can_restart=False, can_freeze=False)
 
-    def __init__(self, docker: aiodocker.Docker, limits: BackendLimits | None = None) -> None:
+    def __init__(
+        self,
+        docker: aiodocker.Docker,
+        limits: BackendLimits | None = None,
+        registry: str | None = None,
+    ) -> None:
         self._docker = docker
         limits = limits or BackendLimits()
         self._logs = limits.logs
-        # Function images are built as the Docker backend builds them, on this engine.
+        # Function images are built as the Docker backend builds them, on this engine, and
+        # pushed to the registry every node pulls from (None: tasks run on this node only).
         self._images = DockerBackend(docker, limits)
+        self._registry = registry
+        self._pushes: dict[str, asyncio.Task[str]] = {}  # by reference: one push each
 
     @classmethod
-    async def connect(cls, limits: BackendLimits | None = None) -> SwarmBackend:
+    async def connect(
+        cls, limits: BackendLimits | None = None, registry: str | None = None
+    ) -> SwarmBackend:
         """Connect to the engine aiodocker finds, which must be a Swarm manager."""
         async with engine_errors("connect"):
             docker = await engine_client()
@@ -168,15 +178,38 @@ class SwarmBackend:
             raise EngineUnavailable(
                 "the engine is not a Swarm manager (docker swarm init, or DOCKER_HOST of one)"
             )
-        return cls(docker, limits)
+        return cls(docker, limits, registry)
 
     async def close(self) -> None:
+        for push in self._pushes.values():
+            push.cancel()
+        await asyncio.gather(*self._pushes.values(), return_exceptions=True)
         await self._images.close()  # its builds, then the engine client both use
 
     async def function_image(self, function: FunctionSpec, base_image: str) -> str:
-        """The function's image, built on the manager's engine: tasks on the manager's node
-        run it; other nodes need it from a registry (not yet part of the box)."""
-        return await self._images.function_image(function, base_image)
+        """The function's image, built on the manager's engine and pushed to the registry;
+        its reference there (the tag is the content hash, so a pushed one is never pushed
+        again), or the local tag without a registry."""
+        tag = await self._images.function_image(function, base_image)
+        if self._registry is None:
+            return tag
+        reference = f"{self._registry}/{tag}"
+        push = self._pushes.get(reference)
+        if push is None or push.cancelled() or (push.done() and push.exception()):
+            push = asyncio.create_task(self._push(tag, reference))
+            self._pushes[reference] = push
+        return await asyncio.shield(push)
+
+    async def _push(self, tag: str, reference: str) -> str:
+        repository, _, version = reference.rpartition(":")
+        async with engine_errors(f"push {reference}"):
+            await self._docker.images.tag(tag, repository, tag=version)
+            progress = await self._docker.images.push(repository, tag=version)
+        errors = [line["error"] for line in progress if isinstance(line, dict) and "error" in line]
+        if errors:
+            raise EngineUnavailable(f"push {reference}: {errors[-1]}")
+        log.info("image pushed", image=reference)
+        return reference
 
     async def network_gateway(self, network: str) -> str:
         """Ensure the attachable overlay network exists; its gateway address."""
