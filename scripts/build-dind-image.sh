@@ -25,9 +25,9 @@ log() { echo "build-dind-image: $*" >&2; }
 # shellcheck source=scripts/lib.sh
 source "$here/scripts/lib.sh"
 
-SUITE=bookworm
-PACKAGES=docker.io,docker-compose,tini,iptables,ca-certificates,procps
-ROOTFS="edgelambda/dind-rootfs:$SUITE-$(sha256sum <<<"$PACKAGES" | cut -c1-8)"
+SUITE=$ROOTFS_SUITE
+PACKAGES=$DIND_ROOTFS_PACKAGES
+ROOTFS=$DIND_ROOTFS_IMAGE
 NAME=edgelambda/dind
 ALIAS=$NAME:local
 GATEWAY_IMAGE=edgelambda/gateway:local

@@ -17,6 +17,10 @@ STANDIN_ROOTFS_IMAGE="edgelambda/standin-rootfs:${ROOTFS_SUITE}-$(sha256sum <<<"
 REGISTRY_ROOTFS_PACKAGES=docker-registry,ca-certificates,wget
 REGISTRY_ROOTFS_IMAGE="edgelambda/registry-rootfs:${ROOTFS_SUITE}-$(sha256sum <<<"$REGISTRY_ROOTFS_PACKAGES" | cut -c1-8)"
 
+# The Docker-in-Docker rootfs: the box's parent image, and a Swarm worker node in the tests.
+DIND_ROOTFS_PACKAGES=docker.io,docker-compose,tini,iptables,ca-certificates,procps
+DIND_ROOTFS_IMAGE="edgelambda/dind-rootfs:${ROOTFS_SUITE}-$(sha256sum <<<"$DIND_ROOTFS_PACKAGES" | cut -c1-8)"
+
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_id() { docker image inspect --format '{{.Id}}' "$1"; }
 

@@ -4,11 +4,16 @@ overlay network of the test's own."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import aiodocker
+import aiodocker.docker
+import yaml
 
 
 @asynccontextmanager
@@ -29,3 +34,147 @@ async def single_node_swarm(docker: aiodocker.Docker) -> AsyncIterator[str]:
             # The bridge Swarm made for its tasks' way out; a later init makes it anew.
             for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
                 await (await docker.networks.get(net["Id"])).delete()
+
+
+# What a nested engine needs here, as the box's override grants it: every capability but
+# SYS_RESOURCE, which these machines' bounding set lacks (so --privileged fails).
+CAPS_OVERRIDE = Path(__file__).resolve().parents[1] / "compose" / "docker-compose.dind-caps.yml"
+NODE_CAPABILITIES = yaml.safe_load(CAPS_OVERRIDE.read_text())["services"]["onpre-app-root"][
+    "cap_add"
+]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A two-node swarm: the host engine as manager, a Docker-in-Docker worker."""
+
+    network: str  # an overlay network's name, created by the backend
+    manager_address: str  # where the worker reaches the manager (the default bridge's gateway)
+    worker: str  # the worker container's name
+    worker_node: str  # its node id
+    manager_node: str
+
+
+@asynccontextmanager
+async def two_node_swarm(docker: aiodocker.Docker, dind_image: str) -> AsyncIterator[Cluster]:
+    """The host engine as manager, advertised on the default bridge's gateway address, and a
+    Docker-in-Docker worker joined to it; the worker removed and the swarm left after."""
+    bridge = await (await docker.networks.get("bridge")).show()
+    address = bridge["IPAM"]["Config"][0]["Gateway"]
+    info = await docker.system.info()
+    if info["Swarm"]["LocalNodeState"] == "active":
+        raise RuntimeError("the engine is in a swarm already; this test makes its own")
+    await docker.swarm.init(advertise_addr=address)
+    name = f"elworker-{uuid.uuid4().hex[:8]}"
+    network = f"elswarm-{uuid.uuid4().hex[:8]}"
+    worker = None
+    try:
+        worker = await docker.containers.run(worker_config(dind_image), name=name)
+        await until_engine_answers(worker)
+        token = (await docker.swarm.inspect())["JoinTokens"]["Worker"]
+        await exec_in(worker, "docker", "swarm", "join", "--token", token, f"{address}:2377")
+        manager = (await docker.system.info())["Swarm"]["NodeID"]
+        (worker_node,) = [n["ID"] for n in await docker.nodes.list() if n["ID"] != manager]
+        yield Cluster(network, address, name, worker_node, manager)
+    finally:
+        if worker is not None:
+            await worker.delete(force=True)
+        for net in await docker.networks.list(filters={"name": network}):
+            await (await docker.networks.get(net["Id"])).delete()
+        await docker.swarm.leave(force=True)
+        for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
+            await (await docker.networks.get(net["Id"])).delete()
+
+
+def worker_config(image: str) -> dict[str, object]:
+    return {
+        "Image": image,
+        "Cmd": ["dockerd", "--host", "unix:///var/run/docker.sock"],
+        "HostConfig": {
+            "CapAdd": NODE_CAPABILITIES,
+            "SecurityOpt": ["seccomp=unconfined", "apparmor=unconfined"],
+            # The CLI's --security-opt systempaths=unconfined: nothing of /proc masked.
+            "MaskedPaths": [],
+            "ReadonlyPaths": [],
+            "CgroupnsMode": "host",
+            "Binds": ["/sys/fs/cgroup:/sys/fs/cgroup:rw"],
+            "Tmpfs": {"/var/lib/docker": "rw,exec"},
+        },
+    }
+
+
+async def until_engine_answers(worker: aiodocker.docker.DockerContainer) -> None:
+    for _ in range(120):
+        try:
+            await exec_in(worker, "docker", "info")
+            return
+        except AssertionError:
+            await asyncio.sleep(0.5)
+    raise AssertionError("the worker's engine never answered")
+
+
+async def exec_in(worker: aiodocker.docker.DockerContainer, *command: str) -> str:
+    """Run ``command`` in the worker container; its output, asserting it succeeded."""
+    execution = await worker.exec(list(command))
+    async with execution.start(detach=False) as stream:
+        output = b""
+        while (message := await stream.read_out()) is not None:
+            output += message.data
+    result = await execution.inspect()
+    assert result["ExitCode"] == 0, f"{' '.join(command)}: {output.decode(errors='replace')}"
+    return output.decode(errors="replace")
+
+
+@asynccontextmanager
+async def gateway_container(
+    docker: aiodocker.Docker,
+    *,
+    image: str,
+    network: str,
+    stack: str,
+    box: Path,
+    env: tuple[str, ...] = (),
+) -> AsyncIterator[str]:
+    """The gateway as it runs with EDGELAMBDA_BACKEND=swarm: a container on the overlay
+    ``network``, serving ``box``'s routing.yaml and functions/; its URL on 127.0.0.1. On the
+    way out it is stopped (SIGTERM: it removes its sandboxes), and no service of ``stack``
+    may be left."""
+    name = f"{stack}-gateway"
+    container = await docker.containers.run(
+        {
+            "Image": image,
+            "Cmd": ["serve"],
+            "Env": [
+                "ROUTING_CONFIG_PATH=/srv/routing.yaml",
+                f"DOCKER_NETWORK={network}",
+                "EDGELAMBDA_BACKEND=swarm",
+                f"EDGELAMBDA_RUNTIME_API_HOST={name}",  # its own name on the overlay
+                f"EDGELAMBDA_STACK={stack}",
+                "EDGELAMBDA_DATA_DIR=/data",
+                "EDGELAMBDA_LOG_FORMAT=json",
+                *env,
+            ],
+            "HostConfig": {
+                "NetworkMode": network,
+                "PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]},
+                "Binds": [
+                    "/var/run/docker.sock:/var/run/docker.sock",
+                    f"{box / 'routing.yaml'}:/srv/routing.yaml:ro",
+                    f"{box / 'functions'}:/srv/functions:ro",
+                ],
+                "Tmpfs": {"/data": "rw"},
+            },
+        },
+        name=name,
+    )
+    try:
+        port = (await container.show())["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await container.stop(t=20)  # SIGTERM: the gateway removes its sandboxes
+        logs = await container.log(stdout=True, stderr=True)
+        await container.delete(force=True)
+        left = await docker.services.list(filters={"label": f"edgelambda.stack={stack}"})
+        for service in left:
+            await docker.services.delete(service["ID"])
+        assert left == [], "".join(logs)[-3000:]

@@ -17,7 +17,7 @@ from edgelambda.containers import LABEL_STACK
 from edgelambda.swarm_backend import SwarmBackend
 from tests.compose_stack import get_json, run_command
 from tests.conftest import BASE_IMAGE, lay_out_box, one_function, stack_containers
-from tests.swarm_cluster import single_node_swarm
+from tests.swarm_cluster import gateway_container, single_node_swarm
 
 pytestmark = pytest.mark.docker
 GATEWAY_IMAGE = "edgelambda/gateway:local"  # the script's alias of what it built or found
@@ -35,52 +35,23 @@ async def swarm_gateway(docker: aiodocker.Docker, tmp_path: Path) -> AsyncIterat
     """A gateway container on a single-node swarm's overlay: its URL, and its stack label."""
     image = await gateway_image()
     stack = f"sw{uuid.uuid4().hex[:8]}"
-    routing = lay_out_box(tmp_path, "routing.yaml", one_function("functions/responses"))
+    lay_out_box(tmp_path, "routing.yaml", one_function("functions/responses"))
     async with single_node_swarm(docker) as network:
-        backend = await SwarmBackend.connect()
-        try:
-            await backend.network_gateway(network)  # the overlay the gateway joins
-        finally:
-            await backend.close()
-        name = f"{stack}-gateway"
-        container = await docker.containers.run(
-            {
-                "Image": image,
-                "Cmd": ["serve"],
-                "Env": [
-                    "ROUTING_CONFIG_PATH=/srv/routing.yaml",
-                    f"DOCKER_NETWORK={network}",
-                    "EDGELAMBDA_BACKEND=swarm",
-                    f"EDGELAMBDA_RUNTIME_API_HOST={name}",  # its own name on the overlay
-                    f"EDGELAMBDA_STACK={stack}",
-                    f"EDGELAMBDA_RUNTIME_IMAGES=python3.12={BASE_IMAGE}",
-                    "EDGELAMBDA_DATA_DIR=/data",
-                    "EDGELAMBDA_LOG_FORMAT=json",
-                ],
-                "HostConfig": {
-                    "NetworkMode": network,
-                    "PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]},
-                    "Binds": [
-                        "/var/run/docker.sock:/var/run/docker.sock",
-                        f"{routing}:/srv/routing.yaml:ro",
-                        f"{tmp_path / 'functions'}:/srv/functions:ro",
-                    ],
-                    "Tmpfs": {"/data": "rw"},
-                },
-            },
-            name=name,
-        )
-        try:
-            port = (await container.show())["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
-            yield f"http://127.0.0.1:{port}", stack
-        finally:
-            await container.stop(t=20)  # SIGTERM: the gateway removes its sandboxes
-            logs = await container.log(stdout=True, stderr=True)
-            await container.delete(force=True)
-            left = await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})
-            for service in left:
-                await docker.services.delete(service["ID"])
-            assert left == [], "".join(logs)[-3000:]
+        await overlay(network)
+        env = (f"EDGELAMBDA_RUNTIME_IMAGES=python3.12={BASE_IMAGE}",)
+        async with gateway_container(
+            docker, image=image, network=network, stack=stack, box=tmp_path, env=env
+        ) as url:
+            yield url, stack
+
+
+async def overlay(network: str) -> None:
+    """Create the overlay network as the backend does (the gateway joins it first)."""
+    backend = await SwarmBackend.connect()
+    try:
+        await backend.network_gateway(network)
+    finally:
+        await backend.close()
 
 
 async def test_a_function_runs_as_a_swarm_task_behind_the_gateway(

@@ -1,0 +1,113 @@
+"""Two nodes: the host engine as Swarm manager and a Docker-in-Docker worker joined to it.
+The gateway (a container on the manager) serves one function placed on each node; the
+worker's task pulls the function's image through its own mirror of the box's registry and
+calls the gateway's Runtime API across the overlay network."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import pytest
+from aiohttp.test_utils import unused_port
+
+from edgelambda.containers import LABEL_STACK
+from tests.compose_stack import get_json, run_command
+from tests.conftest import BASE_IMAGE, lay_out_box, routing_text
+from tests.swarm_cluster import Cluster, exec_in, gateway_container, two_node_swarm
+from tests.test_swarm_gateway_docker import gateway_image, overlay
+from tests.test_swarm_registry_docker import REGISTRY_IMAGE, until_answers
+
+pytestmark = pytest.mark.docker
+
+
+async def dind_image() -> str:
+    """The Docker-in-Docker rootfs (the box's parent's), built offline if missing."""
+    script = (
+        'source scripts/lib.sh; log() { echo "$*" >&2; }; '
+        "image_exists $DIND_ROOTFS_IMAGE || import_rootfs $ROOTFS_SUITE "
+        '$DIND_ROOTFS_PACKAGES $DIND_ROOTFS_IMAGE "$(mktemp -d)"; echo $DIND_ROOTFS_IMAGE'
+    )
+    output = await run_command("bash", "-c", script, env=dict(os.environ))
+    return output.strip().splitlines()[-1]
+
+
+async def registries(docker: aiodocker.Docker, cluster: Cluster, port: int) -> list[str]:
+    """The box's registry on the manager (127.0.0.1:port for its engine, and the bridge
+    address for the worker's mirror), and the worker's pull-through mirror of it at its
+    own 127.0.0.1:port (an image loaded into the worker: it cannot pull it from itself)."""
+    env = {**os.environ, "EDGELAMBDA_STACK_IMAGES": "registry", "EDGELAMBDA_SKIP_BASE_IMAGE": "1"}
+    await run_command("bash", "scripts/build-stack-images.sh", env=env)
+    bindings = [
+        {"HostIp": "127.0.0.1", "HostPort": str(port)},
+        {"HostIp": cluster.manager_address, "HostPort": str(port)},
+    ]
+    main = await docker.containers.run(
+        {"Image": REGISTRY_IMAGE, "HostConfig": {"PortBindings": {"5000/tcp": bindings}}},
+        name=f"{cluster.worker}-registry",
+    )
+    await until_answers(f"http://127.0.0.1:{port}/v2/")
+    await run_command(
+        "bash", "-c", f"docker save {REGISTRY_IMAGE} | docker exec -i {cluster.worker} docker load",
+        env=dict(os.environ),
+    )  # fmt: skip
+    worker = docker.containers.container(cluster.worker)
+    await exec_in(
+        worker, "docker", "run", "-d", "--name", "mirror", "-p", f"127.0.0.1:{port}:5000",
+        "-e", f"REGISTRY_PROXY_REMOTEURL=http://{cluster.manager_address}:{port}",
+        REGISTRY_IMAGE,
+    )  # fmt: skip
+    return [main.id]
+
+
+@pytest.fixture
+async def cluster_gateway(
+    docker: aiodocker.Docker, tmp_path: Path
+) -> AsyncIterator[tuple[str, str, Cluster]]:
+    image, node_image = await gateway_image(), await dind_image()
+    stack = f"sc{uuid.uuid4().hex[:8]}"
+    function = {"handler": "app.handler", "code": "functions/responses"}
+    functions = {
+        "onworker": {**function, "placement": ["node.role == worker"]},
+        "onmanager": {**function, "placement": ["node.role == manager"]},
+    }
+    routes = [
+        {"path": f"/{name}", "method": "GET", "function": name, "auth": "none"}
+        for name in functions
+    ]
+    lay_out_box(tmp_path, "routing.yaml", routing_text(functions, routes))
+    port = unused_port()
+    async with two_node_swarm(docker, node_image) as cluster:
+        owned = await registries(docker, cluster, port)
+        try:
+            await overlay(cluster.network)
+            env = (
+                f"EDGELAMBDA_RUNTIME_IMAGES=python3.12={BASE_IMAGE}",
+                f"EDGELAMBDA_REGISTRY=127.0.0.1:{port}",
+            )
+            async with gateway_container(
+                docker, image=image, network=cluster.network, stack=stack, box=tmp_path, env=env
+            ) as url:
+                yield url, stack, cluster
+        finally:
+            for container_id in owned:
+                await docker.containers.container(container_id).delete(force=True)
+
+
+async def test_functions_run_on_the_node_their_placement_names(
+    cluster_gateway: tuple[str, str, Cluster], docker: aiodocker.Docker
+) -> None:
+    url, stack, cluster = cluster_gateway
+
+    for name in ("onworker", "onmanager"):
+        event = await get_json(f"{url}/{name}?shape=echo", within_s=120)
+        assert event["path"] == f"/{name}"
+
+    placed = {}
+    for service in await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}):
+        (task,) = await docker.tasks.list(filters={"service": service["ID"]})
+        placed[service["Spec"]["Labels"]["edgelambda.function"]] = task["NodeID"]
+    assert placed == {"onworker": cluster.worker_node, "onmanager": cluster.manager_node}
