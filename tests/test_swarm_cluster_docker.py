@@ -5,7 +5,9 @@ calls the gateway's Runtime API across the overlay network."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,6 +75,13 @@ async def cluster_gateway(
     functions = {
         "onworker": {**function, "placement": ["node.role == worker"]},
         "onmanager": {**function, "placement": ["node.role == manager"]},
+        # Anywhere, four at a time, stopped after 3 s idle.
+        "spread": {
+            "handler": "app.handler",
+            "code": "functions/lifecycle",
+            "max_concurrency": 4,
+            "idle_timeout": 3,
+        },
     }
     routes = [
         {"path": f"/{name}", "method": "GET", "function": name, "auth": "none"}
@@ -87,6 +96,7 @@ async def cluster_gateway(
             env = (
                 f"EDGELAMBDA_RUNTIME_IMAGES=python3.12={BASE_IMAGE}",
                 f"EDGELAMBDA_REGISTRY=127.0.0.1:{port}",
+                "EDGELAMBDA_REAP_INTERVAL_S=0.5",
             )
             async with gateway_container(
                 docker, image=image, network=cluster.network, stack=stack, box=tmp_path, env=env
@@ -97,7 +107,7 @@ async def cluster_gateway(
                 await docker.containers.container(container_id).delete(force=True)
 
 
-async def test_functions_run_on_the_node_their_placement_names(
+async def test_functions_run_where_placed_spread_when_scaled_and_stop_when_idle(
     cluster_gateway: tuple[str, str, Cluster], docker: aiodocker.Docker
 ) -> None:
     url, stack, cluster = cluster_gateway
@@ -106,8 +116,31 @@ async def test_functions_run_on_the_node_their_placement_names(
         event = await get_json(f"{url}/{name}?shape=echo", within_s=120)
         assert event["path"] == f"/{name}"
 
-    placed = {}
+    assert await nodes_of(docker, stack) == {
+        "onworker": [cluster.worker_node],
+        "onmanager": [cluster.manager_node],
+    }
+
+    # Four at once scale out to four tasks, which the scheduler spreads over both nodes.
+    calls = [get_json(f"{url}/spread?action=sleep&s=4", within_s=120) for _ in range(4)]
+    served = await asyncio.gather(*calls)
+    assert len({body["container"] for body in served}) == 4
+    spread = (await nodes_of(docker, stack))["spread"]
+    assert sorted(set(spread)) == sorted({cluster.worker_node, cluster.manager_node})
+
+    # Idle past their timeout, the four are stopped (removed: Swarm starts no task again).
+    deadline = time.monotonic() + 30
+    while "spread" in await nodes_of(docker, stack):
+        assert time.monotonic() < deadline, "the idle sandboxes were never stopped"
+        await asyncio.sleep(0.5)
+    assert set(await nodes_of(docker, stack)) == {"onworker", "onmanager"}
+
+
+async def nodes_of(docker: aiodocker.Docker, stack: str) -> dict[str, list[str]]:
+    """The nodes the stack's tasks run on, by function."""
+    placed: dict[str, list[str]] = {}
     for service in await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}):
-        (task,) = await docker.tasks.list(filters={"service": service["ID"]})
-        placed[service["Spec"]["Labels"]["edgelambda.function"]] = task["NodeID"]
-    assert placed == {"onworker": cluster.worker_node, "onmanager": cluster.manager_node}
+        for task in await docker.tasks.list(filters={"service": service["ID"]}):
+            function = service["Spec"]["Labels"]["edgelambda.function"]
+            placed.setdefault(function, []).append(task["NodeID"])
+    return placed
