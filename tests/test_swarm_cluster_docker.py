@@ -21,7 +21,7 @@ from tests.compose_stack import get_json, run_command
 from tests.conftest import BASE_IMAGE, lay_out_box, routing_text
 from tests.swarm_cluster import Cluster, exec_in, gateway_container, two_node_swarm
 from tests.test_swarm_gateway_docker import gateway_image, overlay
-from tests.test_swarm_registry_docker import REGISTRY_IMAGE, until_answers
+from tests.test_swarm_registry_docker import REGISTRY_IMAGE
 
 pytestmark = pytest.mark.docker
 
@@ -51,7 +51,7 @@ async def registries(docker: aiodocker.Docker, cluster: Cluster, port: int) -> l
         {"Image": REGISTRY_IMAGE, "HostConfig": {"PortBindings": {"5000/tcp": bindings}}},
         name=f"{cluster.worker}-registry",
     )
-    await until_answers(f"http://127.0.0.1:{port}/v2/")
+    assert await get_json(f"http://127.0.0.1:{port}/v2/", within_s=30) == {}
     await run_command(
         "bash", "-c", f"docker save {REGISTRY_IMAGE} | docker exec -i {cluster.worker} docker load",
         env=dict(os.environ),

@@ -18,7 +18,7 @@ from aiohttp.test_utils import unused_port
 
 from edgelambda.containers import LABEL_STACK, ContainerSpec
 from edgelambda.swarm_backend import SwarmBackend
-from tests.compose_stack import run_command
+from tests.compose_stack import get_json, run_command
 from tests.conftest import BASE_IMAGE, TEST_FUNCTIONS
 from tests.fakes import function_spec
 from tests.swarm_cluster import single_node_swarm
@@ -44,23 +44,10 @@ async def registry(docker: aiodocker.Docker) -> AsyncIterator[str]:
         name=f"elregistry-{uuid.uuid4().hex[:8]}",
     )
     try:
-        await until_answers(f"http://127.0.0.1:{port}/v2/")
+        assert await get_json(f"http://127.0.0.1:{port}/v2/", within_s=30) == {}
         yield f"127.0.0.1:{port}"
     finally:
         await container.delete(force=True)
-
-
-async def until_answers(url: str, timeout_s: float = 30) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(int(timeout_s * 10)):
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
 
 
 async def test_an_image_is_pushed_once_and_the_node_pulls_it(

@@ -132,22 +132,17 @@ class DockerBackend:
 
     async def network_gateway(self, network: str) -> str:
         async with engine_errors(f"network {network}"):
-            # Engine 1.41 lets two networks share a name, so look before creating.
-            found = await self._docker.networks.list(filters={"name": network})
-            exact = [n for n in found if n["Name"] == network]
-            if exact:
-                info = exact[0]
-            else:
+            info = await find_network(self._docker, network)
+            if info is None:
                 created = await self._docker.networks.create(
                     {"Name": network, "Driver": "bridge", "CheckDuplicate": True}
                 )
                 info = await created.show()
                 log.info("network created", network=network)
-        configs = info.get("IPAM", {}).get("Config") or []
-        gateways = [c["Gateway"] for c in configs if "." in c.get("Gateway", "")]
-        if not gateways:
+        gateway = gateway_address(info)
+        if gateway is None:
             raise EngineUnavailable(f"network {network} has no IPv4 gateway address")
-        return str(gateways[0])
+        return gateway
 
     async def function_image(self, function: FunctionSpec, base_image: str) -> str:
         # Every cold start packs the code anew (raising CodeError when it cannot): the tag
@@ -355,6 +350,19 @@ class DockerBackend:
             await self.remove(container_id)
         except EngineUnavailable as exc:
             log.warning("could not remove container", container=container_id[:12], error=str(exc))
+
+
+async def find_network(docker: aiodocker.Docker, name: str) -> dict[str, Any] | None:
+    """The network named exactly ``name``, or None: look before creating, as Engine 1.41
+    lets two networks share a name (and its name filter matches parts of names)."""
+    found = await docker.networks.list(filters={"name": name})
+    return next((dict(n) for n in found if n["Name"] == name), None)
+
+
+def gateway_address(info: dict[str, Any]) -> str | None:
+    """A network's IPv4 gateway address, or None while it has none."""
+    configs = info.get("IPAM", {}).get("Config") or []
+    return next((str(c["Gateway"]) for c in configs if "." in c.get("Gateway", "")), None)
 
 
 def _stack_filter(stack: str, **more: list[str]) -> str:

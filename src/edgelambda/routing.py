@@ -17,8 +17,13 @@ from edgelambda.errors import MethodNotAllowed, RouteNotFound
 
 __all__ = [
     "ANY_METHOD",
+    "BUCKET_NAME",
     "DEFAULT_ROUTE",
+    "ENV_NAME",
+    "FUNCTION_NAME",
     "HTTP_METHODS",
+    "IMAGE_DIR_PREFIXES",
+    "TABLE_NAME",
     "AuthMode",
     "CorsPolicy",
     "FunctionSpec",
@@ -35,6 +40,15 @@ ANY_METHOD = "ANY"
 # the path and method (API Gateway developer guide, "Working with routes for HTTP APIs").
 DEFAULT_ROUTE = "$default"
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+# What routing.yaml accepts as names, shared by what reads it and what writes it (the SAM
+# import): AWS's function-name alphabet and environment-key pattern, S3's and DynamoDB's
+# naming rules, and the prefixes that make an `image` a directory rather than a reference
+# (an image reference never starts with "." or "/").
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+IMAGE_DIR_PREFIXES = ("./", "../", "/")
 _PARAM_SEGMENT = re.compile(r"\{([A-Za-z0-9_.-]+)(\+?)\}")
 
 

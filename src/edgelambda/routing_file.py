@@ -29,8 +29,13 @@ from edgelambda.cors import ANY_ORIGIN, CorsPolicy, normalize_origin
 from edgelambda.errors import RoutingConfigError, ScheduleError
 from edgelambda.routing import (
     ANY_METHOD,
+    BUCKET_NAME,
     DEFAULT_ROUTE,
+    ENV_NAME,
+    FUNCTION_NAME,
     HTTP_METHODS,
+    IMAGE_DIR_PREFIXES,
+    TABLE_NAME,
     AuthMode,
     FunctionSpec,
     PayloadVersion,
@@ -86,15 +91,10 @@ _FUNCTION_KEYS = _SETTING_KEYS | {
     "schedule",
     "can_invoke",
 }
-# An `image` starting so is a directory holding a Dockerfile; anything else is an image
-# reference (which never starts with "." or "/").
-_IMAGE_DIR_PREFIXES = ("./", "../", "/")
 DEFAULT_DOCKERFILE = "Dockerfile"
 _ROUTE_KEYS = frozenset({"path", "method", "function", "auth", "payload", "cors"})
 _REQUIRED_ROUTE_KEYS = ("path", "method", "function")
 
-_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # AWS's function-name alphabet
-_ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # AWS's environment-key pattern
 # Variables the gateway sets to wire a container to its own sandbox; letting a user override
 # them would break the runtime or point it at someone else's Runtime API.
 _RESERVED_ENV = frozenset(
@@ -186,7 +186,7 @@ def _read_environment(reader: Reader, item: Item) -> dict[str, str]:
 
 
 def _env_value(reader: Reader, name: str, entry: Item) -> str:
-    if not _ENV_NAME.fullmatch(name):
+    if not ENV_NAME.fullmatch(name):
         raise reader.error(
             entry.key_node, entry.key, "must be letters, digits and _, not first a digit"
         )
@@ -266,7 +266,7 @@ def _read_functions(
 def _read_function(
     reader: Reader, name: str, item: Item, defaults: _Settings, roots: _Roots
 ) -> FunctionSpec:
-    if not _FUNCTION_NAME.fullmatch(name):
+    if not FUNCTION_NAME.fullmatch(name):
         raise reader.error(item.key_node, item.key, "name must be 1-64 letters, digits, - or _")
     items = reader.mapping(item.node, item.key, _FUNCTION_KEYS)
     own = _read_settings(reader, items, roots)
@@ -345,7 +345,7 @@ def _read_source(
     image_item = items.get("image")
     image = None if image_item is None else reader.string(image_item)
     dockerfile_item = items.get("dockerfile")
-    if image_item is None or image is None or not image.startswith(_IMAGE_DIR_PREFIXES):
+    if image_item is None or image is None or not image.startswith(IMAGE_DIR_PREFIXES):
         if dockerfile_item is not None:
             raise reader.error(
                 dockerfile_item.key_node,
@@ -529,8 +529,6 @@ _RESOURCE_KEYS = frozenset({"buckets", "tables"})
 _INDEX_KEYS = frozenset({"GlobalSecondaryIndexes", "LocalSecondaryIndexes"})
 _CAPACITY_KEYS = frozenset({"BillingMode", "ProvisionedThroughput"})
 _TABLE_KEYS = _INDEX_KEYS | _CAPACITY_KEYS | {"KeySchema", "AttributeDefinitions"}
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's naming rules
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")  # DynamoDB's
 
 
 def _read_resources(reader: Reader, node: Node | None) -> Resources:
@@ -538,7 +536,7 @@ def _read_resources(reader: Reader, node: Node | None) -> Resources:
     buckets = []
     if "buckets" in items:
         for name, bucket_node in reader.strings(items["buckets"]):
-            if not _BUCKET_NAME.fullmatch(name):
+            if not BUCKET_NAME.fullmatch(name):
                 raise reader.error(
                     bucket_node, "resources.buckets", f"{name!r} is not a valid bucket name"
                 )
@@ -551,7 +549,7 @@ def _read_resources(reader: Reader, node: Node | None) -> Resources:
 
 
 def _read_table(reader: Reader, name: str, item: Item) -> TableSpec:
-    if not _TABLE_NAME.fullmatch(name):
+    if not TABLE_NAME.fullmatch(name):
         raise reader.error(item.key_node, item.key, "is not a valid DynamoDB table name")
     properties = reader.mapping(item.node, item.key, _TABLE_KEYS)
     for required in ("KeySchema", "AttributeDefinitions"):

@@ -9,12 +9,12 @@ inline code to a file named ``index``, so its handler is ``index.<function>``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgelambda.errors import RoutingConfigError
+from edgelambda.routing import ENV_NAME, IMAGE_DIR_PREFIXES
 from edgelambda.sam_values import TemplateValues, mapping, merge_globals, properties_of, text_of
 
 __all__ = ["FunctionReader", "Layers"]
@@ -40,8 +40,6 @@ _QUIET_FUNCTION_KEYS = frozenset(
         "VersionDescription", "VpcConfig", "EphemeralStorage", "AssumeRolePolicyDocument",
     }
 )  # fmt: skip
-_ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_IMAGE_DIR_PREFIXES = ("./", "../", "/")  # routing.yaml's mark of an image directory
 # The AWS services a function finds in the box (IAM action prefixes, SAM policy templates).
 _SERVED_SERVICES = frozenset({"dynamodb", "s3", "lambda", "logs", "xray", "cloudwatch"})
 _SERVED_POLICY_TEMPLATES = ("DynamoDB", "S3", "Lambda", "CloudWatch", "AWSXray")
@@ -232,7 +230,7 @@ class FunctionReader:
             value = self.values.value(f"{key}.Variables.{name}", raw, "left unset")
             if value is None:
                 continue
-            if not _ENV_NAME.fullmatch(str(name)) or isinstance(value, dict | list):
+            if not ENV_NAME.fullmatch(str(name)) or isinstance(value, dict | list):
                 self.values.warn(
                     f"{key}.Variables.{name}", "not a variable name and text; left unset"
                 )
@@ -262,7 +260,7 @@ def _image_directory(path: str) -> str:
     """A directory as routing.yaml's ``image`` says one (``./x``, not the reference ``x``)."""
     if path == ".":
         return "./"
-    return path if path.startswith(_IMAGE_DIR_PREFIXES) else f"./{path}"
+    return path if path.startswith(IMAGE_DIR_PREFIXES) else f"./{path}"
 
 
 def _variables(properties: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import yaml
 from edgelambda.aws import ACCOUNT_ID
 from edgelambda.cfn_intrinsics import Scope, pseudo_parameters, resolve, test_condition
 from edgelambda.errors import RoutingConfigError, Unresolvable
+from edgelambda.routing import BUCKET_NAME, FUNCTION_NAME, TABLE_NAME
 from edgelambda.sam_events import EventReader
 from edgelambda.sam_functions import FunctionReader, Layers
 from edgelambda.sam_values import TemplateValues, mapping, properties_of, text_of, type_of
@@ -70,11 +71,9 @@ _TABLE_KEYS = (
     "BillingMode", "ProvisionedThroughput",
 )  # fmt: skip
 _INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
+_ANY_NAME = re.compile(r".+")  # a layer's ARN: made here, never refused
 _STREAM_KEYS = ("StreamSpecification", "KinesisStreamSpecification")
 _KEY_TYPES = {"String": "S", "Number": "N", "Binary": "B"}
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # AWS's function-name alphabet
 # A template's top-level keys (a routing file's are lower-case), in YAML or JSON.
 _TEMPLATE_KEY = re.compile(
     r"""^\s*\{?\s*["']?(?:Resources|AWSTemplateFormatVersion|Transform)["']?\s*:""", re.MULTILINE
@@ -338,15 +337,8 @@ class _Import:
         kind = type_of(resource)
         if kind not in (SIMPLE_TABLE, TABLE):
             return None
-        scope = self._values.scope
-        if name not in scope.refs:
-            self._values.warn(f"Resources.{name}", f"{scope.unknown[name]}; the table is skipped")
-            return None
-        table_name = str(scope.refs[name])
-        if not _TABLE_NAME.fullmatch(table_name):
-            self._values.warn(
-                f"Resources.{name}", f"{table_name!r} is not a DynamoDB table name; skipped"
-            )
+        table_name = self._local_name(name, TABLE_NAME, "a DynamoDB table name")
+        if table_name is None:
             return None
         key = f"Resources.{name}.Properties"
         properties = self._values.resolved(key, properties_of(resource))
@@ -366,15 +358,20 @@ class _Import:
     def _bucket(self, name: str, resource: dict[str, Any]) -> str | None:
         if type_of(resource) != BUCKET:
             return None
+        return self._local_name(name, BUCKET_NAME, "an S3 bucket name")
+
+    def _local_name(self, name: str, rule: re.Pattern[str], what: str) -> str | None:
+        """The name resource ``name`` has here (what its ``Ref`` gives); None, warned, when
+        it has none or it breaks the service's naming ``rule``."""
         scope = self._values.scope
         if name not in scope.refs:
-            self._values.warn(f"Resources.{name}", f"{scope.unknown[name]}; the bucket is skipped")
+            self._values.warn(f"Resources.{name}", f"{scope.unknown[name]}; skipped")
             return None
-        bucket = str(scope.refs[name])
-        if not _BUCKET_NAME.fullmatch(bucket):
-            self._values.warn(f"Resources.{name}", f"{bucket!r} is not an S3 bucket name; skipped")
+        local = str(scope.refs[name])
+        if not rule.fullmatch(local):
+            self._values.warn(f"Resources.{name}", f"{local!r} is not {what}; skipped")
             return None
-        return bucket
+        return local
 
     def _layers(self, present: Mapping[str, Any]) -> Layers:
         """The local layers by ARN (their path), and why each other layer was skipped."""
@@ -383,12 +380,10 @@ class _Import:
         for name, resource in present.items():
             if type_of(resource) != LAYER:
                 continue
-            if name not in self._values.scope.refs:
-                self._values.warn(
-                    f"Resources.{name}", f"{self._values.scope.unknown[name]}; skipped"
-                )
+            arn = self._local_name(name, _ANY_NAME, "an ARN")
+            if arn is None:
                 continue
-            arn, key = str(self._values.scope.refs[name]), f"Resources.{name}.Properties.ContentUri"
+            key = f"Resources.{name}.Properties.ContentUri"
             content = self._values.value(key, properties_of(resource).get("ContentUri"), "skipped")
             if not isinstance(content, str) or not content.strip() or content.startswith("s3://"):
                 skipped[arn] = f"layer {name} has no local ContentUri"
@@ -406,7 +401,7 @@ class _Import:
     def _function(
         self, name: str, resource: dict[str, Any], functions: FunctionReader, events: EventReader
     ) -> dict[str, Any] | None:
-        if not _FUNCTION_NAME.fullmatch(name):
+        if not FUNCTION_NAME.fullmatch(name):
             self._values.warn(
                 f"Resources.{name}", "a function name is 1-64 letters, digits, - or _; skipped"
             )

@@ -46,6 +46,8 @@ from edgelambda.docker_backend import (
     close_engine_client,
     engine_client,
     engine_errors,
+    find_network,
+    gateway_address,
     log_config,
 )
 from edgelambda.docker_logs import FRAME_STREAMS, NO_TIMEOUT, read_frame
@@ -61,7 +63,7 @@ NETWORK_READY_S = 10.0
 EXIT_POLL_S = 0.5
 # swarmkit's task states at and after which its container has ended (api/types.proto).
 ENDED_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
-FAILED_BEFORE_RUNNING = frozenset({"failed", "rejected", "orphaned", "shutdown", "remove"})
+FAILED_BEFORE_RUNNING = ENDED_STATES - {"complete"}  # and no exit code: see has_run
 
 
 def service_spec(spec: ContainerSpec, *, logs: LogLimits | None = None) -> dict[str, Any]:
@@ -214,11 +216,8 @@ class SwarmBackend:
     async def network_gateway(self, network: str) -> str:
         """Ensure the attachable overlay network exists; its gateway address."""
         async with engine_errors(f"network {network}"):
-            found = await self._docker.networks.list(filters={"name": network})
-            exact = [n for n in found if n["Name"] == network]
-            if exact:
-                info = exact[0]
-            else:
+            info = await find_network(self._docker, network)
+            if info is None:
                 created = await self._docker.networks.create(
                     {
                         "Name": network,
@@ -230,7 +229,7 @@ class SwarmBackend:
                 info = await created.show()
                 log.info("overlay network created", network=network)
             deadline = time.monotonic() + NETWORK_READY_S
-            while not (gateway := _gateway(info)) and time.monotonic() < deadline:
+            while not (gateway := gateway_address(info)) and time.monotonic() < deadline:
                 # The manager allocates a new overlay's subnet a moment after creating it.
                 await asyncio.sleep(TASK_POLL_S)
                 info = await (await self._docker.networks.get(info["Id"])).show()
@@ -364,12 +363,6 @@ class SwarmBackend:
             await self.remove(service_id)
         except EngineUnavailable as exc:
             log.warning("could not remove service", service=service_id[:12], error=str(exc))
-
-
-def _gateway(info: dict[str, Any]) -> str | None:
-    configs = info.get("IPAM", {}).get("Config") or []
-    gateways = [c["Gateway"] for c in configs if "." in c.get("Gateway", "")]
-    return str(gateways[0]) if gateways else None
 
 
 def _output_line(kind: int, data: bytes, since_s: float) -> OutputLine | None:
