@@ -56,15 +56,21 @@ class Cluster:
 
 
 @asynccontextmanager
-async def two_node_swarm(docker: aiodocker.Docker, dind_image: str) -> AsyncIterator[Cluster]:
+async def two_node_swarm(
+    docker: aiodocker.Docker, dind_image: str, *, heartbeat_s: float = 5.0
+) -> AsyncIterator[Cluster]:
     """The host engine as manager, advertised on the default bridge's gateway address, and a
-    Docker-in-Docker worker joined to it; the worker removed and the swarm left after."""
+    Docker-in-Docker worker joined to it; the worker removed and the swarm left after.
+    ``heartbeat_s`` is the nodes' heartbeat period (``docker swarm init
+    --dispatcher-heartbeat``, 5 s by default): a node that misses about three is ``down``."""
     bridge = await (await docker.networks.get("bridge")).show()
     address = bridge["IPAM"]["Config"][0]["Gateway"]
     info = await docker.system.info()
     if info["Swarm"]["LocalNodeState"] == "active":
         raise RuntimeError("the engine is in a swarm already; this test makes its own")
-    await docker.swarm.init(advertise_addr=address)
+    # SwarmSpec.Dispatcher.HeartbeatPeriod is in nanoseconds (Engine API 1.41, "Swarm").
+    spec = {"Dispatcher": {"HeartbeatPeriod": int(heartbeat_s * 1e9)}}
+    await docker.swarm.init(advertise_addr=address, swarm_spec=spec)
     name = f"elworker-{uuid.uuid4().hex[:8]}"
     network = f"elswarm-{uuid.uuid4().hex[:8]}"
     worker = None

@@ -4,11 +4,13 @@ loop that died."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from edgelambda.errors import EventStoreError
 from edgelambda.gateway import SERVER_KEY
 from edgelambda.tasks import start_loop
 from tests.gateway_box import GatewayFactory, open_gateways
@@ -26,7 +28,12 @@ async def test_health_is_healthy_while_every_loop_runs(gateway: GatewayFactory) 
     response = await box.client.get("/health")
 
     assert response.status == 200
-    assert await response.json() == {"status": "healthy", "functions": 1, "containers": {}}
+    assert await response.json() == {
+        "status": "healthy",
+        "functions": 1,
+        "containers": {},
+        "events": {"queued": 0, "dead_letters": 0},
+    }
 
 
 async def test_the_gateways_loops_are_watched(gateway: GatewayFactory) -> None:
@@ -52,5 +59,37 @@ async def test_health_is_503_naming_a_loop_that_died(gateway: GatewayFactory) ->
         "status": "unhealthy",
         "functions": 1,
         "containers": {},
+        "events": {"queued": 0, "dead_letters": 0},
         "dead_loops": {"event worker": "RuntimeError: the queue's database is gone"},
+    }
+
+
+async def test_health_counts_queued_and_dead_lettered_events(gateway: GatewayFactory) -> None:
+    box = await gateway()
+    events = box.client.app[SERVER_KEY]._events
+    assert events is not None
+    later_s = time.time() + 3600  # none is due: the worker leaves them queued
+    for created_s in (later_s, later_s + 600, later_s + 600):
+        await events.enqueue("fn", b"{}", trace_id=None, now_s=created_s)
+    assert await events.expire(now_s=later_s + 100, max_age_s=60) == 1  # the oldest
+
+    response = await box.client.get("/health")
+
+    assert (await response.json())["events"] == {"queued": 2, "dead_letters": 1}
+
+
+async def test_health_says_why_the_event_store_cannot_answer(
+    gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = await gateway()
+
+    async def full_disk() -> dict[str, int]:
+        raise EventStoreError("event store events.db: database or disk is full")
+
+    monkeypatch.setattr(box.client.app[SERVER_KEY], "event_counts", full_disk)
+    response = await box.client.get("/health")
+
+    assert response.status == 200  # every loop still runs
+    assert (await response.json())["events"] == {
+        "error": "event store events.db: database or disk is full"
     }

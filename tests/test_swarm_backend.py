@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from edgelambda.containers import ContainerSpec
-from edgelambda.swarm_backend import has_run, service_spec, task_address, task_exit
+from edgelambda.swarm_backend import (
+    has_ended,
+    has_run,
+    is_lost,
+    live_nodes,
+    service_spec,
+    task_address,
+    task_exit,
+)
 
 SPEC = ContainerSpec(
     name="st-fn-1",
@@ -44,7 +52,7 @@ def test_a_sandbox_service_is_as_hardened_as_a_container() -> None:
 
 
 def task(
-    state: str, *, exit_code: int | None = None, address: str | None = None
+    state: str, *, exit_code: int | None = None, address: str | None = None, node: str = ""
 ) -> dict[str, object]:
     status: dict[str, object] = {"State": state}
     if exit_code is not None:
@@ -53,7 +61,7 @@ def task(
         {"Network": {"Spec": {"Name": "ingress"}}, "Addresses": ["10.255.0.9/16"]},
         {"Network": {"Spec": {"Name": "overlay-net"}}, "Addresses": [address] if address else []},
     ]
-    return {"Status": status, "NetworksAttachments": attachments}
+    return {"Status": status, "NetworksAttachments": attachments, "NodeID": node}
 
 
 def test_a_task_s_address_is_its_own_on_the_sandbox_network() -> None:
@@ -73,3 +81,22 @@ def test_an_ended_task_is_an_exit_of_its_service() -> None:
     exit = task_exit("svc1", task("failed", exit_code=137))
     assert (exit.container_id, exit.exit_code) == ("svc1", 137)
     assert task_exit("svc1", task("orphaned")).exit_code == -1  # its node is gone
+
+
+def test_a_task_on_a_node_that_is_not_ready_is_lost_and_ended() -> None:
+    nodes = [
+        {"ID": "n1", "Status": {"State": "ready"}},
+        {"ID": "n2", "Status": {"State": "down"}},
+        {"ID": "n3", "Status": {"State": "disconnected"}},
+    ]
+    live = live_nodes(nodes)
+    assert live == {"n1"}
+
+    assert not is_lost(task("running", node="n1"), live)
+    assert not has_ended(task("running", node="n1"), live)
+    for node in ("n2", "n3", "removed-from-the-swarm"):
+        assert is_lost(task("running", node=node), live)
+        assert has_ended(task("running", node=node), live)
+    assert not is_lost(task("pending"), live)  # not placed yet: no node to lose
+    assert has_ended(task("complete", exit_code=0, node="n1"), live)
+    assert task_exit("svc", task("running", node="n2")).exit_code == -1

@@ -148,6 +148,7 @@ DROP_EXCESS_DEAD = """DELETE FROM dead_letters WHERE seq <= (
     SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT 1 OFFSET ?)"""
 
 COUNT_EVENTS = "SELECT COUNT(*) FROM events"
+COUNT_DEAD = "SELECT COUNT(*) FROM dead_letters"
 NEXT_DUE = "SELECT MIN(next_attempt_at_s) FROM events WHERE state = 'queued'"
 
 
@@ -393,6 +394,10 @@ class EventQueue:
     async def depth(self) -> int:
         """Events queued or running."""
         rows = await self._fetchall(COUNT_EVENTS)
+        return int(rows[0][0])
+
+    async def dead_letter_count(self) -> int:
+        rows = await self._fetchall(COUNT_DEAD)
         return int(rows[0][0])
 
     async def next_due_s(self) -> float | None:

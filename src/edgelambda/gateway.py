@@ -18,6 +18,7 @@ from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import (
     EdgeLambdaError,
+    EventStoreError,
     FunctionError,
     FunctionTimeout,
     PayloadTooLarge,
@@ -142,9 +143,18 @@ def _error_response(
 async def health(request: web.Request) -> web.Response:
     """200 while every background loop runs; 503 naming each loop that died (the part of the
     gateway it drove has stopped: scheduling, Event invocations, reaping, log shipping...).
-    Either way with the containers by state (busy, ready, frozen, stopped, ...)."""
+    Either way with the containers by state (busy, ready, frozen, stopped, ...) and the Event
+    invocations queued (or running) and dead-lettered, or why the store cannot say."""
     gateway = request.app[SERVER_KEY]
-    counts = {"functions": len(gateway.table.functions), "containers": gateway.pool.by_state()}
+    try:
+        events: dict[str, int | str] = {**await gateway.event_counts()}
+    except EventStoreError as exc:
+        events = {"error": str(exc)}
+    counts = {
+        "functions": len(gateway.table.functions),
+        "containers": gateway.pool.by_state(),
+        "events": events,
+    }
     dead = gateway.loops.dead()
     if dead:
         return web.json_response({"status": "unhealthy", **counts, "dead_loops": dead}, status=503)

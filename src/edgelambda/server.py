@@ -101,6 +101,14 @@ class Server:
         self._worker.notify()
         return event_id
 
+    async def event_counts(self) -> dict[str, int]:
+        """Event invocations queued or running, and dead-lettered: what /health shows.
+        Raises :class:`~edgelambda.errors.EventStoreError` when the store cannot answer."""
+        if self._events is None:
+            raise RuntimeError("the gateway has not been started")
+        depth, dead = await self._events.depth(), await self._events.dead_letter_count()
+        return {"queued": depth, "dead_letters": dead}
+
     async def _run_event(self, event: QueuedEvent) -> str | None:
         """One attempt of an Event invocation; the function's error, or None on success."""
         invocation = Invocation(payload=event.payload, trace_id=event.trace_id)

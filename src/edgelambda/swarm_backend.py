@@ -18,7 +18,11 @@ What a cluster changes, and how this module meets it (Docker Engine API 1.41, "S
 - **Images** are built on the manager's engine and pushed to the registry the nodes pull
   from (none given: they stay on the manager, whose tasks alone can run them).
 
-Still to come: a node's own mirror of the registry, and what happens when a node is lost.
+- **Node loss.** A task on a node that died keeps its last state (``running``, desired
+  ``shutdown``) for as long as the node is gone: the manager cannot hear its end. A node the
+  manager marks ``down`` (after missing its heartbeats: ``docker swarm init
+  --dispatcher-heartbeat``, 5 s by default, about 13 s to notice here) or no longer lists
+  ends every task it held, as an exit with no code (-1); a start placed there fails.
 """
 
 from __future__ import annotations
@@ -129,6 +133,23 @@ def has_run(task: dict[str, Any]) -> bool:
         and status.get("ContainerStatus", {}).get("ExitCode") is not None
         and bool(status.get("ContainerStatus", {}).get("ContainerID"))
     )
+
+
+def live_nodes(nodes: list[Any]) -> frozenset[str]:
+    """The ids of the nodes that can run tasks: those whose state the manager reports
+    ``ready`` (a ``down``, ``disconnected`` or ``unknown`` one has lost its manager)."""
+    return frozenset(str(n["ID"]) for n in nodes if n.get("Status", {}).get("State") == "ready")
+
+
+def is_lost(task: dict[str, Any], live: frozenset[str]) -> bool:
+    """Whether a task sits on a node that is not live: whatever it ran has gone with it."""
+    node = task.get("NodeID")
+    return bool(node) and node not in live
+
+
+def has_ended(task: dict[str, Any], live: frozenset[str]) -> bool:
+    """Whether a task's container has ended: by its state, or with its node."""
+    return task.get("Status", {}).get("State") in ENDED_STATES or is_lost(task, live)
 
 
 def task_exit(service_id: str, task: dict[str, Any]) -> ContainerExit:
@@ -260,6 +281,10 @@ class SwarmBackend:
         while time.monotonic() < deadline:
             task = await self._task_of(service_id)
             state = task.get("Status", {}).get("State") if task else None
+            if task and is_lost(task, await self._live_nodes()):
+                raise EngineUnavailable(
+                    f"service {service_id[:12]}: its task's node {task['NodeID'][:12]} is down"
+                )
             if task and has_run(task) and (address := task_address(task, network)):
                 return address  # running, or already ended: exits() reports that
             if task and state in FAILED_BEFORE_RUNNING:
@@ -302,15 +327,16 @@ class SwarmBackend:
         return len(found)
 
     async def running_containers(self, stack: str) -> set[str]:
-        """The stack's services whose task runs (a removed service's task lingers a moment,
-        still running, while its node stops it: it does not count)."""
+        """The stack's services whose task runs on a live node (a removed service's task
+        lingers a moment, still running, while its node stops it: it does not count)."""
         services = {str(s["ID"]) for s in await self._services(stack)}
-        async with engine_errors(f"tasks of {stack}"):
-            tasks = await self._docker.tasks.list(filters={"label": f"{LABEL_STACK}={stack}"})
+        tasks, live = await self._tasks_of(stack), await self._live_nodes()
         return {
             str(t["ServiceID"])
             for t in tasks
-            if t.get("Status", {}).get("State") == "running" and t["ServiceID"] in services
+            if t.get("Status", {}).get("State") == "running"
+            and t["ServiceID"] in services
+            and not is_lost(t, live)
         }
 
     async def output(self, container_id: str, since_s: float) -> AsyncIterator[OutputLine]:
@@ -340,17 +366,32 @@ class SwarmBackend:
         return None  # a container's stats are its own node's engine's
 
     async def exits(self, stack: str) -> AsyncIterator[ContainerExit]:
-        """Tasks of ``stack`` that ended, each once, polled every :data:`EXIT_POLL_S`."""
+        """Tasks of ``stack`` that ended, or were lost with their node, each once, polled
+        every :data:`EXIT_POLL_S`."""
         reported: set[str] = set()
         while True:
-            async with engine_errors(f"tasks of {stack}"):
-                tasks = await self._docker.tasks.list(filters={"label": f"{LABEL_STACK}={stack}"})
+            tasks, live = await self._tasks_of(stack), await self._live_nodes()
             for task in tasks:
-                state = task.get("Status", {}).get("State")
-                if state in ENDED_STATES and task["ID"] not in reported:
+                if has_ended(task, live) and task["ID"] not in reported:
                     reported.add(str(task["ID"]))
+                    if is_lost(task, live):
+                        log.warning(
+                            "task lost with its node",
+                            service=str(task["ServiceID"])[:12],
+                            node=str(task["NodeID"])[:12],
+                        )
                     yield task_exit(str(task["ServiceID"]), dict(task))
+            reported &= {str(t["ID"]) for t in tasks}  # a removed service's tasks are gone
             await asyncio.sleep(EXIT_POLL_S)
+
+    async def _tasks_of(self, stack: str) -> list[dict[str, Any]]:
+        async with engine_errors(f"tasks of {stack}"):
+            tasks = await self._docker.tasks.list(filters={"label": f"{LABEL_STACK}={stack}"})
+        return [dict(t) for t in tasks]
+
+    async def _live_nodes(self) -> frozenset[str]:
+        async with engine_errors("nodes"):
+            return live_nodes(list(await self._docker.nodes.list()))
 
     async def _services(self, stack: str) -> list[Any]:
         async with engine_errors(f"services of {stack}"):
