@@ -71,3 +71,30 @@ async def test_a_function_runs_as_a_swarm_task_behind_the_gateway(
     assert len(await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})) == 1
     health = await get_json(f"{url}/health")
     assert health["containers"].get("ready") == 1  # by state, as with one engine
+
+
+async def test_a_restarted_gateway_replaces_what_its_last_run_left(
+    swarm_gateway: tuple[str, str], docker: aiodocker.Docker
+) -> None:
+    url, stack = swarm_gateway
+    await get_json(f"{url}/fn?shape=echo", within_s=60)
+    left = await service_ids(docker, stack)
+    assert len(left) == 1
+
+    # Killed, the gateway removes nothing: its sandbox runs on, unknown to the next run.
+    gateway = docker.containers.container(f"{stack}-gateway")
+    await gateway.kill()
+    assert await service_ids(docker, stack) == left
+    await gateway.start()
+    port = (await gateway.show())["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
+
+    await get_json(f"http://127.0.0.1:{port}/fn?shape=echo", within_s=60)
+    now = await service_ids(docker, stack)
+    assert len(now) == 1
+    assert now.isdisjoint(left)  # the last run's sandbox is gone, a new one serves
+
+
+async def service_ids(docker: aiodocker.Docker, stack: str) -> set[str]:
+    return {
+        s["ID"] for s in await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})
+    }
