@@ -15,7 +15,7 @@ export EDGELAMBDA_RUNTIME_IMAGES := $(or $(call env_value,EDGELAMBDA_RUNTIME_IMA
 export EDGELAMBDA_STANDINS := $(call env_value,EDGELAMBDA_STANDINS)
 
 .PHONY: help install engine base-images stack-images dind-image run check-settings up down \
-	dind dind-down \
+	dind dind-down registry-image swarm swarm-down \
 	test check lint types unit bench soak clean
 
 help:
@@ -24,6 +24,8 @@ help:
 	@echo "                  settings from the environment and .env (see .env.example)"
 	@echo "make dind / dind-down  the same stack inside one parent container, onpre-app-root"
 	@echo "                  (EDGELAMBDA_OFFLINE=1: bake every image it needs into the parent)"
+	@echo "make swarm / swarm-down  the box as a stack on this engine's Docker Swarm (a"
+	@echo "                  single-node one is made when there is none); same settings"
 	@echo "make test         ensure the engine and base image, run every test"
 	@echo "make check        ruff, mypy --strict, pytest"
 	@echo "make bench        the gateway beside the thinnest path (../shared/perf, or"
@@ -103,6 +105,19 @@ dind: check-settings dind-image
 
 dind-down:
 	$(dind_compose) down
+
+registry-image: base-images
+	@EDGELAMBDA_STACK_IMAGES=registry EDGELAMBDA_SKIP_BASE_IMAGE=1 \
+	  bash scripts/build-stack-images.sh >/dev/null
+
+# The box as a Swarm stack (compose/docker-compose.swarm.yml); the settings are checked as
+# for `make up`, in a throwaway compose project.
+swarm: check-settings registry-image
+	@COMPOSE_PROJECT_NAME=$(call PROJECT,edgelambda) HEALTH_URL=$(HEALTH_URL) \
+	  bash scripts/swarm.sh up
+
+swarm-down:
+	@COMPOSE_PROJECT_NAME=$(call PROJECT,edgelambda) bash scripts/swarm.sh down
 
 lint: install
 	$(BIN)/ruff format --check src tests bench
