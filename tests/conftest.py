@@ -12,6 +12,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiodocker
@@ -20,11 +21,13 @@ import pytest
 from aiohttp.test_utils import TestClient, unused_port
 
 from edgelambda.config import Settings
-from edgelambda.containers import LABEL_STACK
+from edgelambda.containers import LABEL_STACK, ContainerBackend
 from edgelambda.docker_backend import DockerBackend
 from edgelambda.gateway import SERVER_KEY, create_app
 from edgelambda.logs import RecordingSink
 from edgelambda.routing_file import load_routing
+from edgelambda.swarm_backend import SwarmBackend
+from tests.swarm_cluster import delete_network, single_node_swarm
 
 TEST_FUNCTIONS = Path(__file__).parent / "functions"
 REPO_ROOT = Path(__file__).parent.parent
@@ -128,19 +131,84 @@ async def remove_container(docker: aiodocker.Docker, container_id: str) -> None:
             raise
 
 
+# The shared parts of the suite run against both container backends: a test marked with
+# this gets the `gateway` fixture once with the Docker backend and once with the Swarm
+# backend on a single-node swarm of this engine. The swarm's sandboxes sit on a swarm-scoped
+# bridge network there, so that the in-process gateway on the host reaches them (and tells
+# them apart by address) as it does the Docker backend's; the overlay network between nodes
+# is what test_swarm_cluster_docker.py covers.
+BOTH_BACKENDS = pytest.mark.parametrize("backend_kind", ["docker", "swarm"], indirect=True)
+
+
+@pytest.fixture
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """The container backend the `gateway` fixture uses: docker unless parametrised."""
+    return str(getattr(request, "param", "docker"))
+
+
+@asynccontextmanager
+async def sandbox_network(docker: aiodocker.Docker, backend_kind: str) -> AsyncIterator[str]:
+    """The name of the network the test's sandboxes join: one the Docker backend creates,
+    or a swarm-scoped bridge on a single-node swarm made for the test; removed after."""
+    if backend_kind == "swarm":
+        async with single_node_swarm(docker, bridge_anchor=BASE_IMAGE) as network:
+            yield network
+    else:
+        network = f"edgelambda-test-{uuid.uuid4().hex[:10]}"
+        try:
+            yield network
+        finally:
+            await delete_network(docker, network)  # the backend made it
+
+
+async def connect_backend(backend_kind: str) -> ContainerBackend:
+    if backend_kind == "swarm":
+        return await SwarmBackend.connect()
+    return await DockerBackend.connect()
+
+
+async def sandboxes_left(docker: aiodocker.Docker, stack: str) -> list[str]:
+    """What a gateway left of ``stack``: Swarm services, then containers (a removed
+    service's container goes a moment later: it is waited for, briefly)."""
+    in_swarm = (await docker.system.info())["Swarm"]["LocalNodeState"] == "active"
+    services = (
+        await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}) if in_swarm else []
+    )
+    for service in services:
+        await docker.services.delete(service["ID"])
+    for _ in range(100):
+        if services or not await stack_containers(docker, stack):
+            break
+        await asyncio.sleep(0.1)
+    return [s["ID"] for s in services] + await stack_containers(docker, stack)
+
+
 @pytest.fixture
 async def gateway(
     docker: aiodocker.Docker,
     aiohttp_client: Callable[..., Awaitable[TestClient]],
     tmp_path: Path,
+    backend_kind: str,
 ) -> AsyncIterator[GatewayFactory]:
     """Factory: ``await gateway(routing_yaml_text, **settings)`` -> a client of a gateway
     started in-process, with its own network and stack label, its routing file
-    ``tmp_path/routing.yaml`` in a box (:func:`lay_out_box`). On teardown it checks that the
-    gateway left no container behind, then removes the network."""
+    ``tmp_path/routing.yaml`` in a box (:func:`lay_out_box`), on the container backend
+    ``backend_kind`` names. On teardown it checks that the gateway left no sandbox behind,
+    then removes the network."""
+    async with sandbox_network(docker, backend_kind) as network:
+        async for factory in _gateways(docker, aiohttp_client, tmp_path, backend_kind, network):
+            yield factory
+
+
+async def _gateways(
+    docker: aiodocker.Docker,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    tmp_path: Path,
+    backend_kind: str,
+    network: str,
+) -> AsyncIterator[GatewayFactory]:
     stack = f"test-{uuid.uuid4().hex[:10]}"
-    network = f"edgelambda-{stack}"
-    backends: list[DockerBackend] = []
+    backends: list[ContainerBackend] = []
     clients: list[TestClient] = []
 
     async def start(
@@ -160,6 +228,7 @@ async def gateway(
             "routing_config_path": routing,
             "reload_debounce_ms": 100,
             "docker_network": network,
+            "backend": backend_kind,
             "stack": stack,
             "runtime_api_port": 0,
             "runtime_images": {
@@ -170,7 +239,7 @@ async def gateway(
             "shutdown_grace_s": 5.0,
         }
         settings = Settings(**{**fields, **overrides})  # type: ignore[arg-type]
-        backend = await DockerBackend.connect()
+        backend = await connect_backend(backend_kind)
         backends.append(backend)
         # Function logs are kept in memory, unless the test ships them to a log store.
         sink = None if settings.victorialogs_url else RecordingSink()
@@ -185,12 +254,10 @@ async def gateway(
         await client.close()
     for backend in backends:
         await backend.close()
-    leftovers = await stack_containers(docker, stack)
-    for container_id in leftovers:
+    leftovers = await sandboxes_left(docker, stack)
+    for container_id in await stack_containers(docker, stack):
         await remove_container(docker, container_id)
-    for net in await docker.networks.list(filters={"name": network}):
-        await (await docker.networks.get(net["Id"])).delete()
-    assert leftovers == [], f"the gateway left containers behind: {leftovers}"
+    assert leftovers == [], f"the gateway left sandboxes behind: {leftovers}"
 
 
 class Server:

@@ -17,23 +17,58 @@ import yaml
 
 
 @asynccontextmanager
-async def single_node_swarm(docker: aiodocker.Docker) -> AsyncIterator[str]:
-    """The name of an overlay network to create (the backend creates it), removed after."""
+async def single_node_swarm(
+    docker: aiodocker.Docker, *, bridge_anchor: str | None = None
+) -> AsyncIterator[str]:
+    """The name of an overlay network to create (the backend creates it), removed after.
+
+    With ``bridge_anchor`` (an image), a swarm-scoped bridge network of that name, created
+    here: its tasks are this engine's containers on a host bridge, which a gateway on the
+    host reaches as it reaches the Docker backend's containers. The engine makes such a
+    network's bridge (and its gateway address, where the gateway listens) only once a
+    container joins it: a container of that image holds it open for the test."""
     info = await docker.system.info()
     was_active = info["Swarm"]["LocalNodeState"] == "active"
     if not was_active:
         await docker.swarm.init(advertise_addr="127.0.0.1")
     network = f"elswarm-{uuid.uuid4().hex[:8]}"
+    anchor = None
     try:
+        if bridge_anchor is not None:
+            config = {"Name": network, "Driver": "bridge", "Scope": "swarm", "Attachable": True}
+            await docker.networks.create(config)
+            anchor = await docker.containers.run(
+                {
+                    "Image": bridge_anchor,
+                    "Entrypoint": ["sleep", "infinity"],
+                    "HostConfig": {"NetworkMode": network},
+                },
+                name=f"{network}-anchor",
+            )
         yield network
     finally:
-        for net in await docker.networks.list(filters={"name": network}):
-            await (await docker.networks.get(net["Id"])).delete()
+        if anchor is not None:
+            await anchor.delete(force=True)
+        await delete_network(docker, network)
         if not was_active:
             await docker.swarm.leave(force=True)
             # The bridge Swarm made for its tasks' way out; a later init makes it anew.
             for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
                 await (await docker.networks.get(net["Id"])).delete()
+
+
+async def delete_network(docker: aiodocker.Docker, name: str) -> None:
+    """Delete network ``name`` once no task holds it: a removed service's task lets go of it
+    a moment after the service is gone."""
+    for attempt in range(50):
+        try:
+            for net in await docker.networks.list(filters={"name": name}):
+                await (await docker.networks.get(net["Id"])).delete()
+            return
+        except aiodocker.DockerError as exc:
+            if exc.status != 400 or attempt == 49:  # 400: "in use by task"
+                raise
+            await asyncio.sleep(0.2)
 
 
 # What a nested engine needs here, as the box's override grants it: every capability but

@@ -11,7 +11,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from edgelambda.gateway import SERVER_KEY
-from tests.conftest import GatewayFactory, function_code, routing_text, stack_containers
+from tests.conftest import (
+    BOTH_BACKENDS,
+    GatewayFactory,
+    function_code,
+    routing_text,
+    sandboxes_left,
+    stack_containers,
+)
 from tests.gateway_box import RawHttp
 
 pytestmark = pytest.mark.docker
@@ -36,6 +43,7 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+@BOTH_BACKENDS
 async def test_request_runs_the_handler_in_a_container(gateway: GatewayFactory) -> None:
     client = await gateway(HELLO)
 
@@ -52,6 +60,7 @@ async def test_request_runs_the_handler_in_a_container(gateway: GatewayFactory) 
     assert _is_uuid(response.headers["x-amzn-RequestId"])
 
 
+@BOTH_BACKENDS
 async def test_warm_request_reuses_the_container(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
@@ -65,6 +74,7 @@ async def test_warm_request_reuses_the_container(
     assert len(await stack_containers(docker, stack)) == 1
 
 
+@BOTH_BACKENDS
 async def test_handler_exception_is_a_502_and_is_logged(gateway: GatewayFactory) -> None:
     client = await gateway(HELLO)
 
@@ -79,6 +89,7 @@ async def test_handler_exception_is_a_502_and_is_logged(gateway: GatewayFactory)
     assert "boom for " in errors[0]["error"]  # the error JSON awslambdaric posted
 
 
+@BOTH_BACKENDS
 async def test_unknown_path_is_404_without_a_container(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
@@ -92,6 +103,7 @@ async def test_unknown_path_is_404_without_a_container(
     assert await stack_containers(docker, stack) == []
 
 
+@BOTH_BACKENDS
 async def test_shutdown_removes_every_container(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
@@ -102,9 +114,11 @@ async def test_shutdown_removes_every_container(
 
     await client.close()
 
-    assert await stack_containers(docker, stack) == []
+    # None left: no Swarm service, and its task's container gone with it a moment later.
+    assert await sandboxes_left(docker, stack) == []
 
 
+@BOTH_BACKENDS
 async def test_a_missing_base_image_is_a_clear_503(gateway: GatewayFactory) -> None:
     client = await gateway(HELLO, runtime_images={"python3.12": "edgelambda/does-not-exist:1"})
 
@@ -127,6 +141,7 @@ WHO_AM_I = routing_text(
 )
 
 
+@BOTH_BACKENDS
 async def test_a_jwt_routes_handler_sees_the_user_as_cognito_did(gateway: GatewayFactory) -> None:
     client = await gateway(WHO_AM_I, auth_user="ada", auth_pass="analytical-engine")
     login = await client.post(
@@ -164,6 +179,7 @@ FRAMING = routing_text(
 )
 
 
+@BOTH_BACKENDS
 async def test_a_functions_framing_headers_never_frame_the_response(
     gateway: GatewayFactory,
 ) -> None:

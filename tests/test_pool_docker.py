@@ -20,6 +20,7 @@ from edgelambda.containers import LABEL_STACK
 from edgelambda.gateway import SERVER_KEY
 from tests.conftest import (
     BASE_IMAGE,
+    BOTH_BACKENDS,
     TEST_FUNCTIONS,
     GatewayFactory,
     Server,
@@ -112,6 +113,7 @@ async def _max_containers_during(
     return results, peak
 
 
+@BOTH_BACKENDS
 async def test_ten_concurrent_sleeps_scale_out_to_ten(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
@@ -137,6 +139,7 @@ async def test_ten_concurrent_sleeps_scale_out_to_ten(
     assert wall_s < 2.5, f"10 concurrent 1 s calls took {wall_s:.2f} s"
 
 
+@BOTH_BACKENDS
 async def test_max_concurrency_one_queues_on_one_container(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
@@ -151,6 +154,7 @@ async def test_max_concurrency_one_queues_on_one_container(
     assert peak == 1
 
 
+@BOTH_BACKENDS
 async def test_a_full_queue_answers_429(gateway: GatewayFactory) -> None:
     client = await gateway(lifecycle_routing(max_concurrency=1), queue_size=2)
 
@@ -164,6 +168,7 @@ async def test_a_full_queue_answers_429(gateway: GatewayFactory) -> None:
     }
 
 
+@BOTH_BACKENDS
 async def test_a_timeout_is_504_and_the_container_is_replaced(gateway: GatewayFactory) -> None:
     client = await gateway(lifecycle_routing(timeout=1))
     before = await report(client)
@@ -179,6 +184,7 @@ async def test_a_timeout_is_504_and_the_container_is_replaced(gateway: GatewayFa
     assert after["container"] != before["container"]
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize(
     ("action", "error_type"), [("crash", "Runtime.ExitError"), ("oom", "Runtime.OutOfMemory")]
 )
@@ -197,6 +203,7 @@ async def test_a_dying_runtime_is_502_and_the_next_request_succeeds(
     assert after["container"] != before["container"]
 
 
+@BOTH_BACKENDS
 async def test_an_init_error_is_502_naming_its_type(
     gateway: GatewayFactory, tmp_path: Path
 ) -> None:
@@ -217,6 +224,7 @@ async def test_an_init_error_is_502_naming_its_type(
     assert await response.text() == "fixed"
 
 
+@BOTH_BACKENDS
 async def test_a_foreign_caller_gets_403_and_no_work(
     gateway: GatewayFactory, docker: aiodocker.Docker
 ) -> None:
@@ -273,6 +281,7 @@ def write_wheel(directory: Path) -> None:
         wheel.writestr("tinydep-1.0.dist-info/RECORD", record)
 
 
+@BOTH_BACKENDS
 async def test_requirements_are_installed_into_the_image(
     gateway: GatewayFactory, tmp_path: Path
 ) -> None:
@@ -287,8 +296,9 @@ async def test_requirements_are_installed_into_the_image(
     assert await response.text() == "from a vendored wheel"
 
 
+@BOTH_BACKENDS
 async def test_containers_are_hardened_and_labelled(
-    gateway: GatewayFactory, docker: aiodocker.Docker
+    gateway: GatewayFactory, docker: aiodocker.Docker, backend_kind: str
 ) -> None:
     client = await gateway(lifecycle_routing(memory=192))
     await report(client)
@@ -299,9 +309,12 @@ async def test_containers_are_hardened_and_labelled(
     host = info["HostConfig"]
     assert info["Config"]["User"] == "993:990"
     assert host["CapDrop"] == ["ALL"]
-    assert host["SecurityOpt"] == ["no-new-privileges"]
+    # Swarm's service API (1.41) cannot set no-new-privileges on a task (README).
+    no_new_privileges = {"docker": ["no-new-privileges"], "swarm": None}[backend_kind]
+    assert host["SecurityOpt"] == no_new_privileges
     assert host["ReadonlyRootfs"] is True
-    assert "/tmp" in host["Tmpfs"]
+    tmpfs = {m["Target"] for m in host.get("Mounts") or [] if m["Type"] == "tmpfs"}
+    assert "/tmp" in set(host.get("Tmpfs") or {}) | tmpfs  # a task's is a tmpfs mount
     assert host["Memory"] == 192 * 1024 * 1024
     assert host["PidsLimit"] == 1024
     assert host["NanoCpus"] > 0

@@ -11,6 +11,7 @@ from edgelambda.swarm_backend import (
     service_spec,
     task_address,
     task_exit,
+    was_killed,
 )
 
 SPEC = ContainerSpec(
@@ -37,6 +38,7 @@ def test_a_sandbox_service_is_as_hardened_as_a_container() -> None:
     assert container["Args"] == ["app.handler"]
     assert "Command" not in container  # the image's own entrypoint
     assert container["Hosts"] == ["10.0.0.2 runtime-secret"]  # swarmkit's "IP name" order
+    assert container["StopGracePeriod"] == 100_000_000  # ns: killed at once when removed
     (tmp,) = container["Mounts"]
     assert (tmp["Type"], tmp["Target"], tmp["TmpfsOptions"]["SizeBytes"]) == (
         "tmpfs",
@@ -100,3 +102,11 @@ def test_a_task_on_a_node_that_is_not_ready_is_lost_and_ended() -> None:
     assert not is_lost(task("pending"), live)  # not placed yet: no node to lose
     assert has_ended(task("complete", exit_code=0, node="n1"), live)
     assert task_exit("svc", task("running", node="n2")).exit_code == -1
+
+
+def test_a_task_killed_by_sigkill_may_have_been_oom_killed() -> None:
+    assert was_killed(task("failed", exit_code=137))
+    assert not was_killed(task("failed", exit_code=1))
+    assert not was_killed(task("running", node="n1"))
+    oom = task_exit("svc", task("failed", exit_code=137), is_oom=True)
+    assert (oom.exit_code, oom.is_oom) == (137, True)

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiodocker
+import aiohttp
 import structlog
 
 from edgelambda.containers import (
@@ -65,6 +66,8 @@ TASK_START_S = 120.0  # placement, the image's pull on its node, and the contain
 TASK_POLL_S = 0.25
 NETWORK_READY_S = 10.0
 EXIT_POLL_S = 0.5
+STOP_GRACE_NS = 100_000_000  # 0.1 s
+SIGKILL_EXIT = 137
 # swarmkit's task states at and after which its container has ended (api/types.proto).
 ENDED_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 FAILED_BEFORE_RUNNING = ENDED_STATES - {"complete"}  # and no exit code: see has_run
@@ -86,6 +89,10 @@ def service_spec(spec: ContainerSpec, *, logs: LogLimits | None = None) -> dict[
         "User": spec.user,
         "ReadOnly": True,
         "CapabilityDrop": ["ALL"],
+        # A removed sandbox has nothing left to finish (its invocation was answered or timed
+        # out), and its runtime, PID 1, ignores SIGTERM: killed at once, as the Docker
+        # backend's forced removal does, not after the engine's 10 s (0 means that default).
+        "StopGracePeriod": STOP_GRACE_NS,
         # "IP name" lines, not docker run's "name:IP" (swarmkit ContainerSpec.hosts).
         "Hosts": [" ".join(reversed(line.rsplit(":", 1))) for line in spec.extra_hosts],
         "Mounts": [
@@ -152,14 +159,20 @@ def has_ended(task: dict[str, Any], live: frozenset[str]) -> bool:
     return task.get("Status", {}).get("State") in ENDED_STATES or is_lost(task, live)
 
 
-def task_exit(service_id: str, task: dict[str, Any]) -> ContainerExit:
-    """A task that ended, as the pool sees a container's exit; 137 with an OOM-killed
-    container is what the engine reports for one (the manager cannot tell more)."""
+def task_exit(service_id: str, task: dict[str, Any], *, is_oom: bool = False) -> ContainerExit:
+    """A task that ended, as the pool sees a container's exit (-1: no exit code, as for a
+    task lost with its node). Whether the kernel killed it for memory is its container's
+    to say, on its node: the manager only knows the code (137, as for any SIGKILL)."""
     status = task.get("Status", {})
     exit_code = status.get("ContainerStatus", {}).get("ExitCode")
     return ContainerExit(
-        service_id, exit_code=int(exit_code) if exit_code is not None else -1, is_oom=False
+        service_id, exit_code=int(exit_code) if exit_code is not None else -1, is_oom=is_oom
     )
+
+
+def was_killed(task: dict[str, Any]) -> bool:
+    """Whether a task's container ended by SIGKILL (128 + 9), as an OOM kill does."""
+    return bool(task.get("Status", {}).get("ContainerStatus", {}).get("ExitCode") == SIGKILL_EXIT)
 
 
 class SwarmBackend:
@@ -182,6 +195,9 @@ class SwarmBackend:
         self._images = DockerBackend(docker, limits)
         self._registry = registry
         self._pushes: dict[str, asyncio.Task[str]] = {}  # by reference: one push each
+        # The log streams being followed, by service: a removed service's log stream stays
+        # open (a container's ends with it), so removing a service closes it here.
+        self._follows: dict[str, aiohttp.ClientResponse | None] = {}
 
     @classmethod
     async def connect(
@@ -285,7 +301,7 @@ class SwarmBackend:
                 raise EngineUnavailable(
                     f"service {service_id[:12]}: its task's node {task['NodeID'][:12]} is down"
                 )
-            if task and has_run(task) and (address := task_address(task, network)):
+            if task and has_run(task) and (address := await self._address(task, network)):
                 return address  # running, or already ended: exits() reports that
             if task and state in FAILED_BEFORE_RUNNING:
                 error = task.get("Status", {}).get("Err") or state
@@ -294,6 +310,44 @@ class SwarmBackend:
         raise EngineUnavailable(
             f"service {service_id[:12]}: no task running after {TASK_START_S:g} s"
         )
+
+    async def _address(self, task: dict[str, Any], network: str) -> str | None:
+        """The task's address on ``network``: the manager's allocation on an overlay; on a
+        swarm-scoped network of a node-local driver (``docker network create --scope swarm
+        --driver bridge``: one node's sandboxes beside a gateway on that host) the engine
+        allocates it, so the task's container on this engine says."""
+        if (address := task_address(task, network)) is not None:
+            return address
+        if not task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID"):
+            return None
+        container = await self._local_container(task)
+        if container is None:
+            raise EngineUnavailable(
+                f"network {network} has no address of the task on node "
+                f"{str(task.get('NodeID'))[:12]}: a node-local network reaches only this "
+                "engine's tasks (use an overlay network)"
+            )
+        found = container["NetworkSettings"]["Networks"].get(network, {}).get("IPAddress")
+        return str(found) if found else None
+
+    async def _was_oom_killed(self, task: dict[str, Any]) -> bool:
+        """Whether the kernel killed the task's container for memory: known when the task
+        ran on this engine's node (the container is this engine's), else not."""
+        container = await self._local_container(task)
+        return bool(container and container["State"].get("OOMKilled"))
+
+    async def _local_container(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """The task's container as this engine shows it; None if it has none here."""
+        container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+        if not container_id:
+            return None
+        async with engine_errors(f"container {container_id[:12]}"):
+            try:
+                return await self._docker.containers.container(container_id).show()
+            except aiodocker.DockerError as exc:
+                if exc.status != NOT_FOUND:
+                    raise
+                return None
 
     async def _task_of(self, service_id: str) -> dict[str, Any] | None:
         async with engine_errors(f"tasks of {service_id[:12]}"):
@@ -314,6 +368,8 @@ class SwarmBackend:
         raise EngineUnavailable("Swarm has no frozen standby (pause is one engine's)")
 
     async def remove(self, container_id: str) -> None:
+        if (follow := self._follows.pop(container_id, None)) is not None:
+            follow.close()  # its connection, not back to the pool: the stream had not ended
         async with engine_errors(f"remove {container_id[:12]}"):
             try:
                 await self._docker.services.delete(container_id)
@@ -354,13 +410,23 @@ class SwarmBackend:
         query = self._docker._query(
             f"services/{container_id}/logs", params=params, timeout=NO_TIMEOUT
         )
-        async with engine_errors(f"logs of {container_id[:12]}"), query as response:
-            try:
-                while (frame := await read_frame(response.content)) is not None:
-                    if (line := _output_line(*frame, since_s)) is not None:
-                        yield line
-            finally:
-                response.close()
+        self._follows[container_id] = None  # from here on, remove() ends this follow
+        try:
+            async with engine_errors(f"logs of {container_id[:12]}"), query as response:
+                try:
+                    if container_id not in self._follows:
+                        return  # removed while the request was on its way
+                    self._follows[container_id] = response
+                    while (frame := await read_frame(response.content)) is not None:
+                        if (line := _output_line(*frame, since_s)) is not None:
+                            yield line
+                except aiohttp.ClientError:
+                    if container_id in self._follows:
+                        raise  # a failure, not remove() closing the stream
+                finally:
+                    response.close()
+        finally:
+            self._follows.pop(container_id, None)
 
     async def memory_peak_mb(self, container_id: str) -> int | None:
         return None  # a container's stats are its own node's engine's
@@ -380,7 +446,8 @@ class SwarmBackend:
                             service=str(task["ServiceID"])[:12],
                             node=str(task["NodeID"])[:12],
                         )
-                    yield task_exit(str(task["ServiceID"]), dict(task))
+                    is_oom = was_killed(task) and await self._was_oom_killed(task)
+                    yield task_exit(str(task["ServiceID"]), dict(task), is_oom=is_oom)
             reported &= {str(t["ID"]) for t in tasks}  # a removed service's tasks are gone
             await asyncio.sleep(EXIT_POLL_S)
 
