@@ -45,15 +45,19 @@ up() {
   EDGELAMBDA_FUNCTIONS=$(cd compose && realpath -m "${EDGELAMBDA_FUNCTIONS:-../functions}")
   # The gateway's settings: every variable compose/docker-compose.yml passes through as given
   # (`NAME: ${NAME:-}`), when set.
-  local settings
+  local settings rc=0
   settings=$(mktemp)
-  trap 'rm -f "$settings"' RETURN
   for name in $(sed -n -E 's/^ +([A-Z][A-Z0-9_]*): \$\{\1:-\}$/\1/p' compose/docker-compose.yml); do
     if [ -n "${!name:-}" ]; then printf '%s=%s\n' "$name" "${!name}" >>"$settings"; fi
   done
   local files=(-c compose/docker-compose.swarm.yml)
   if [ -n "${EDGELAMBDA_STANDINS:-}" ]; then files+=(-c compose/docker-compose.swarm-standins.yml); fi
-  EDGELAMBDA_SWARM_SETTINGS=$settings docker stack deploy "${files[@]}" "$stack"
+  # The box and its registry stay on this node (their volumes and bind mounts are here).
+  export EDGELAMBDA_SWARM_NODE
+  EDGELAMBDA_SWARM_NODE=$(docker info --format '{{.Swarm.NodeID}}')
+  EDGELAMBDA_SWARM_SETTINGS=$settings docker stack deploy "${files[@]}" "$stack" || rc=$?
+  rm -f "$settings"  # it holds the secrets; the services have them now
+  [ "$rc" = 0 ] || exit "$rc"
   bash scripts/wait-healthy.sh "${HEALTH_URL:-http://127.0.0.1:8000/health}" 300 \
     "docker service logs ${stack}_gateway"
 }
@@ -69,10 +73,15 @@ until_empty() {
 }
 
 down() {
+  if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+    echo "make swarm-down: this engine is in no swarm: nothing to remove" >&2
+    return 0
+  fi
   # Its network cannot go while sandbox services still use it: removed below.
   docker stack rm "$stack" 2>&1 | grep -v "is in use by service\|failed to remove some" || true
-  # SIGTERM gives the gateway its 40 s to drain and remove its sandbox services.
-  until_empty "docker service ls -q --filter label=com.docker.stack.namespace=$stack" 60 || true
+  # SIGTERM gives the gateway its 40 s to drain and remove its sandbox services: wait for
+  # the stack's containers on this node (its services are gone at once) to be gone.
+  until_empty "docker ps -q --filter label=com.docker.stack.namespace=$stack" 60 || true
   local left
   left=$(docker service ls -q --filter "label=edgelambda.stack=$EDGELAMBDA_STACK")
   if [ -n "$left" ]; then

@@ -168,15 +168,16 @@ async def connect_backend(backend_kind: str) -> ContainerBackend:
 
 
 async def sandboxes_left(docker: aiodocker.Docker, stack: str) -> list[str]:
-    """What a gateway left of ``stack``: Swarm services, then containers (a removed
-    service's container goes a moment later: it is waited for, briefly)."""
+    """What a gateway left of ``stack``: Swarm services, then containers (on a swarm, a
+    removed service's container goes a moment later: it is waited for, briefly; the Docker
+    backend removes its containers before it returns)."""
     in_swarm = (await docker.system.info())["Swarm"]["LocalNodeState"] == "active"
     services = (
         await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}) if in_swarm else []
     )
     for service in services:
         await docker.services.delete(service["ID"])
-    for _ in range(100):
+    for _ in range(100 if in_swarm else 0):
         if services or not await stack_containers(docker, stack):
             break
         await asyncio.sleep(0.1)

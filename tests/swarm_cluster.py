@@ -47,14 +47,21 @@ async def single_node_swarm(
             )
         yield network
     finally:
-        if anchor is not None:
-            await anchor.delete(force=True)
-        await delete_network(docker, network)
-        if not was_active:
-            await docker.swarm.leave(force=True)
-            # The bridge Swarm made for its tasks' way out; a later init makes it anew.
-            for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
-                await (await docker.networks.get(net["Id"])).delete()
+        try:
+            if anchor is not None:
+                await anchor.delete(force=True)
+            await delete_network(docker, network)
+        finally:
+            await leave_swarm(docker, was_active)
+
+
+async def leave_swarm(docker: aiodocker.Docker, was_active: bool) -> None:
+    """Leave the swarm a test made (whatever else its cleanup could not do)."""
+    if not was_active:
+        await docker.swarm.leave(force=True)
+        # The bridge Swarm made for its tasks' way out; a later init makes it anew.
+        for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
+            await (await docker.networks.get(net["Id"])).delete()
 
 
 async def delete_network(docker: aiodocker.Docker, name: str) -> None:
@@ -118,13 +125,12 @@ async def two_node_swarm(
         (worker_node,) = [n["ID"] for n in await docker.nodes.list() if n["ID"] != manager]
         yield Cluster(network, address, name, worker_node, manager)
     finally:
-        if worker is not None:
-            await worker.delete(force=True)
-        for net in await docker.networks.list(filters={"name": network}):
-            await (await docker.networks.get(net["Id"])).delete()
-        await docker.swarm.leave(force=True)
-        for net in await docker.networks.list(filters={"name": "docker_gwbridge"}):
-            await (await docker.networks.get(net["Id"])).delete()
+        try:
+            if worker is not None:
+                await worker.delete(force=True)
+            await delete_network(docker, network)
+        finally:
+            await leave_swarm(docker, was_active=False)
 
 
 def worker_config(image: str) -> dict[str, object]:
@@ -175,16 +181,24 @@ async def gateway_container(
     stack: str,
     box: Path,
     env: tuple[str, ...] = (),
+    name: str | None = None,
+    serve_twice: bool = False,
 ) -> AsyncIterator[str]:
     """The gateway as it runs with EDGELAMBDA_BACKEND=swarm: a container on the overlay
-    ``network``, serving ``box``'s routing.yaml and functions/; its URL on 127.0.0.1. On the
-    way out it is stopped (SIGTERM: it removes its sandboxes), and no service of ``stack``
-    may be left."""
-    name = f"{stack}-gateway"
+    ``network``, serving ``box``'s routing.yaml and functions/ (named ``name``, by default
+    after the stack); its URL on 127.0.0.1. On the way out it is stopped (SIGTERM: it
+    removes its sandboxes), and no service of ``stack`` may be left.
+
+    ``serve_twice``: when the first gateway process dies, a second one starts in the same
+    container, as a restart policy would start it (a container killed and started again
+    cannot always rejoin an attachable overlay on Docker 20.10: "network not found")."""
+    name = name or f"{stack}-gateway"
+    serve = ["python3", "-m", "edgelambda", "serve"]
+    twice = {"Entrypoint": ["sh", "-c", f"{' '.join(serve)}; exec {' '.join(serve)}"]}
     container = await docker.containers.run(
         {
             "Image": image,
-            "Cmd": ["serve"],
+            **(twice if serve_twice else {"Cmd": ["serve"]}),
             "Env": [
                 "ROUTING_CONFIG_PATH=/srv/routing.yaml",
                 f"DOCKER_NETWORK={network}",

@@ -93,3 +93,22 @@ async def test_health_says_why_the_event_store_cannot_answer(
     assert (await response.json())["events"] == {
         "error": "event store events.db: database or disk is full"
     }
+
+
+async def test_health_does_not_wait_on_a_busy_event_store(
+    gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = await gateway()
+
+    async def locked() -> dict[str, int]:
+        await asyncio.sleep(30)  # another writer holds SQLite's lock
+        return {}
+
+    monkeypatch.setattr(box.client.app[SERVER_KEY], "event_counts", locked)
+    started = time.monotonic()
+    response = await box.client.get("/health")
+
+    assert time.monotonic() - started < 5
+    assert (await response.json())["events"] == {
+        "error": "the event store did not answer within 1 s"
+    }

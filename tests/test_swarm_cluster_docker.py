@@ -242,14 +242,16 @@ async def test_a_worker_killed_under_load_costs_only_what_it_held(
 async def keep_calling(url: str, began: float, stop: asyncio.Event) -> list[Call]:
     """GET ``url`` (a 0.5 s sleep) one call after another until ``stop``; every call."""
     calls = []
-    async with aiohttp.ClientSession() as session:
+    # A call that hangs fails the test at once (an answer past this fails it anyway).
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S + ANSWER_BOUND_S + 1)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
         while not stop.is_set():
             started = time.monotonic()
             try:
                 async with session.get(f"{url}?action=sleep&s=0.5") as response:
                     await response.read()
                     status = response.status
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):
                 status = 0
             calls.append(Call(started - began, time.monotonic() - started, status))
     return calls

@@ -17,7 +17,7 @@ from edgelambda.containers import LABEL_STACK
 from edgelambda.swarm_backend import SwarmBackend
 from tests.compose_stack import get_json, run_command
 from tests.conftest import BASE_IMAGE, lay_out_box, one_function, stack_containers
-from tests.swarm_cluster import gateway_container, single_node_swarm
+from tests.swarm_cluster import exec_in, gateway_container, single_node_swarm
 
 pytestmark = pytest.mark.docker
 GATEWAY_IMAGE = "edgelambda/gateway:local"  # the script's alias of what it built or found
@@ -74,24 +74,45 @@ async def test_a_function_runs_as_a_swarm_task_behind_the_gateway(
 
 
 async def test_a_restarted_gateway_replaces_what_its_last_run_left(
-    swarm_gateway: tuple[str, str], docker: aiodocker.Docker
+    docker: aiodocker.Docker, tmp_path: Path
 ) -> None:
-    url, stack = swarm_gateway
+    image, stack = await gateway_image(), f"sw{uuid.uuid4().hex[:8]}"
+    lay_out_box(tmp_path, "routing.yaml", one_function("functions/responses"))
+    env = (f"EDGELAMBDA_RUNTIME_IMAGES=python3.12={BASE_IMAGE}",)
+    async with single_node_swarm(docker) as network:
+        await overlay(network)
+        async with gateway_container(
+            docker, image=image, network=network, stack=stack, box=tmp_path, env=env,
+            serve_twice=True,
+        ) as url:  # fmt: skip
+            await restarted_gateway(docker, url, stack)
+
+
+async def restarted_gateway(docker: aiodocker.Docker, url: str, stack: str) -> None:
+    """``url``'s gateway, killed, removes nothing: its next run starts by removing what the
+    last one left, then serves with a sandbox of its own."""
     await get_json(f"{url}/fn?shape=echo", within_s=60)
     left = await service_ids(docker, stack)
     assert len(left) == 1
 
-    # Killed, the gateway removes nothing: its sandbox runs on, unknown to the next run.
     gateway = docker.containers.container(f"{stack}-gateway")
-    await gateway.kill()
-    assert await service_ids(docker, stack) == left
-    await gateway.start()
-    port = (await gateway.show())["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
-
-    await get_json(f"http://127.0.0.1:{port}/fn?shape=echo", within_s=60)
+    await exec_in(gateway, "python3", "-c", KILL_THE_GATEWAY)
+    await get_json(f"{url}/fn?shape=echo", within_s=60)
     now = await service_ids(docker, stack)
     assert len(now) == 1
-    assert now.isdisjoint(left)  # the last run's sandbox is gone, a new one serves
+    assert now.isdisjoint(left)
+
+
+# SIGKILL to the `edgelambda serve` process that is not PID 1 (the shell is, until it execs
+# the second one).
+KILL_THE_GATEWAY = """
+import os, signal
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\\0")
+    if pid != "1" and argv[:4] == [b"python3", b"-m", b"edgelambda", b"serve"]:
+        os.kill(int(pid), signal.SIGKILL)
+"""
 
 
 async def service_ids(docker: aiodocker.Docker, stack: str) -> set[str]:

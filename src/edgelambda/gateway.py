@@ -4,6 +4,7 @@ become responses), and the handlers of routed functions, the auth endpoint, the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +45,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # a 20 MB soft limit before). Past it the client's connection is cut, so the client sees an
 # incomplete body. A buffered result is held to Lambda's 6 MB by the Runtime API (502 here).
 MAX_STREAMED_RESULT_BYTES = 200 * 1024 * 1024
+EVENT_COUNTS_WAIT_S = 1.0  # what /health waits for the event store
 
 
 SERVER_KEY = web.AppKey("server", Server)
@@ -147,9 +149,13 @@ async def health(request: web.Request) -> web.Response:
     invocations queued (or running) and dead-lettered, or why the store cannot say."""
     gateway = request.app[SERVER_KEY]
     try:
-        events: dict[str, int | str] = {**await gateway.event_counts()}
+        # A healthcheck must not wait on a busy store (SQLite waits up to 5 s for its lock).
+        async with asyncio.timeout(EVENT_COUNTS_WAIT_S):
+            events: dict[str, int | str] = {**await gateway.event_counts()}
     except EventStoreError as exc:
         events = {"error": str(exc)}
+    except TimeoutError:
+        events = {"error": f"the event store did not answer within {EVENT_COUNTS_WAIT_S:g} s"}
     counts = {
         "functions": len(gateway.table.functions),
         "containers": gateway.pool.by_state(),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -68,6 +69,7 @@ NETWORK_READY_S = 10.0
 EXIT_POLL_S = 0.5
 STOP_GRACE_NS = 100_000_000  # 0.1 s
 SIGKILL_EXIT = 137
+REMEMBERED_REMOVALS = 1024  # recent removals, so that no follow of one starts after it
 # swarmkit's task states at and after which its container has ended (api/types.proto).
 ENDED_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 FAILED_BEFORE_RUNNING = ENDED_STATES - {"complete"}  # and no exit code: see has_run
@@ -121,6 +123,11 @@ def service_spec(spec: ContainerSpec, *, logs: LogLimits | None = None) -> dict[
     }
 
 
+def container_status(task: dict[str, Any]) -> dict[str, Any]:
+    """A task's ``Status.ContainerStatus`` (its container's id and exit code), or {}."""
+    return dict(task.get("Status", {}).get("ContainerStatus") or {})
+
+
 def task_address(task: dict[str, Any], network: str) -> str | None:
     """A task's IPv4 address on ``network`` (its attachment's first address, less the
     prefix length), or None while it has none."""
@@ -134,22 +141,23 @@ def task_address(task: dict[str, Any], network: str) -> str | None:
 def has_run(task: dict[str, Any]) -> bool:
     """Whether a task's container started: it runs, or it ran and ended (it has an exit
     code), as a container that exits at once does."""
-    status = task.get("Status", {})
-    return status.get("State") == "running" or (
-        status.get("State") in ENDED_STATES
-        and status.get("ContainerStatus", {}).get("ExitCode") is not None
-        and bool(status.get("ContainerStatus", {}).get("ContainerID"))
+    state, container = task.get("Status", {}).get("State"), container_status(task)
+    return state == "running" or (
+        state in ENDED_STATES
+        and container.get("ExitCode") is not None
+        and bool(container.get("ContainerID"))
     )
 
 
 def live_nodes(nodes: list[Any]) -> frozenset[str]:
-    """The ids of the nodes that can run tasks: those whose state the manager reports
-    ``ready`` (a ``down``, ``disconnected`` or ``unknown`` one has lost its manager)."""
-    return frozenset(str(n["ID"]) for n in nodes if n.get("Status", {}).get("State") == "ready")
+    """The ids of the nodes not known to be gone: every listed node but a ``down`` one. A
+    node is ``unknown`` to a manager for a moment after a leadership change, and
+    ``disconnected`` for a moment of a lost session: neither ends its tasks."""
+    return frozenset(str(n["ID"]) for n in nodes if n.get("Status", {}).get("State") != "down")
 
 
 def is_lost(task: dict[str, Any], live: frozenset[str]) -> bool:
-    """Whether a task sits on a node that is not live: whatever it ran has gone with it."""
+    """Whether a task sits on a node that is down or gone: whatever it ran went with it."""
     node = task.get("NodeID")
     return bool(node) and node not in live
 
@@ -163,8 +171,7 @@ def task_exit(service_id: str, task: dict[str, Any], *, is_oom: bool = False) ->
     """A task that ended, as the pool sees a container's exit (-1: no exit code, as for a
     task lost with its node). Whether the kernel killed it for memory is its container's
     to say, on its node: the manager only knows the code (137, as for any SIGKILL)."""
-    status = task.get("Status", {})
-    exit_code = status.get("ContainerStatus", {}).get("ExitCode")
+    exit_code = container_status(task).get("ExitCode")
     return ContainerExit(
         service_id, exit_code=int(exit_code) if exit_code is not None else -1, is_oom=is_oom
     )
@@ -172,7 +179,7 @@ def task_exit(service_id: str, task: dict[str, Any], *, is_oom: bool = False) ->
 
 def was_killed(task: dict[str, Any]) -> bool:
     """Whether a task's container ended by SIGKILL (128 + 9), as an OOM kill does."""
-    return bool(task.get("Status", {}).get("ContainerStatus", {}).get("ExitCode") == SIGKILL_EXIT)
+    return bool(container_status(task).get("ExitCode") == SIGKILL_EXIT)
 
 
 class SwarmBackend:
@@ -198,6 +205,7 @@ class SwarmBackend:
         # The log streams being followed, by service: a removed service's log stream stays
         # open (a container's ends with it), so removing a service closes it here.
         self._follows: dict[str, aiohttp.ClientResponse | None] = {}
+        self._removed: deque[str] = deque(maxlen=REMEMBERED_REMOVALS)  # not to follow again
 
     @classmethod
     async def connect(
@@ -297,7 +305,12 @@ class SwarmBackend:
         while time.monotonic() < deadline:
             task = await self._task_of(service_id)
             state = task.get("Status", {}).get("State") if task else None
-            if task and is_lost(task, await self._live_nodes()):
+            if (
+                task
+                and task.get("NodeID")
+                and not has_run(task)
+                and is_lost(task, await self._live_nodes())
+            ):
                 raise EngineUnavailable(
                     f"service {service_id[:12]}: its task's node {task['NodeID'][:12]} is down"
                 )
@@ -318,7 +331,7 @@ class SwarmBackend:
         allocates it, so the task's container on this engine says."""
         if (address := task_address(task, network)) is not None:
             return address
-        if not task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID"):
+        if not container_status(task).get("ContainerID"):
             return None
         container = await self._local_container(task)
         if container is None:
@@ -333,12 +346,16 @@ class SwarmBackend:
     async def _was_oom_killed(self, task: dict[str, Any]) -> bool:
         """Whether the kernel killed the task's container for memory: known when the task
         ran on this engine's node (the container is this engine's), else not."""
-        container = await self._local_container(task)
+        try:
+            container = await self._local_container(task)
+        except EngineUnavailable as exc:  # an exit is reported all the same
+            log.warning("could not inspect an ended task", error=str(exc))
+            return False
         return bool(container and container["State"].get("OOMKilled"))
 
     async def _local_container(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """The task's container as this engine shows it; None if it has none here."""
-        container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+        container_id = container_status(task).get("ContainerID")
         if not container_id:
             return None
         async with engine_errors(f"container {container_id[:12]}"):
@@ -368,6 +385,7 @@ class SwarmBackend:
         raise EngineUnavailable("Swarm has no frozen standby (pause is one engine's)")
 
     async def remove(self, container_id: str) -> None:
+        self._removed.append(container_id)
         if (follow := self._follows.pop(container_id, None)) is not None:
             follow.close()  # its connection, not back to the pool: the stream had not ended
         async with engine_errors(f"remove {container_id[:12]}"):
@@ -410,6 +428,8 @@ class SwarmBackend:
         query = self._docker._query(
             f"services/{container_id}/logs", params=params, timeout=NO_TIMEOUT
         )
+        if container_id in self._removed:
+            return  # removed before its output was asked for
         self._follows[container_id] = None  # from here on, remove() ends this follow
         try:
             async with engine_errors(f"logs of {container_id[:12]}"), query as response:
@@ -425,6 +445,10 @@ class SwarmBackend:
                         raise  # a failure, not remove() closing the stream
                 finally:
                     response.close()
+        except EngineUnavailable:
+            if container_id in self._follows:
+                raise  # not removed: a failure
+            # removed while the request was on its way: the service had no log left to give
         finally:
             self._follows.pop(container_id, None)
 
