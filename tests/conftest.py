@@ -27,7 +27,7 @@ from edgelambda.gateway import SERVER_KEY, create_app
 from edgelambda.logs import RecordingSink
 from edgelambda.routing_file import load_routing
 from edgelambda.swarm_backend import SwarmBackend
-from tests.swarm_cluster import delete_network, single_node_swarm
+from tests.swarm_cluster import delete_network, single_node_swarm, stack_services
 
 TEST_FUNCTIONS = Path(__file__).parent / "functions"
 REPO_ROOT = Path(__file__).parent.parent
@@ -172,9 +172,7 @@ async def sandboxes_left(docker: aiodocker.Docker, stack: str) -> list[str]:
     removed service's container goes a moment later: it is waited for, briefly; the Docker
     backend removes its containers before it returns)."""
     in_swarm = (await docker.system.info())["Swarm"]["LocalNodeState"] == "active"
-    services = (
-        await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}) if in_swarm else []
-    )
+    services = await stack_services(docker, stack) if in_swarm else []
     for service in services:
         await docker.services.delete(service["ID"])
     for _ in range(100 if in_swarm else 0):

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiodocker
 import aiodocker.docker
 import yaml
+
+from edgelambda.containers import LABEL_STACK
 
 
 @asynccontextmanager
@@ -47,12 +50,29 @@ async def single_node_swarm(
             )
         yield network
     finally:
-        try:
-            if anchor is not None:
-                await anchor.delete(force=True)
-            await delete_network(docker, network)
-        finally:
-            await leave_swarm(docker, was_active)
+        await tear_down(docker, anchor, network, was_active=was_active)
+
+
+async def tear_down(
+    docker: aiodocker.Docker,
+    container: aiodocker.docker.DockerContainer | None,
+    network: str,
+    *,
+    was_active: bool,
+) -> None:
+    """A test swarm's cleanup: its container (if one started), its network, then the swarm
+    unless it was there before, left whatever else could not be done."""
+    try:
+        if container is not None:
+            await container.delete(force=True)
+        await delete_network(docker, network)
+    finally:
+        await leave_swarm(docker, was_active)
+
+
+def stack_services(docker: aiodocker.Docker, stack: str) -> Awaitable[list[dict[str, Any]]]:
+    """The Swarm services of a gateway's stack (its sandboxes), by their label."""
+    return docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})
 
 
 async def leave_swarm(docker: aiodocker.Docker, was_active: bool) -> None:
@@ -125,12 +145,7 @@ async def two_node_swarm(
         (worker_node,) = [n["ID"] for n in await docker.nodes.list() if n["ID"] != manager]
         yield Cluster(network, address, name, worker_node, manager)
     finally:
-        try:
-            if worker is not None:
-                await worker.delete(force=True)
-            await delete_network(docker, network)
-        finally:
-            await leave_swarm(docker, was_active=False)
+        await tear_down(docker, worker, network, was_active=False)
 
 
 def worker_config(image: str) -> dict[str, object]:
@@ -229,7 +244,7 @@ async def gateway_container(
         await container.stop(t=20)  # SIGTERM: the gateway removes its sandboxes
         logs = await container.log(stdout=True, stderr=True)
         await container.delete(force=True)
-        left = await docker.services.list(filters={"label": f"edgelambda.stack={stack}"})
+        left = await stack_services(docker, stack)
         for service in left:
             await docker.services.delete(service["ID"])
         assert left == [], "".join(logs)[-3000:]

@@ -18,7 +18,7 @@ from edgelambda.containers import LABEL_STACK, ContainerBackend, ContainerSpec
 from edgelambda.errors import EngineUnavailable
 from edgelambda.swarm_backend import SwarmBackend
 from tests.conftest import BASE_IMAGE
-from tests.swarm_cluster import single_node_swarm
+from tests.swarm_cluster import single_node_swarm, stack_services
 
 pytestmark = pytest.mark.docker
 
@@ -105,7 +105,7 @@ async def test_a_sandbox_is_a_hardened_task_on_the_overlay(
     finally:
         await typed.remove(started.id)
     assert await typed.running_containers(stack) == set()
-    assert await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}) == []
+    assert await stack_services(docker, stack) == []
 
 
 async def test_an_ended_task_is_an_exit_with_its_code(backend: SwarmBackend, swarm: str) -> None:
@@ -131,7 +131,7 @@ async def test_a_task_that_cannot_run_fails_the_start_and_leaves_nothing(
 
     with pytest.raises(EngineUnavailable, match="its task"):
         await backend.start(missing)
-    assert await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}) == []
+    assert await stack_services(docker, stack) == []
 
 
 async def test_what_swarm_cannot_do_says_so(backend: SwarmBackend) -> None:

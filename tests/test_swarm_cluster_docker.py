@@ -21,10 +21,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
-from edgelambda.containers import LABEL_STACK
 from tests.compose_stack import get_json, run_command
 from tests.conftest import BASE_IMAGE, lay_out_box, routing_text
-from tests.swarm_cluster import Cluster, exec_in, gateway_container, two_node_swarm
+from tests.swarm_cluster import Cluster, exec_in, gateway_container, stack_services, two_node_swarm
 from tests.test_async_events_docker import API_KEY
 from tests.test_swarm_gateway_docker import gateway_image, overlay
 from tests.test_swarm_registry_docker import REGISTRY_IMAGE
@@ -159,7 +158,7 @@ async def placed_spread_and_stopped(
 async def nodes_of(docker: aiodocker.Docker, stack: str) -> dict[str, list[str]]:
     """The nodes the stack's tasks run on, by function."""
     placed: dict[str, list[str]] = {}
-    for service in await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"}):
+    for service in await stack_services(docker, stack):
         for task in await docker.tasks.list(filters={"service": service["ID"]}):
             function = service["Spec"]["Labels"]["edgelambda.function"]
             placed.setdefault(function, []).append(task["NodeID"])

@@ -13,11 +13,10 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from edgelambda.containers import LABEL_STACK
 from edgelambda.swarm_backend import SwarmBackend
 from tests.compose_stack import get_json, run_command
 from tests.conftest import BASE_IMAGE, lay_out_box, one_function, stack_containers
-from tests.swarm_cluster import exec_in, gateway_container, single_node_swarm
+from tests.swarm_cluster import exec_in, gateway_container, single_node_swarm, stack_services
 
 pytestmark = pytest.mark.docker
 GATEWAY_IMAGE = "edgelambda/gateway:local"  # the script's alias of what it built or found
@@ -62,13 +61,13 @@ async def test_a_function_runs_as_a_swarm_task_behind_the_gateway(
     event = await get_json(f"{url}/fn?shape=echo", within_s=60)
 
     assert (event["path"], event["queryStringParameters"]) == ("/fn", {"shape": "echo"})
-    (service,) = await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})
+    (service,) = await stack_services(docker, stack)
     tasks = await docker.tasks.list(filters={"service": service["ID"]})
     assert [t["Status"]["State"] for t in tasks] == ["running"]
     assert await stack_containers(docker, stack) != []  # the task's container, this node's
     again = await get_json(f"{url}/fn?shape=echo")  # warm: the same task serves
     assert again["path"] == "/fn"
-    assert len(await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})) == 1
+    assert len(await stack_services(docker, stack)) == 1
     health = await get_json(f"{url}/health")
     assert health["containers"].get("ready") == 1  # by state, as with one engine
 
@@ -116,6 +115,4 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
 
 
 async def service_ids(docker: aiodocker.Docker, stack: str) -> set[str]:
-    return {
-        s["ID"] for s in await docker.services.list(filters={"label": f"{LABEL_STACK}={stack}"})
-    }
+    return {s["ID"] for s in await stack_services(docker, stack)}

@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
-from edgelambda.containers import LABEL_STACK
 from tests.compose_stack import (
     DEV_LOGIN,
     STACK_RESULT,
@@ -21,6 +20,7 @@ from tests.compose_stack import (
     stack_project_env,
     stack_result,
 )
+from tests.swarm_cluster import stack_services
 
 pytestmark = pytest.mark.docker
 
@@ -51,7 +51,7 @@ async def test_make_swarm_deploys_the_box_and_make_swarm_down_removes_it(
             filters={"label": f"com.docker.stack.namespace={project}"}
         )
         assert {s["Spec"]["Name"].removeprefix(f"{project}_") for s in stack} == STACK_SERVICES
-        (sandbox,) = await docker.services.list(filters={"label": f"{LABEL_STACK}={project}"})
+        (sandbox,) = await stack_services(docker, project)
         image = sandbox["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
         assert image.startswith(f"{registry}/edgelambda-fn/stack:")  # pushed, pulled by tag
     finally:
