@@ -73,6 +73,9 @@ class FakeBackend:
         async with self._starts:
             await self._starts.wait_for(lambda: len(self.started) >= count)
 
+    async def engine_version(self) -> str:
+        return "Fake 1.0"
+
     async def network_gateway(self, network: str) -> str:
         return "10.0.0.1"
 

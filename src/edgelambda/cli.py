@@ -32,6 +32,7 @@ from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.gateway import create_app
 from edgelambda.invoke_api import INVOKE_PATH
 from edgelambda.listener import ConnectionLimits, GuardedSite
+from edgelambda.logs import logsql_query
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_configured_routing, parse_routing
 from edgelambda.sam_import import convert, parse_overrides, render
@@ -252,19 +253,6 @@ async def show_logs(settings: Settings, args: argparse.Namespace) -> int:
         print(f"edgelambda: cannot read logs from {url}: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def logsql_query(
-    function: str, *, since: str, request_id: str | None, is_follow: bool = False
-) -> str:
-    """The LogsQL query for one function's lines, oldest first (live tailing takes no time
-    range and no sorting: lines come as they arrive)."""
-    filters = [f"function:={json.dumps(function)}"]
-    if request_id:
-        filters.append(f"aws_request_id:={json.dumps(request_id)}")
-    if is_follow:
-        return " ".join(filters)
-    return " ".join([f"_time:{since}", *filters]) + " | sort by (_time)"
 
 
 def _print_log_line(raw: bytes, *, is_json: bool) -> None:

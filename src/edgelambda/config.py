@@ -111,6 +111,10 @@ class Settings:
     event_dead_letter_retention_s: float = 1_209_600.0  # 14 days, SQS's longest retention
     event_dead_letter_max: int = 10_000  # dead letters kept; beyond, the oldest are dropped
     victorialogs_url: str | None = None  # None: function logs go to the gateway's stdout
+    # VictoriaLogs as a browser reaches it, for the console's links to its UI; None: the
+    # gateway's own URL for it.
+    victorialogs_ui_url: str | None = None
+    console_refresh_s: float = 1.0  # how often open consoles are sent what changed
     log_batch_size: int = 500
     log_flush_interval_s: float = 1.0
     log_buffer_records: int = 20_000  # held while the log store is unreachable
@@ -208,6 +212,8 @@ class Settings:
                 env, "EDGELAMBDA_EVENT_DEAD_LETTER_MAX", 10_000, _positive_int
             ),
             victorialogs_url=env.get("EDGELAMBDA_VICTORIALOGS_URL") or None,
+            victorialogs_ui_url=env.get("EDGELAMBDA_VICTORIALOGS_UI_URL") or None,
+            console_refresh_s=_read(env, "EDGELAMBDA_CONSOLE_REFRESH_S", 1.0, _positive_float),
             log_batch_size=_read(env, "EDGELAMBDA_LOG_BATCH_SIZE", 500, _positive_int),
             log_flush_interval_s=_read(
                 env, "EDGELAMBDA_LOG_FLUSH_INTERVAL_S", 1.0, _positive_float

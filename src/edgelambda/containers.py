@@ -77,6 +77,9 @@ class ContainerBackend(Protocol):
 
     abilities: BackendAbilities
 
+    async def engine_version(self) -> str:
+        """The engine's name and version, for the console."""
+
     async def network_gateway(self, network: str) -> str:
         """Ensure the bridge network exists; return its gateway address."""
 

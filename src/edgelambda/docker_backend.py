@@ -130,6 +130,9 @@ class DockerBackend:
         await asyncio.gather(*self._image_builds.values(), return_exceptions=True)
         await close_engine_client(self._docker)
 
+    async def engine_version(self) -> str:
+        return await engine_version(self._docker)
+
     async def network_gateway(self, network: str) -> str:
         async with engine_errors(f"network {network}"):
             info = await find_network(self._docker, network)
@@ -350,6 +353,13 @@ class DockerBackend:
             await self.remove(container_id)
         except EngineUnavailable as exc:
             log.warning("could not remove container", container=container_id[:12], error=str(exc))
+
+
+async def engine_version(docker: aiodocker.Docker) -> str:
+    """The engine's product, version and API version, as ``GET /version`` reports them."""
+    async with engine_errors("version"):
+        version = await docker.version()
+    return f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
 
 
 async def find_network(docker: aiodocker.Docker, name: str) -> dict[str, Any] | None:

@@ -248,6 +248,14 @@ class ResourcesUnavailable(EdgeLambdaError):
     """A declared bucket or table could not be checked or created in time."""
 
 
+class LogStoreUnavailable(EdgeLambdaError):
+    """The console cannot read function logs: no log store is configured, or it did not
+    answer."""
+
+    status = 503
+    public_message = "The log store is unavailable"
+
+
 class StreamBroken(Exception):
     """A streamed response ended before the runtime finished it."""
 

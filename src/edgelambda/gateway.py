@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 
 from edgelambda import apigw_event, apigw_result, auth, cors, ids, tracing
 from edgelambda.config import Settings
+from edgelambda.console import add_console
 from edgelambda.containers import ContainerBackend
 from edgelambda.errors import (
     EdgeLambdaError,
@@ -67,13 +68,14 @@ def create_app(
         # one is bounded by the listener, see edgelambda.listener).
         handler_args={"keepalive_timeout": settings.header_read_timeout_s},
     )
-    app[SERVER_KEY] = Server(settings, table, backend, sink)
+    server = app[SERVER_KEY] = Server(settings, table, backend, sink)
     app.cleanup_ctx.append(_gateway_lifecycle)
     app.on_response_prepare.append(_identify_response)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post(settings.auth_endpoint_path, login)
     app.router.add_post(INVOKE_PATH, invoke)
+    add_console(app, server)  # after the gateway's lifecycle: started after it, closed before
     app.router.add_route("*", "/{tail:.*}", routed)
     return app
 

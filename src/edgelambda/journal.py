@@ -10,6 +10,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from edgelambda.activity import InvocationSummary
 from edgelambda.containers import ContainerBackend
 from edgelambda.invocation import Invocation
 from edgelambda.logs import (
@@ -25,7 +26,7 @@ from edgelambda.logs import (
     start_line,
     window_end,
 )
-from edgelambda.metrics import Metrics
+from edgelambda.metrics import Metrics, outcome
 from edgelambda.sandbox import Sandbox
 from edgelambda.tasks import TaskSet
 
@@ -114,8 +115,17 @@ class Journal:
             if future.done() and not future.cancelled() and not future.exception()
             else None
         )
-        duration_s = record.ended_s - record.started_s
-        self._metrics.count_invocation(sandbox.function.name, result, duration_s)
+        summary = InvocationSummary(
+            time_s=record.started_s,
+            request_id=record.request_id,
+            trace_id=record.trace_id,
+            outcome=outcome(result),
+            error_type=None if result is None else result.error_type,
+            duration_ms=(record.ended_s - record.started_s) * 1000,
+            is_cold=record.init_ms is not None,
+            container=(sandbox.container_id or "")[:12],
+        )
+        self._metrics.record_invocation(sandbox.function.name, summary)
 
     def _close_when_caught_up(
         self, sandbox: Sandbox, record: InvocationLog, memory: asyncio.Task[None] | None

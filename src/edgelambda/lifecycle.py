@@ -210,6 +210,18 @@ class Lifecycle:
 
     # -- idle sandboxes -----------------------------------------------------------------
 
+    def stop_idle(self, function_name: str) -> int:
+        """Retire the function's idle sandboxes (ready or frozen) now, as an operator asks;
+        busy and starting ones are left alone. How many were retired."""
+        idle = [
+            sandbox
+            for sandbox in self._pools[function_name].sandboxes
+            if sandbox.state is SandboxState.READY or sandbox.state is SandboxState.FROZEN
+        ]
+        for sandbox in idle:
+            self.retire(sandbox, reason="stopped by an operator")
+        return len(idle)
+
     def reap(self, now_s: float) -> None:
         """Stop sandboxes idle past their timeout, remove those stopped past the retention
         period, and start sandboxes ``min_warm`` asks for."""

@@ -192,6 +192,19 @@ class RecordingSink:
         pass  # nothing held
 
 
+def logsql_query(
+    function: str, *, since: str, request_id: str | None, is_follow: bool = False
+) -> str:
+    """The LogsQL query for one function's lines, oldest first (live tailing takes no time
+    range and no sorting: lines come as they arrive)."""
+    filters = [f"function:={json.dumps(function)}"]
+    if request_id:
+        filters.append(f"aws_request_id:={json.dumps(request_id)}")
+    if is_follow:
+        return " ".join(filters)
+    return " ".join([f"_time:{since}", *filters]) + " | sort by (_time)"
+
+
 def parse_docker_line(line: str) -> tuple[float, str]:
     """``2026-11-28T19:29:44.734938699Z text\\n`` (the engine's ``timestamps=1`` format) ->
     (epoch seconds, text)."""

@@ -1,5 +1,5 @@
 """Prometheus metrics (``GET /metrics``), on the prometheus-client library with a registry of
-the gateway's own (no global state)."""
+the gateway's own (no global state); beside them, the console's recent activity."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edgelambda.activity import Activity, InvocationSummary
 from edgelambda.invocation import (
     EXIT_ERROR_TYPE,
     INIT_TIMEOUT_ERROR_TYPE,
@@ -63,12 +64,12 @@ class Metrics:
         # locks on every call, and these are counted for every invocation.
         self._invocations_of: dict[tuple[str, str], Counter] = {}
         self._duration_of: dict[str, Histogram] = {}
+        self.activity = Activity()  # the recent invocations the console shows
 
-    def count_invocation(
-        self, function: str, result: InvocationResult | None, duration_s: float
-    ) -> None:
-        """An invocation of ``function`` ended with ``result`` after ``duration_s``."""
-        key = (function, outcome(result))
+    def record_invocation(self, function: str, summary: InvocationSummary) -> None:
+        """An invocation of ``function`` ended: count it here and in the console's
+        :attr:`activity`."""
+        key = (function, summary.outcome)
         invocations = self._invocations_of.get(key)
         if invocations is None:
             invocations = self._invocations_of[key] = self.invocations.labels(*key)
@@ -76,7 +77,8 @@ class Metrics:
         duration = self._duration_of.get(function)
         if duration is None:
             duration = self._duration_of[function] = self.duration.labels(function)
-        duration.observe(duration_s)
+        duration.observe(summary.duration_ms / 1000)
+        self.activity.record(function, summary)
 
     def watch_pool(self, snapshot: PoolSnapshot) -> None:
         self.registry.register(_PoolCollector(snapshot))

@@ -209,6 +209,15 @@ class Pool:
         """Containers of every function by state, for ``/health``."""
         return containers_by_state(self._pools.values())
 
+    def image_of(self, function_name: str) -> str | None:
+        """The image the function's last container was started from (None before one)."""
+        return self._engine.images.get(function_name)
+
+    def stop_idle(self, function_name: str) -> int:
+        """Retire the function's idle containers (ready or frozen); how many."""
+        self._pool(function_name)  # an unknown function is 404
+        return self._lifecycle.stop_idle(function_name)
+
     def function_at(self, address: str) -> FunctionSpec | None:
         """The function whose running sandbox has ``address`` (a function calling back into
         the stack), if any."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 import watchfiles
 
+from edgelambda.errors import ConfigError, RoutingConfigError
 from edgelambda.routing import FunctionSpec
 from edgelambda.tasks import LoopRegistry, start_loop
 
@@ -72,6 +73,38 @@ def watched_paths(routing_path: Path, functions: Mapping[str, FunctionSpec]) -> 
     }
     directories = sorted(path for path in {routing.parent} | sources if path.is_dir())
     return directories + ([routing] if routing.is_file() else [])
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    """How the routing file's last load went: accepted, or rejected with the error (and the
+    file, line and key it names, when it is the routing file's own)."""
+
+    at_s: float
+    error: str | None = None
+    source: str | None = None
+    line: int | None = None
+    key: str | None = None
+
+    @classmethod
+    def accepted(cls, at_s: float) -> ReloadStatus:
+        return cls(at_s)
+
+    @classmethod
+    def rejected(cls, at_s: float, error: ConfigError) -> ReloadStatus:
+        if isinstance(error, RoutingConfigError):
+            return cls(at_s, str(error), error.source, error.line, error.key)
+        return cls(at_s, str(error))
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": "accepted" if self.error is None else "rejected",
+            "at": self.at_s,
+            "error": self.error,
+            "file": self.source,
+            "line": self.line,
+            "key": self.key,
+        }
 
 
 class Watcher:

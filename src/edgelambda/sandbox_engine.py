@@ -61,6 +61,7 @@ class SandboxEngine:
         self._by_token: dict[str, Sandbox] = {}
         self._by_container: dict[str, Sandbox] = {}
         self._registered = asyncio.Condition()
+        self.images: dict[str, str] = {}  # the image each function's last container ran
 
     @property
     def abilities(self) -> BackendAbilities:
@@ -75,6 +76,7 @@ class SandboxEngine:
         image = function.image or await self._backend.function_image(
             function, settings.base_image_for(function.runtime)
         )
+        self.images[function.name] = image
         spec = container_spec(
             function,
             image=image,

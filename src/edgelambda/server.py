@@ -12,7 +12,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from edgelambda import tracing
-from edgelambda.async_events import DeadLetterRetention, QueuedEvent, RetryPolicy
+from edgelambda.async_events import (
+    DeadLetteredEvent,
+    DeadLetterRetention,
+    QueuedEvent,
+    RetryPolicy,
+)
 from edgelambda.auth import LoginThrottle, ThrottlePolicy
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
@@ -26,7 +31,7 @@ from edgelambda.log_shipper import ShipperSettings, VictoriaLogsSink
 from edgelambda.logs import LogSink, StdoutSink
 from edgelambda.metrics import Metrics
 from edgelambda.pool import Pool
-from edgelambda.reload import Watcher, classify, is_relevant, watched_paths
+from edgelambda.reload import ReloadStatus, Watcher, classify, is_relevant, watched_paths
 from edgelambda.resources import Endpoints, ensure_resources
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_configured_routing
@@ -74,6 +79,14 @@ class Server:
             self.sink = self._shipper
         self.runtime_api = ""
         self.invoke_api = InvokeApi(self)
+        self.started_s = time.time()
+        self.reload_status = ReloadStatus.accepted(self.started_s)  # the table it started with
+        self.engine_version = ""  # the engine's version, asked once at start
+
+    @property
+    def log_shipper(self) -> VictoriaLogsSink | None:
+        """The shipper of function logs to VictoriaLogs, when they go there."""
+        return self._shipper
 
     @property
     def pool(self) -> Pool:
@@ -108,6 +121,23 @@ class Server:
             raise RuntimeError("the gateway has not been started")
         depth, dead = await self._events.depth(), await self._events.dead_letter_count()
         return {"queued": depth, "dead_letters": dead}
+
+    async def dead_letters(self) -> list[DeadLetteredEvent]:
+        """Every dead-lettered Event invocation, oldest first."""
+        if self._events is None:
+            raise RuntimeError("the gateway has not been started")
+        return await self._events.dead_letters()
+
+    async def replay(self, event_ids: list[str]) -> int:
+        """Queue dead letters again, due now, and wake the worker; how many moved (an id no
+        longer dead-lettered moves none)."""
+        if self._events is None or self._worker is None:
+            raise RuntimeError("the gateway has not been started")
+        moved = 0
+        for event_id in event_ids:
+            moved += await self._events.replay(event_id, now_s=time.time())
+        self._worker.notify()
+        return moved
 
     async def _run_event(self, event: QueuedEvent) -> str | None:
         """One attempt of an Event invocation; the function's error, or None on success."""
@@ -149,6 +179,7 @@ class Server:
     async def start(self) -> None:
         settings = self.settings
         network_gateway = await self._backend.network_gateway(settings.docker_network)
+        self.engine_version = await self._backend.engine_version()
         # In a container the setting names the gateway's own host name on the network.
         host = (
             _address_of(settings.runtime_api_host) if settings.runtime_api_host else network_gateway
@@ -240,7 +271,9 @@ class Server:
             table = await asyncio.to_thread(load_configured_routing, self.settings)
         except ConfigError as exc:
             log.error("routing reload rejected; the previous table keeps serving", error=str(exc))
+            self.reload_status = ReloadStatus.rejected(time.time(), exc)
             return
+        self.reload_status = ReloadStatus.accepted(time.time())
         for note in table.notes:
             log.warning("not carried over from the SAM template", note=note)
         self.table = table  # one assignment: requests see the old table or the new one

@@ -52,6 +52,7 @@ from edgelambda.docker_backend import (
     close_engine_client,
     engine_client,
     engine_errors,
+    engine_version,
     find_network,
     gateway_address,
     log_config,
@@ -257,6 +258,9 @@ class SwarmBackend:
             raise EngineUnavailable(f"push {reference}: {errors[-1]}")
         log.info("image pushed", image=reference)
         return reference
+
+    async def engine_version(self) -> str:
+        return f"{await engine_version(self._docker)}, Swarm manager"
 
     async def network_gateway(self, network: str) -> str:
         """Ensure the attachable overlay network exists; its gateway address."""
