@@ -278,7 +278,8 @@ async def test_the_live_feed_sends_the_document_at_once_and_on_every_change(
     while second["functions"]["fn"]["containers"] != {"busy": 1}:
         second = await next_document()
 
-    assert first["functions"] == {"fn": {"containers": {}, "queued": 0}}
+    assert first["functions"] == {"fn": {"containers": {}, "queued": 0, "code_hash": None}}
+    assert second["functions"]["fn"]["code_hash"] == "fake:1"
     assert first["events"] == {"queued": 0, "dead_letters": 0}
     assert first["reload"]["status"] == "accepted"
     response.close()

@@ -277,7 +277,9 @@ class Console:
         return orjson.dumps(
             {
                 "time": now_s,
-                "functions": console_api.live_json(table, server.pool.snapshot()),
+                "functions": console_api.live_json(
+                    table, server.pool.snapshot(), server.pool.images()
+                ),
                 "activity": console_api.activity_json(table, server.metrics.activity, now_s),
                 "events": await self.events(),
                 "dead_loops": server.loops.dead(),

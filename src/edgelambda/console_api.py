@@ -91,16 +91,20 @@ def function_json(
     }
 
 
-def live_json(table: RoutingTable, counts: Counts) -> dict[str, object]:
-    """What changes from second to second, for every function: containers by state and
-    invocations waiting. The live feed sends this."""
+def live_json(table: RoutingTable, counts: Counts, images: Mapping[str, str]) -> dict[str, object]:
+    """What changes from second to second, for every function: containers by state,
+    invocations waiting, and the code its containers run. The live feed sends this."""
     containers, queued = counts
     by_function: dict[str, dict[str, int]] = {name: {} for name in table.functions}
     for (name, state), count in containers.items():
         if name in by_function and count:
             by_function[name][state] = count
     return {
-        name: {"containers": states, "queued": queued.get(name, 0)}
+        name: {
+            "containers": states,
+            "queued": queued.get(name, 0),
+            "code_hash": code_hash(images.get(name)),
+        }
         for name, states in by_function.items()
     }
 

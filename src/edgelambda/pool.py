@@ -213,6 +213,10 @@ class Pool:
         """The image the function's last container was started from (None before one)."""
         return self._engine.images.get(function_name)
 
+    def images(self) -> Mapping[str, str]:
+        """:meth:`image_of` every function that has started a container."""
+        return self._engine.images
+
     def stop_idle(self, function_name: str) -> int:
         """Retire the function's idle containers (ready or frozen); how many."""
         self._pool(function_name)  # an unknown function is 404

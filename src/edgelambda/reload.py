@@ -81,10 +81,11 @@ class ReloadStatus:
     file, line and key it names, when it is the routing file's own)."""
 
     at_s: float
-    error: str | None = None
+    error: str | None = None  # the whole message, naming the file, line and key
     source: str | None = None
     line: int | None = None
     key: str | None = None
+    problem: str | None = None  # what is wrong at that key
 
     @classmethod
     def accepted(cls, at_s: float) -> ReloadStatus:
@@ -93,7 +94,7 @@ class ReloadStatus:
     @classmethod
     def rejected(cls, at_s: float, error: ConfigError) -> ReloadStatus:
         if isinstance(error, RoutingConfigError):
-            return cls(at_s, str(error), error.source, error.line, error.key)
+            return cls(at_s, str(error), error.source, error.line, error.key, error.problem)
         return cls(at_s, str(error))
 
     def as_json(self) -> dict[str, object]:
@@ -104,6 +105,7 @@ class ReloadStatus:
             "file": self.source,
             "line": self.line,
             "key": self.key,
+            "problem": self.problem,
         }
 
 

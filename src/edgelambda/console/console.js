@@ -8,7 +8,10 @@ const STATES = ["busy", "ready", "frozen", "thawing", "starting", "stopped"];
 const STATE_LABEL = { ready: "idle" };
 const AUTH_KEY = "edgelambda.console.auth";
 
-const state = { live: null, page: null, stream: null, detailSeen: "", boxAt: 0, reloadAt: 0 };
+const state = {
+  live: null, page: null, stream: null, detailSeen: "", boxAt: 0, reloadAt: 0,
+  openLogs: new Map(),  // request id -> the log lines shown under it (kept across refreshes)
+};
 
 // -- small helpers ----------------------------------------------------------------------
 
@@ -145,13 +148,14 @@ function lines(series, colours) {
   const w = 120, h = 26, n = series[0].length;
   const max = Math.max(1, ...series.flat().filter((v) => v != null));
   const paths = series.map((values, k) => {
-    let d = "";
+    let d = "", dots = "";
     values.forEach((v, i) => {
       if (v == null) return;
-      const x = (i + 0.5) * (w / n), y = h - 1 - (v / max) * (h - 2);
-      d += `${d ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+      const x = ((i + 0.5) * (w / n)).toFixed(1), y = (h - 2 - (v / max) * (h - 4)).toFixed(1);
+      d += `${d ? "L" : "M"}${x},${y}`;
+      dots += `<circle cx="${x}" cy="${y}" r="1.6" fill="${colours[k]}"/>`;
     });
-    return d ? `<path d="${d}" fill="none" stroke="${colours[k]}" stroke-width="1.5"/>` : "";
+    return d ? `<path d="${d}" fill="none" stroke="${colours[k]}" stroke-width="1.5"/>${dots}` : "";
   }).join("");
   return `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img"><title>p50 / p99 ms, max ${max.toFixed(1)}</title>${paths}</svg>`;
 }
@@ -182,7 +186,7 @@ async function showFunctions() {
       <td>${esc(f.runtime)}</td>
       <td class="mono">${f.routes.map((r) => `${esc(r.methods.join(","))} ${esc(r.path)}`).join("<br>") || "—"}</td>
       <td>${f.memory_mb} MB · ${f.timeout_s} s · ×${f.max_concurrency}</td>
-      <td class="mono">${esc(f.code_hash || "not built yet")}</td>
+      <td class="mono code">${esc(f.code_hash || "not built yet")}</td>
       <td class="containers">${chips(f.containers)}</td>
       <td class="num queued">${f.queued}</td>
       <td class="charts">${charts(f.activity)}</td>
@@ -202,12 +206,14 @@ function updateFunctionsLive() {
     if (!now) continue;
     row.querySelector(".containers").innerHTML = chips(now.containers);
     row.querySelector(".queued").textContent = now.queued;
+    if (now.code_hash) row.querySelector(".code").textContent = now.code_hash;
     if (live.activity[name]) row.querySelector(".charts").innerHTML = charts(live.activity[name]);
   }
 }
 
 async function showFunction(name) {
   const f = await api(`functions/${encodeURIComponent(name)}`);
+  state.openLogs.clear();
   state.detailSeen = JSON.stringify(state.live?.activity?.[name] || "");
   const routes = f.routes.map((r) => `<code>${esc(r.methods.join(","))} ${esc(r.path)}</code> (${esc(r.auth)})`).join(", ") || "none";
   $("#view").innerHTML = `
@@ -215,9 +221,9 @@ async function showFunction(name) {
     <div class="grid">
       <div class="card"><dl class="kv">
         <dt>Runtime</dt><dd>${esc(f.runtime)} <span class="mono">${esc(f.handler)}</span></dd>
-        <dt>Code</dt><dd class="mono">${esc(f.image || f.code_hash || "not built yet")}</dd>
+        <dt>Code</dt><dd class="mono" id="detail-code">${esc(f.image || f.code_hash || "not built yet")}</dd>
         <dt>Limits</dt><dd>${f.memory_mb} MB, ${f.timeout_s} s, ${f.max_concurrency} at once, ${f.min_warm} kept warm</dd>
-        <dt>Idle</dt><dd>frozen after ${f.freeze_after_s} s, stopped after ${f.idle_timeout_s} s</dd>
+        <dt>Idle</dt><dd>${f.freeze_after_s ? `frozen after ${f.freeze_after_s} s` : "never frozen"}, stopped after ${f.idle_timeout_s} s</dd>
         <dt>Routes</dt><dd>${routes}</dd>
         <dt>Schedules</dt><dd>${esc(f.schedules.join(", ") || "none")}</dd>
         <dt>Containers</dt><dd id="detail-containers">${chips(f.containers)}</dd>
@@ -251,7 +257,9 @@ async function showFunction(name) {
 
 function invocationsTable(f) {
   if (!f.invocations.length) return '<p class="hint">None since the gateway started.</p>';
-  const rows = f.invocations.map((i) => `
+  const rows = f.invocations.map((i) => {
+    const open = state.openLogs.get(i.request_id);
+    return `
     <tr data-request-id="${esc(i.request_id)}">
       <td>${when(i.time)}</td><td class="mono">${esc(i.request_id)}</td>
       <td class="mono">${esc(i.trace_id || "")}</td>
@@ -259,7 +267,8 @@ function invocationsTable(f) {
       <td class="num">${ms(i.duration_ms)}</td><td>${i.cold ? "cold" : "warm"}</td>
       <td class="mono">${esc(i.container)}</td>
       <td><a href="#" class="show-logs">logs</a></td>
-    </tr><tr class="loglines-row" hidden><td colspan="8"><div class="loglines"></div></td></tr>`).join("");
+    </tr><tr class="loglines-row" ${open ? "" : "hidden"}><td colspan="8"><div class="loglines">${open || ""}</div></td></tr>`;
+  }).join("");
   return `<table id="invocation-table"><thead><tr><th>Time</th><th>Request id</th><th>Trace id</th>
     <th>Status</th><th>Duration</th><th>Start</th><th>Container</th><th></th></tr></thead>
     <tbody>${rows}</tbody></table>`;
@@ -302,18 +311,22 @@ async function act(path, describe) {
 }
 
 async function showLogs(name, row) {
-  const target = row.nextElementSibling;
+  const target = row.nextElementSibling, id = row.dataset.requestId;
   target.hidden = false;
   const box = target.querySelector(".loglines");
   box.textContent = "reading the log store…";
+  let html;
   try {
-    const result = await api(`functions/${encodeURIComponent(name)}/logs?request_id=${encodeURIComponent(row.dataset.requestId)}&since=1d`);
+    const result = await api(`functions/${encodeURIComponent(name)}/logs?request_id=${encodeURIComponent(id)}&since=1d`);
     const text = result.lines.map((l) => `${l.time || ""} ${l.message}`).join("\n") || "(no lines yet)";
-    box.innerHTML = `<pre class="invocation-log"></pre>${result.ui_url ? `<a target="_blank" rel="noopener" href="${esc(result.ui_url)}">Open in VictoriaLogs</a>` : ""}`;
-    box.querySelector("pre").textContent = text;
+    html = `<pre class="invocation-log">${esc(text)}</pre>${result.ui_url ? `<a target="_blank" rel="noopener" href="${esc(result.ui_url)}">Open in VictoriaLogs</a>` : ""}`;
   } catch (error) {
-    box.innerHTML = `<span class="error">${esc(error.message)}</span>`;
+    html = `<span class="error">${esc(error.message)}</span>`;
   }
+  state.openLogs.set(id, html);
+  // The table may have been drawn again meanwhile: fill the row that is there now.
+  const now = [...document.querySelectorAll("#invocation-table tr[data-request-id]")].find((r) => r.dataset.requestId === id);
+  if (now) { now.nextElementSibling.hidden = false; now.nextElementSibling.querySelector(".loglines").innerHTML = html; }
 }
 
 async function invoke(event, name) {
@@ -362,6 +375,7 @@ function updateDetailLive(name) {
   if (!now) return;
   $("#detail-containers").innerHTML = chips(now.containers);
   $("#detail-queued").textContent = now.queued;
+  if (now.code_hash && !$("#detail-code").textContent.includes(":")) $("#detail-code").textContent = now.code_hash;
   const activity = live.activity[name];
   if (activity) $("#detail-charts").innerHTML = charts(activity);
   // New invocations or dead letters: read the detail again (the gateway's memory, no engine).
@@ -372,12 +386,13 @@ function updateDetailLive(name) {
 async function showRoutes() {
   const { file, reload, routes } = await api("routes");
   state.reloadAt = reload.at;
-  const where = reload.file ? `${esc(reload.file)}${reload.line ? `:${reload.line}` : ""}` : "";
+  const name = (reload.file || "").split("/").pop();
+  const where = reload.line ? `${name}:${reload.line}` : name;
   const banner = reload.status === "accepted"
-    ? `<div class="banner accepted" id="reload-status">${esc(file)} loaded at ${when(reload.at)}</div>`
-    : `<div class="banner rejected" id="reload-status"><strong>The last edit was rejected</strong> at ${when(reload.at)};
-       the table below keeps serving.<br>File <code>${where}</code>, key <code>${esc(reload.key || "")}</code>:
-       <span class="error" id="reload-error">${esc(reload.error)}</span></div>`;
+    ? `<div class="banner accepted" id="reload-status" title="${esc(file)}">${esc(file.split("/").pop())} loaded at ${when(reload.at)}</div>`
+    : `<div class="banner rejected" id="reload-status" title="${esc(reload.error)}"><strong>The last edit was rejected</strong> at ${when(reload.at)};
+       the table below keeps serving.<br>${where ? `<code>${esc(where)}</code>` : ""}${reload.key ? ` <code>${esc(reload.key)}</code>` : ""}:
+       <span class="error" id="reload-error">${esc(reload.problem || reload.error)}</span></div>`;
   const rows = routes.map((r) => `<tr><td class="mono">${esc(r.methods.join(", "))}</td>
     <td class="mono">${esc(r.path)}</td><td><a href="#/functions/${encodeURIComponent(r.function)}">${esc(r.function)}</a></td>
     <td>${esc(r.auth)}</td><td>${esc(r.payload)}</td><td>${r.cors ? "yes" : ""}</td></tr>`).join("");
