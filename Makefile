@@ -15,7 +15,7 @@ export EDGELAMBDA_RUNTIME_IMAGES := $(or $(call env_value,EDGELAMBDA_RUNTIME_IMA
 export EDGELAMBDA_STANDINS := $(call env_value,EDGELAMBDA_STANDINS)
 
 .PHONY: help install engine base-images stack-images dind-image run check-settings up down \
-	dind dind-down registry-image swarm swarm-down \
+	dind dind-down registry-image swarm swarm-down browser screenshots \
 	test check lint types unit bench soak clean
 
 help:
@@ -26,7 +26,8 @@ help:
 	@echo "                  (EDGELAMBDA_OFFLINE=1: bake every image it needs into the parent)"
 	@echo "make swarm / swarm-down  the box as a stack on this engine's Docker Swarm (a"
 	@echo "                  single-node one is made when there is none); same settings"
-	@echo "make test         ensure the engine and base image, run every test"
+	@echo "make test         ensure the engine, base image and browser, run every test"
+	@echo "make screenshots  the console's pages, as docs/console-*.png"
 	@echo "make check        ruff, mypy --strict, pytest"
 	@echo "make bench        the gateway beside the thinnest path (../shared/perf, or"
 	@echo "                  EDGELAMBDA_PERF_DIR) and the engine's own costs; one JSON report"
@@ -44,6 +45,14 @@ engine:
 	@start=$$SECONDS; bash scripts/ensure-engine.sh; \
 	  echo "make: engine ready in $$((SECONDS - start))s"
 
+browser:
+	@start=$$SECONDS; browser=$$(bash scripts/ensure-browser.sh); \
+	  echo "make: browser $$browser ready in $$((SECONDS - start))s"
+
+# The console's screenshots under docs/, taken by its browser test.
+screenshots: install base-images browser
+	EDGELAMBDA_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/test_console_browser_docker.py
+
 base-images: engine
 	@start=$$SECONDS; image=$$(bash scripts/build-base-image.sh); \
 	  echo "make: base image $$image ready in $$((SECONDS - start))s"
@@ -57,6 +66,8 @@ BIND_ADDRESS := $(call env_value,EDGELAMBDA_BIND_ADDRESS)
 # 127.0.0.1 unless the operator names an address; development mode where the gateway is.
 # (The compose files' own default is 127.0.0.1: without make, nothing is opened by mistake.)
 export EDGELAMBDA_DATA_BIND_ADDRESS := $(or $(call env_value,EDGELAMBDA_DATA_BIND_ADDRESS),$(if $(IS_PRODUCTION),127.0.0.1,$(BIND_ADDRESS)),0.0.0.0)
+# The console links to VictoriaLogs' web UI on the host it is served from, at the published port.
+export EDGELAMBDA_VICTORIALOGS_UI_URL := $(or $(call env_value,EDGELAMBDA_VICTORIALOGS_UI_URL),:$(or $(call env_value,EDGELAMBDA_VICTORIALOGS_PORT),9428))
 ENV_FILE_ARG := $(if $(wildcard $(ENV_FILE)),--env-file $(abspath $(ENV_FILE)))
 # Where `make up` and `make dind` look for the gateway's /health (an IPv6 address bracketed).
 GATEWAY_HOST := $(or $(filter-out 0.0.0.0 ::,$(BIND_ADDRESS)),127.0.0.1)
@@ -130,13 +141,13 @@ unit: install
 	$(BIN)/pytest -m "not docker"
 
 # The engine belongs to this run, so the engine-restart test may restart it.
-test: install base-images stack-images
+test: install base-images stack-images browser
 	@start=$$SECONDS; EDGELAMBDA_TEST_ENGINE_RESTART=1 $(BIN)/pytest; rc=$$?; \
 	  echo "make test: pytest took $$((SECONDS - start))s"; exit $$rc
 
 check: lint types test
 
-bench: install base-images
+bench: install base-images browser
 	$(BIN)/python bench/side_by_side.py
 
 SOAK_MINUTES ?= 10

@@ -196,6 +196,11 @@ class BenchRun:
         return f"{self.stack}-jwt"
 
     @property
+    def console_stacks(self) -> tuple[str, str]:
+        """The console's page-load gateway and its load gateway."""
+        return (f"{self.stack}-console", f"{self.stack}-console-load")
+
+    @property
     def all_stacks(self) -> tuple[str, ...]:
         return (
             self.stack,
@@ -203,6 +208,7 @@ class BenchRun:
             *self.scale_stacks,
             *self.container_stacks,
             self.functions_stack,
+            *self.console_stacks,
         )
 
     def function(self, name: str) -> FunctionSpec:

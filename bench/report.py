@@ -149,6 +149,14 @@ def _unpause_ratios(report: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def _console_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    paired = report["console"]["live_feed_load"]["paired_ratios"]
+    return {
+        f"rps_{clients}_clients_five_consoles_vs_none": paired[str(clients)]["median"]
+        for clients in (8, 32)
+    }
+
+
 # The sections each comparison needs, and the comparison.
 _COMPARISONS: tuple[
     tuple[tuple[str, ...], Callable[[dict[str, Any]], dict[str, float | None]]], ...
@@ -161,6 +169,7 @@ _COMPARISONS: tuple[
     (("scale",), _route_ratios),
     (("containers",), _container_ratios),
     (("engine",), _unpause_ratios),
+    (("console",), _console_ratios),
 )
 
 
@@ -175,6 +184,12 @@ def absolutes(report: dict[str, Any]) -> dict[str, float | None]:
         functions = report["functions"]
         rss = functions["rss_mb"] if is_full(functions) else None
         out["rss_mb_50_functions_100_containers"] = rss
+    if "console" in report:
+        pages = report["console"]["pages"]
+        slowest = max(page["max"] for page in pages["page_load_ms"].values())
+        out["console_page_load_ms_50_functions_100_containers"] = (
+            slowest if is_full(pages) else None
+        )
     return out
 
 
@@ -211,6 +226,10 @@ TARGETS = (
     Target("frozen_first_request_vs_engine_unpause", 3.0, is_upper=True),
     Target("frozen_standby_first_request_ms", 15.0, is_upper=True),  # absolute, in ms
     Target("rss_mb_50_functions_100_containers", 100.0, is_upper=True),  # absolute, in MB
+    # Issue 17: the console's slowest page load (ms), and the request path beside it.
+    Target("console_page_load_ms_50_functions_100_containers", 1000.0, is_upper=True),
+    Target("rps_8_clients_five_consoles_vs_none", 0.95, is_upper=False),
+    Target("rps_32_clients_five_consoles_vs_none", 0.95, is_upper=False),
 )
 
 

@@ -19,7 +19,10 @@ measured one after the other in one run, printed as one JSON report (progress on
   rounds, and their RSS;
 - containers: warm latency through a gateway whose function has 10 live containers and one
   whose function has 300, in alternating rounds, and their RSS;
-- functions: the RSS of a gateway with 50 functions and two live containers each.
+- functions: the RSS of a gateway with 50 functions and two live containers each;
+- console: the console's pages loaded in a real browser from a gateway with 50 functions and
+  two live containers each, and the request path's throughput with five consoles following
+  the live feed against none (see console_sections).
 
 Then the ratios between the sides and the bound each is held to. Every container and network
 it made is removed at the end; the gateways' logs are kept only when the run failed.
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_run import CODE_DIR, TEN_COLD_SLEEP_S, BenchRun, ScaleCounts, remove_stacks
+from console_sections import console
 from engine_sections import cold_starts, engine_unpause, raw_costs
 from harness import progress
 from load_sections import FLAGS, JWT_FLAGS, LOAD_ROUNDS, SIDES, load_sides
@@ -73,9 +77,10 @@ SECTIONS: dict[str, Section] = {
     "scale": route_scale,
     "containers": container_scale,
     "functions": function_scale,
+    "console": console,
 }
 SECTION_NAMES = (*SIDES, *SECTIONS)
-SCALE_COUNT_SECTIONS = frozenset({"containers", "functions"})
+SCALE_COUNT_SECTIONS = frozenset({"containers", "functions", "console"})
 
 
 async def measure(run: BenchRun, names: tuple[str, ...]) -> dict[str, Any]:

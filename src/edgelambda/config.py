@@ -111,8 +111,8 @@ class Settings:
     event_dead_letter_retention_s: float = 1_209_600.0  # 14 days, SQS's longest retention
     event_dead_letter_max: int = 10_000  # dead letters kept; beyond, the oldest are dropped
     victorialogs_url: str | None = None  # None: function logs go to the gateway's stdout
-    # VictoriaLogs as a browser reaches it, for the console's links to its UI; None: the
-    # gateway's own URL for it.
+    # VictoriaLogs as a browser reaches it, for the console's links to its UI (":PORT": the
+    # console's own host on that port); None: the gateway's own URL for it.
     victorialogs_ui_url: str | None = None
     console_refresh_s: float = 1.0  # how often open consoles are sent what changed
     log_batch_size: int = 500

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-import structlog
 from aiohttp import web
 
 from edgelambda import __version__, console_api
@@ -28,7 +27,6 @@ from edgelambda.async_events import DeadLetteredEvent
 from edgelambda.config import Settings
 from edgelambda.errors import (
     BadRequest,
-    EventStoreError,
     LogStoreUnavailable,
     RouteNotFound,
 )
@@ -36,8 +34,6 @@ from edgelambda.pool import Pool
 from edgelambda.routing import RoutingTable
 from edgelambda.server import Server
 from edgelambda.tasks import LoopRegistry, start_loop
-
-log = structlog.get_logger(__name__)
 
 CONSOLE_PATH = "/console"
 API_PATH = "/console/api"
@@ -261,15 +257,9 @@ class Console:
 
     # -- documents ------------------------------------------------------------------------
 
-    async def events(self) -> dict[str, object]:
+    async def events(self) -> dict[str, int | str]:
         """Event invocations queued and dead-lettered, or why the store cannot say."""
-        try:
-            async with asyncio.timeout(EVENT_COUNTS_WAIT_S):
-                return {**await self._server.event_counts()}
-        except EventStoreError as exc:
-            return {"error": str(exc)}
-        except TimeoutError:
-            return {"error": f"the event store did not answer within {EVENT_COUNTS_WAIT_S:g} s"}
+        return await self._server.event_summary(EVENT_COUNTS_WAIT_S)
 
     async def _live_document(self) -> bytes:
         server, now_s = self._server, time.time()
@@ -351,7 +341,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def add_console(app: web.Application, server: Server) -> None:
     """Serve the console and its API from ``app`` (before its catch-all route)."""
-    console = app[CONSOLE_KEY] = Console(server)
+    app[CONSOLE_KEY] = Console(server)
     app.cleanup_ctx.append(_console_lifecycle)
     app.on_shutdown.append(_end_live_streams)  # before aiohttp waits for open requests
     router = app.router
@@ -370,7 +360,6 @@ def add_console(app: web.Application, server: Server) -> None:
     router.add_get(f"{api}/routes", _api(routes))
     router.add_get(f"{api}/box", _api(box))
     router.add_route("*", f"{api}/{{tail:.*}}", _api(_unknown))
-    del console
 
 
 async def _console_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -21,7 +21,7 @@ from edgelambda.async_events import (
 from edgelambda.auth import LoginThrottle, ThrottlePolicy
 from edgelambda.config import Settings
 from edgelambda.containers import ContainerBackend
-from edgelambda.errors import ConfigError, EdgeLambdaError
+from edgelambda.errors import ConfigError, EdgeLambdaError, EventStoreError
 from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.event_worker import EventWorker
 from edgelambda.invocation import Invocation
@@ -121,6 +121,18 @@ class Server:
             raise RuntimeError("the gateway has not been started")
         depth, dead = await self._events.depth(), await self._events.dead_letter_count()
         return {"queued": depth, "dead_letters": dead}
+
+    async def event_summary(self, wait_s: float) -> dict[str, int | str]:
+        """:meth:`event_counts`, or ``{"error": ...}`` saying why the store cannot answer; a
+        health check must not wait on a busy store (SQLite waits up to 5 s for its lock), so
+        at most ``wait_s``."""
+        try:
+            async with asyncio.timeout(wait_s):
+                return {**await self.event_counts()}
+        except EventStoreError as exc:
+            return {"error": str(exc)}
+        except TimeoutError:
+            return {"error": f"the event store did not answer within {wait_s:g} s"}
 
     async def dead_letters(self) -> list[DeadLetteredEvent]:
         """Every dead-lettered Event invocation, oldest first."""

@@ -23,6 +23,9 @@ const $ = (selector) => document.querySelector(selector);
 const when = (epochS) => (epochS ? new Date(epochS * 1000).toLocaleTimeString() : "—");
 const ms = (value) => (value == null ? "—" : `${Number(value).toFixed(value < 10 ? 2 : 0)} ms`);
 
+// A link to VictoriaLogs' UI: ":9428/..." is on the console's own host (EDGELAMBDA_VICTORIALOGS_UI_URL).
+const onHost = (url) => (url.startsWith(":") ? `${location.protocol}//${location.hostname}${url}` : url);
+
 function duration(seconds) {
   const s = Math.floor(seconds);
   const parts = [[Math.floor(s / 86400), "d"], [Math.floor(s / 3600) % 24, "h"],
@@ -319,7 +322,7 @@ async function showLogs(name, row) {
   try {
     const result = await api(`functions/${encodeURIComponent(name)}/logs?request_id=${encodeURIComponent(id)}&since=1d`);
     const text = result.lines.map((l) => `${l.time || ""} ${l.message}`).join("\n") || "(no lines yet)";
-    html = `<pre class="invocation-log">${esc(text)}</pre>${result.ui_url ? `<a target="_blank" rel="noopener" href="${esc(result.ui_url)}">Open in VictoriaLogs</a>` : ""}`;
+    html = `<pre class="invocation-log">${esc(text)}</pre>${result.ui_url ? `<a target="_blank" rel="noopener" href="${esc(onHost(result.ui_url))}">Open in VictoriaLogs</a>` : ""}`;
   } catch (error) {
     html = `<span class="error">${esc(error.message)}</span>`;
   }
@@ -424,7 +427,7 @@ async function showBox() {
       `<tr><td>${esc(l.name)}</td><td class="status-${esc(l.status)}">${esc(l.status)}</td><td class="mono">${esc(l.detail || "")}</td></tr>`)}</tbody></table></div>
     <div class="card"><h2>Data services</h2><table id="services"><tbody>${list(b.services, (s) =>
       `<tr><td>${esc(s.name)}</td><td class="status-${esc(s.status.replace(" ", "-"))}">${esc(s.status)}</td><td class="mono">${esc(s.url || "")}</td><td class="hint">${esc(s.detail || "")}</td></tr>`)}</tbody></table>
-      ${b.logs_ui ? `<p><a target="_blank" rel="noopener" href="${esc(b.logs_ui.replace(/\/$/, ""))}/select/vmui/">VictoriaLogs UI</a></p>` : ""}</div>
+      ${b.logs_ui ? `<p><a target="_blank" rel="noopener" href="${esc(onHost(b.logs_ui.replace(/\/$/, "")))}/select/vmui/">VictoriaLogs UI</a></p>` : ""}</div>
   </div>`;
 }
 
