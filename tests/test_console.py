@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from edgelambda import auth, console_api
 from edgelambda.config import Settings
-from edgelambda.console import sse_message
+from edgelambda.console import LiveFeed, sse_message
 from edgelambda.errors import Unauthorized
 from edgelambda.gateway import SERVER_KEY
 from tests.gateway_box import Gateway, GatewayFactory, open_gateways, route
@@ -301,3 +301,27 @@ async def test_an_open_live_feed_does_not_hold_up_shutdown(gateway: GatewayFacto
 def test_an_sse_message_is_one_data_line_or_a_comment() -> None:
     assert sse_message(b'{"a":1}') == b'data: {"a":1}\n\n'
     assert sse_message(b"") == b": alive\n\n"
+
+
+async def test_the_feed_sends_a_document_only_when_it_changed() -> None:
+    documents = [b"one"]
+    renders = 0
+
+    async def render() -> bytes:
+        nonlocal renders
+        renders += 1
+        return documents[-1]
+
+    feed = LiveFeed(render, interval_s=0.01)
+    feed.start()
+    async with feed.listen() as first, feed.listen() as second:
+        assert await first.next(1) == b"one"  # at once
+        assert await first.next(0.1) == b""  # unchanged: nothing but a heartbeat
+        documents.append(b"two")
+        assert await first.next(1) == b"two"
+        assert await second.next(1) == b"two"  # the newest only: "one" was never read
+        await feed.close()
+        assert await first.next(1) is None
+    async with feed.listen() as late:  # opened during shutdown: ends at once
+        assert await late.next(1) is None
+    assert renders > 5  # ticked while listened to

@@ -32,7 +32,7 @@ from edgelambda.event_queue import QUEUE_FILE, EventQueue
 from edgelambda.gateway import create_app
 from edgelambda.invoke_api import INVOKE_PATH
 from edgelambda.listener import ConnectionLimits, GuardedSite
-from edgelambda.logs import logsql_query
+from edgelambda.logs import json_object, logsql_query
 from edgelambda.routing import RoutingTable
 from edgelambda.routing_file import load_configured_routing, parse_routing
 from edgelambda.sam_import import convert, parse_overrides, render
@@ -256,11 +256,8 @@ async def show_logs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_log_line(raw: bytes, *, is_json: bool) -> None:
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return
-    if not isinstance(record, dict):
+    record = json_object(raw)
+    if record is None:
         return
     text = json.dumps(record) if is_json else f"{record.get('_time', '')} {record.get('_msg', '')}"
     print(text, flush=True)

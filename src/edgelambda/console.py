@@ -95,12 +95,14 @@ class LiveFeed:
         self._someone = asyncio.Event()
         self._last: bytes | None = None
         self._task: asyncio.Task[None] | None = None
+        self._is_closed = False
 
     def start(self, loops: LoopRegistry | None = None) -> None:
         self._task = start_loop(self._run(), "console feed", loops)
 
     async def close(self) -> None:
-        """End every open stream, then the loop."""
+        """End every open stream (and any opened from now on), then the loop."""
+        self._is_closed = True
         for listener in list(self._listeners):
             listener.close()
         if self._task is not None:
@@ -112,7 +114,11 @@ class LiveFeed:
     async def listen(self) -> AsyncIterator[_Listener]:
         """A listener that starts with the current document."""
         listener = _Listener()
-        listener.put(await self._render())
+        document = await self._render()
+        self._publish(document)  # to those already listening, if it is news to them
+        listener.put(document)
+        if self._is_closed:
+            listener.close()
         self._listeners.add(listener)
         self._someone.set()
         try:
@@ -126,12 +132,14 @@ class LiveFeed:
     async def _run(self) -> None:
         while True:
             await self._someone.wait()
-            document = await self._render()
-            if document != self._last:
-                self._last = document
-                for listener in self._listeners:
-                    listener.put(document)
+            self._publish(await self._render())
             await asyncio.sleep(self._interval_s)
+
+    def _publish(self, document: bytes) -> None:
+        if document != self._last:
+            self._last = document
+            for listener in self._listeners:
+                listener.put(document)
 
 
 class ServiceChecks:
@@ -264,9 +272,8 @@ class Console:
     async def _live_document(self) -> bytes:
         server, now_s = self._server, time.time()
         table = server.table
-        return orjson.dumps(
+        return orjson.dumps(  # nothing that changes by itself: unchanged, nothing is sent
             {
-                "time": now_s,
                 "functions": console_api.live_json(
                     table, server.pool.snapshot(), server.pool.images()
                 ),

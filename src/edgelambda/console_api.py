@@ -4,7 +4,6 @@ and who may read them. The HTTP shell is :mod:`edgelambda.console`."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from edgelambda.activity import Activity
 from edgelambda.async_events import DeadLetteredEvent
 from edgelambda.config import Settings
 from edgelambda.errors import Unauthorized
-from edgelambda.logs import logsql_query
+from edgelambda.logs import json_object, logsql_query
 from edgelambda.routing import FunctionSpec, Route, RoutingTable
 
 # What the pool reports: (function, state) -> containers, function -> waiting invocations.
@@ -151,11 +150,8 @@ def logs_ui_url(base: str, query: str) -> str:
 
 def log_line_json(raw: bytes) -> dict[str, Any] | None:
     """One JSON line of LogsQL's answer, as the console shows it (None for anything else)."""
-    try:
-        line = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(line, dict):
+    line = json_object(raw)
+    if line is None:
         return None
     return {
         "time": line.get("_time"),

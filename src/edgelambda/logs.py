@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 
@@ -70,14 +70,20 @@ def parse_level(message: str) -> str:
     return _LEVEL_ALIASES.get(level, level)
 
 
+def json_object(text: str | bytes) -> dict[str, Any] | None:
+    """``text`` read as a JSON object (a log line, a LogsQL answer's line), or None."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
 def _json_level(message: str) -> str | None:
     if not message.lstrip().startswith("{"):
         return None
-    try:
-        document = json.loads(message)
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
+    document = json_object(message)
+    if document is None:
         return None
     found = next((document[k] for k in _JSON_LEVEL_KEYS if isinstance(document.get(k), str)), None)
     return found if isinstance(found, str) else None
