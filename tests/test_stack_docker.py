@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import aiohttp
 import pytest
 import yaml
 
@@ -52,6 +53,7 @@ async def test_the_stack_serves_boto3_functions_on_s3_and_dynamodb(
     logs = f"http://127.0.0.1:{stack_env['EDGELAMBDA_VICTORIALOGS_PORT']}"
 
     await original_client_flow(gateway, logs, **DEV_LOGIN)
+    await console_sees_the_stack(gateway, stack_env["EDGELAMBDA_VICTORIALOGS_PORT"])
     # routing.yaml is a file mount in the gateway's container; an edit still reloads.
     again = {"path": "/again", "method": "GET", "function": "stack", "auth": "none"}
     add_route_in_place(Path(stack_env["EDGELAMBDA_ROUTING"]), again)
@@ -68,6 +70,24 @@ async def test_the_stack_serves_boto3_functions_on_s3_and_dynamodb(
     )
     assert left == []
     assert await stack_containers(docker, project) == []  # the functions' containers too
+
+
+async def console_sees_the_stack(gateway: str, logs_port: str) -> None:
+    """The console, served from the gateway's image, reaches the stack's data services and
+    links to VictoriaLogs' UI on the console's own host, at its published port."""
+    keyed = {"x-api-key": DEV_LOGIN["api_key"]}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{gateway}/console/static/console.js") as script:
+            assert script.status == 200
+        async with session.get(f"{gateway}/console/api/box", headers=keyed) as response:
+            box = await response.json()
+    assert {s["name"]: s["status"] for s in box["services"]} == {
+        "S3 (RustFS)": "up",
+        "DynamoDB (Alternator)": "up",
+        "VictoriaLogs": "up",
+    }
+    assert box["logs_ui"] == f":{logs_port}"
+    assert box["log_shipper"]["dropped"] == 0
 
 
 @pytest.mark.parametrize(
