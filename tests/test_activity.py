@@ -71,13 +71,16 @@ def test_percentiles_are_nearest_rank_over_the_minute() -> None:
     assert percentile([], 50) is None
 
 
-def test_a_minute_over_is_not_recomputed_but_a_later_record_still_counts() -> None:
+def test_a_record_for_a_minute_already_summarised_still_counts() -> None:
     activity = Activity()
-    activity.record("fn", summary(T0 + 1))
-    assert activity.series("fn", now_s=T0 + 61)["invocations"][-2] == 1  # kept as over
-    activity.record("fn", summary(T0 + 2))  # a clock step back: still counted
+    activity.record("fn", summary(T0 + 1, duration_ms=5.0))
+    over = activity.series("fn", now_s=T0 + 61)  # the minute is over: summarised
+    activity.record("fn", summary(T0 + 2, duration_ms=7.0))  # the clock stepped back
 
-    assert activity.series("fn", now_s=T0 + 61)["invocations"][-2] == 2
+    again = activity.series("fn", now_s=T0 + 61)
+
+    assert (over["invocations"][-2], over["p50_ms"][-2]) == (1, 5.0)  # type: ignore[index]
+    assert (again["invocations"][-2], again["p99_ms"][-2]) == (2, 7.0)  # type: ignore[index]
 
 
 def test_a_busy_minute_keeps_its_latest_samples_only() -> None:

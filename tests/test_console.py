@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestServer
 
 from edgelambda import auth, console_api
 from edgelambda.config import Settings
-from edgelambda.console import LiveFeed, sse_message
 from edgelambda.errors import Unauthorized
 from edgelambda.gateway import SERVER_KEY
+from edgelambda.live_feed import LiveFeed, sse_message
 from tests.gateway_box import Gateway, GatewayFactory, open_gateways, route
 
 KEY = Settings().api_key
@@ -105,6 +105,37 @@ async def test_a_login_token_opens_the_api_in_production_mode(gateway: GatewayFa
     assert document["mode"] == "production"
 
 
+API_CALLS = [
+    ("GET", "/console/api/functions"),
+    ("GET", "/console/api/functions/fn"),
+    ("GET", "/console/api/functions/fn/logs"),
+    ("POST", "/console/api/functions/fn/remove-idle"),
+    ("POST", "/console/api/functions/fn/replay"),
+    ("GET", "/console/api/dead-letters"),
+    ("POST", "/console/api/dead-letters/some-id/replay"),
+    ("GET", "/console/api/routes"),
+    ("GET", "/console/api/box"),
+    ("GET", "/console/api/live"),
+    ("GET", "/console/api/no-such-thing"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), API_CALLS)
+async def test_every_api_call_needs_the_login(
+    gateway: GatewayFactory, method: str, path: str
+) -> None:
+    box = await gateway(route())
+
+    anonymous = await box.client.request(method, path)
+    wrong_key = await box.client.request(method, path, headers={"x-api-key": "guess"})
+    forged = await box.client.request(
+        method, path, headers={"Authorization": f"Bearer {token(Settings(jwt_secret='x' * 32))}"}
+    )
+
+    assert [anonymous.status, wrong_key.status, forged.status] == [401, 401, 401]
+    assert box.backend.removed == []  # nothing was done
+
+
 async def test_unknown_api_paths_and_functions_are_404(gateway: GatewayFactory) -> None:
     box = await gateway()
 
@@ -142,7 +173,7 @@ async def test_a_function_shows_its_settings_routes_containers_and_invocations(
     assert detail["dead_letters"] == []
 
 
-async def test_stop_idle_retires_the_functions_idle_containers(gateway: GatewayFactory) -> None:
+async def test_remove_idle_retires_the_functions_idle_containers(gateway: GatewayFactory) -> None:
     box = await gateway(route())
     await box.call("GET", "/items/1", {"statusCode": 200})
     polling = asyncio.create_task(box.runtime.next())  # the runtime waits for work: idle
@@ -151,9 +182,9 @@ async def test_stop_idle_retires_the_functions_idle_containers(gateway: GatewayF
             break
         await asyncio.sleep(0.02)
 
-    response = await box.client.post("/console/api/functions/fn/stop-idle", headers=KEYED)
+    response = await box.client.post("/console/api/functions/fn/remove-idle", headers=KEYED)
 
-    assert (response.status, await response.json()) == (200, {"stopped": 1})
+    assert (response.status, await response.json()) == (200, {"removed": 1})
     assert (await get(box, "/console/api/functions/fn"))["containers"] == {}
     for _ in range(50):  # the container is removed in the background
         if box.backend.removed:
@@ -161,6 +192,7 @@ async def test_stop_idle_retires_the_functions_idle_containers(gateway: GatewayF
         await asyncio.sleep(0.02)
     assert box.backend.removed == ["c1"]
     polling.cancel()
+    await asyncio.gather(polling, return_exceptions=True)
 
 
 async def test_dead_letters_are_listed_and_replayed(gateway: GatewayFactory) -> None:
@@ -182,6 +214,36 @@ async def test_dead_letters_are_listed_and_replayed(gateway: GatewayFactory) -> 
     delivered = await box.delivered()  # the worker runs it again, now
     assert json.loads(delivered.payload) == {"n": 1}
     await box.runtime.respond(delivered.request_id, {})
+
+
+async def test_a_functions_dead_letters_are_replayed_and_no_others(
+    gateway: GatewayFactory,
+) -> None:
+    box = await gateway(route(), event_queue_size=2)
+    events = box.client.app[SERVER_KEY]._events
+    assert events is not None
+    later_s = time.time() + 3600
+    for function in ("fn", "fn", "fn", "other"):
+        await events.enqueue(function, b"{}", trace_id=None, now_s=later_s)
+    await events.expire(now_s=later_s + 100, max_age_s=60)
+    await box.runtime.close()  # no runtime: replayed events wait in the queue
+    events_of_fn = await get(box, "/console/api/functions/fn")
+
+    response = await box.client.post("/console/api/functions/fn/replay", headers=KEYED)
+
+    assert (events_of_fn["dead_letter_count"], len(events_of_fn["dead_letters"])) == (3, 3)
+    assert await response.json() == {"replayed": 2, "left": 1}  # the queue's room for fn: 2
+    assert [d.function for d in await events.dead_letters()] == ["fn", "other"]
+
+
+async def test_listings_are_bounded(gateway: GatewayFactory) -> None:
+    box = await gateway()
+
+    too_many = await box.client.get("/console/api/dead-letters?limit=5000", headers=KEYED)
+    listed = await get(box, "/console/api/dead-letters?limit=3")
+
+    assert too_many.status == 400
+    assert listed == {"dead_letters": []}
 
 
 async def test_routes_show_a_rejected_reload_with_its_file_line_and_key(

@@ -60,7 +60,7 @@ class _Minute:
         self.summary = None
         if len(self.durations_ms) < MAX_SAMPLES:
             self.durations_ms.append(summary.duration_ms)
-        else:
+        else:  # the oldest sample makes room
             self.durations_ms[self.invocations % MAX_SAMPLES] = summary.duration_ms
         self.invocations += 1
         self.errors += summary.outcome != "success"
@@ -78,8 +78,8 @@ class _Minute:
             "p50_ms": percentile(ordered, 50),
             "p99_ms": percentile(ordered, 99),
         }
-        if is_over:  # nothing changes it any more
-            self.summary = summary
+        if is_over:  # kept, and its samples let go (a late record starts them again)
+            self.summary, self.durations_ms = summary, []
         return summary
 
 

@@ -9,28 +9,34 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from edgelambda import auth
+from edgelambda import __version__, auth
 from edgelambda.activity import Activity
 from edgelambda.async_events import DeadLetteredEvent
 from edgelambda.config import Settings
-from edgelambda.errors import Unauthorized
+from edgelambda.errors import BadRequest, Unauthorized
 from edgelambda.logs import json_object, logsql_query
 from edgelambda.routing import FunctionSpec, Route, RoutingTable
+from edgelambda.service_checks import ServiceHealth
+
+PAYLOAD_SHOWN_BYTES = 4096  # of a dead letter's payload and last error, in a listing
+LISTED = 100  # dead letters listed unless asked for fewer or more
+MAX_LISTED = 1000
 
 # What the pool reports: (function, state) -> containers, function -> waiting invocations.
 Counts = tuple[Mapping[tuple[str, str], int], Mapping[str, int]]
 
 
-def check_access(headers: Mapping[str, str], settings: Settings, now_s: float) -> None:
+def check_access(headers: Mapping[str, str], settings: Settings, now_s: float) -> float | None:
     """The console's login: a JWT from the auth endpoint (``Authorization: Bearer``), or in
-    development mode the API key (``x-api-key``) too. Raises :class:`Unauthorized`."""
+    development mode the API key (``x-api-key``) too. When the login ends: the token's
+    expiry, None for the key. Raises :class:`Unauthorized`."""
     api_key = headers.get("x-api-key")
     if api_key is not None and not settings.is_production:
         if auth.is_api_key_valid(api_key, settings.api_key):
-            return
+            return None
         raise Unauthorized("wrong x-api-key")
     token = auth.bearer_token(headers.get("Authorization"))
-    auth.verify_token(token, secret=settings.jwt_secret, now_s=now_s)
+    return float(auth.verify_token(token, secret=settings.jwt_secret, now_s=now_s)["exp"])
 
 
 def route_json(route: Route) -> dict[str, object]:
@@ -118,6 +124,8 @@ def invocations_json(activity: Activity, function: str) -> list[dict[str, object
 
 
 def dead_letter_json(dead: DeadLetteredEvent) -> dict[str, object]:
+    """A dead letter as the console lists it: its payload's first
+    :data:`PAYLOAD_SHOWN_BYTES` (``edgelambda events dlq`` prints it whole)."""
     return {
         "id": dead.id,
         "function": dead.function,
@@ -125,9 +133,68 @@ def dead_letter_json(dead: DeadLetteredEvent) -> dict[str, object]:
         "enqueued_at": dead.enqueued_at_s,
         "dead_at": dead.dead_at_s,
         "reason": str(dead.reason),
-        "last_error": dead.last_error,
-        "payload": dead.payload.decode("utf-8", "replace"),
+        "last_error": (dead.last_error or "")[:PAYLOAD_SHOWN_BYTES] or None,
+        "payload": dead.payload[:PAYLOAD_SHOWN_BYTES].decode("utf-8", "replace"),
+        "payload_bytes": len(dead.payload),
     }
+
+
+def limit_of(raw: str | None) -> int:
+    """A listing's ``limit`` parameter: 1 to :data:`MAX_LISTED`, :data:`LISTED` by default."""
+    if raw is None:
+        return LISTED
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LISTED:
+        raise BadRequest(f"limit={raw!r}", public_message=f"limit must be 1 to {MAX_LISTED}")
+    return int(raw)
+
+
+def box_json(
+    *,
+    settings: Settings,
+    started_s: float,
+    now_s: float,
+    loops: Sequence[str],
+    dead_loops: Mapping[str, str],
+    engine_version: str,
+    services: Sequence[ServiceHealth],
+    log_shipper: tuple[int, int] | None,
+    containers: Mapping[str, int],
+    events: Mapping[str, object],
+) -> dict[str, object]:
+    """The box page: the gateway, its loops, the engine, the data services, the log shipper
+    (records buffered and dropped, when logs are shipped) and the Event counts."""
+    return {
+        "version": __version__,
+        "started": started_s,
+        "uptime_s": round(now_s - started_s, 1),
+        "mode": "production" if settings.is_production else "development",
+        "loops": [
+            {
+                "name": name,
+                "status": "dead" if name in dead_loops else "running",
+                "detail": dead_loops.get(name),
+            }
+            for name in loops
+        ],
+        "engine": {"backend": settings.backend, "version": engine_version},
+        "services": [service.as_json() for service in services],
+        "log_shipper": None
+        if log_shipper is None
+        else {
+            "url": settings.victorialogs_url,
+            "buffered": log_shipper[0],
+            "capacity": settings.log_buffer_records,
+            "dropped": log_shipper[1],
+        },
+        "containers": dict(containers),
+        "events": dict(events),
+        "logs_ui": logs_ui_base(settings),
+    }
+
+
+def logs_ui_base(settings: Settings) -> str | None:
+    """VictoriaLogs as a browser reaches it (see ``EDGELAMBDA_VICTORIALOGS_UI_URL``)."""
+    return settings.victorialogs_ui_url or settings.victorialogs_url
 
 
 def invocation_logs_query(function: str, request_id: str | None, since: str) -> str:

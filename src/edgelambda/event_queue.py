@@ -88,6 +88,7 @@ SCHEMA = (
         last_error TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at_s)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_function ON dead_letters (function, seq)",
 )
 # quick_check: integrity_check's O(N) subset (no index contents), enough to find damaged
 # pages before the store is trusted (https://www.sqlite.org/pragma.html#pragma_quick_check).
@@ -135,12 +136,16 @@ BURY_EXPIRED = f"""INSERT INTO dead_letters ({DEAD_COLUMNS})
     FROM events WHERE state = 'queued' AND enqueued_at_s < ? ORDER BY seq"""
 DELETE_EXPIRED = "DELETE FROM events WHERE state = 'queued' AND enqueued_at_s < ?"
 
-SELECT_DEAD = f"SELECT {DEAD_COLUMNS} FROM dead_letters ORDER BY seq"
+# Dead letters are chosen by id, by function or all (:class:`DeadLetterFilter`), oldest first,
+# at most :limit (-1: no limit); each filter is one of these fixed texts, never user text.
+DEAD_FILTERS = {"id": "id = :id", "function": "function = :function", "all": "1"}
+SELECT_DEAD = f"SELECT {DEAD_COLUMNS} FROM dead_letters WHERE {{where}} ORDER BY seq LIMIT :limit"
 # A replayed event starts afresh: its age restarts, or the maximum age would bury it again.
+CHOSEN_DEAD = "SELECT seq FROM dead_letters WHERE {where} ORDER BY seq LIMIT :limit"
 REPLAY_DEAD = f"""INSERT INTO events ({EVENT_COLUMNS}, state)
-    SELECT id, function, payload, trace_id, 0, ?2, ?2, NULL, 'queued'
-    FROM dead_letters WHERE ?1 IS NULL OR id = ?1 ORDER BY seq"""
-DELETE_DEAD = "DELETE FROM dead_letters WHERE ?1 IS NULL OR id = ?1"
+    SELECT id, function, payload, trace_id, 0, :now, :now, NULL, 'queued'
+    FROM dead_letters WHERE seq IN ({CHOSEN_DEAD}) ORDER BY seq"""
+DELETE_DEAD = f"DELETE FROM dead_letters WHERE seq IN ({CHOSEN_DEAD})"
 
 DROP_OLD_DEAD = "DELETE FROM dead_letters WHERE dead_at_s < ?"
 # Everything older than the max_count newest (seq is insertion order); nothing when fewer.
@@ -148,7 +153,7 @@ DROP_EXCESS_DEAD = """DELETE FROM dead_letters WHERE seq <= (
     SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT 1 OFFSET ?)"""
 
 COUNT_EVENTS = "SELECT COUNT(*) FROM events"
-COUNT_DEAD = "SELECT COUNT(*) FROM dead_letters"
+COUNT_DEAD = "SELECT COUNT(*) FROM dead_letters WHERE {where}"
 NEXT_DUE = "SELECT MIN(next_attempt_at_s) FROM events WHERE state = 'queued'"
 
 
@@ -282,7 +287,9 @@ class EventQueue:
                 await db.rollback()
                 raise
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+    async def _fetchall(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[Sequence[Any]]:
         async with self._guard() as db:
             return list(await db.execute_fetchall(sql, params))
 
@@ -379,25 +386,45 @@ class EventQueue:
             log.warning("requeued interrupted events", count=cursor.rowcount)
         return cursor.rowcount
 
-    async def dead_letters(self) -> list[DeadLetteredEvent]:
-        """Every dead-lettered event, oldest first."""
-        return [_dead_lettered_event(row) for row in await self._fetchall(SELECT_DEAD)]
+    async def dead_letters(
+        self, *, function: str | None = None, limit: int | None = None
+    ) -> list[DeadLetteredEvent]:
+        """The dead-lettered events (of ``function`` only, when named), oldest first; at
+        most ``limit``."""
+        where, params = _dead_filter(None, function, limit)
+        rows = await self._fetchall(SELECT_DEAD.format(where=where), params)
+        return [_dead_lettered_event(row) for row in rows]
 
-    async def replay(self, event_id: str | None = None, *, now_s: float) -> int:
-        """Queue one dead letter (or all, when ``event_id`` is None) again, due now, with its
-        attempts and age reset; return how many moved (0 for an unknown id)."""
+    async def replay(
+        self,
+        event_id: str | None = None,
+        *,
+        function: str | None = None,
+        now_s: float,
+        limit: int | None = None,
+    ) -> int:
+        """Queue dead letters again, due now, with their attempts and age reset: the one
+        with ``event_id``, else those of ``function``, else all; the oldest ``limit`` at
+        most. How many moved (0 for an unknown id)."""
+        where, params = _dead_filter(event_id, function, limit)
         async with self._transaction() as db:
-            cursor = await db.execute(REPLAY_DEAD, (event_id, now_s))
-            await db.execute(DELETE_DEAD, (event_id,))
+            cursor = await db.execute(REPLAY_DEAD.format(where=where), {**params, "now": now_s})
+            await db.execute(DELETE_DEAD.format(where=where), params)
         return cursor.rowcount
+
+    async def function_depth(self, function: str) -> int:
+        """Events of ``function`` queued or running (what ``max_queued`` bounds)."""
+        rows = await self._fetchall(COUNT_FUNCTION, (function,))
+        return int(rows[0][0])
 
     async def depth(self) -> int:
         """Events queued or running."""
         rows = await self._fetchall(COUNT_EVENTS)
         return int(rows[0][0])
 
-    async def dead_letter_count(self) -> int:
-        rows = await self._fetchall(COUNT_DEAD)
+    async def dead_letter_count(self, function: str | None = None) -> int:
+        where, params = _dead_filter(None, function, None)
+        rows = await self._fetchall(COUNT_DEAD.format(where=where), params)
         return int(rows[0][0])
 
     async def next_due_s(self) -> float | None:
@@ -405,6 +432,15 @@ class EventQueue:
         rows = await self._fetchall(NEXT_DUE)
         due = rows[0][0]
         return None if due is None else float(due)
+
+
+def _dead_filter(
+    event_id: str | None, function: str | None, limit: int | None
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (one of :data:`DEAD_FILTERS`) and parameters choosing dead letters."""
+    kind = "id" if event_id is not None else "function" if function is not None else "all"
+    params = {"id": event_id, "function": function, "limit": -1 if limit is None else limit}
+    return DEAD_FILTERS[kind], params
 
 
 def _is_corrupt(error: BaseException | None) -> bool:

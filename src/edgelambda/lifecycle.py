@@ -27,7 +27,14 @@ from edgelambda.invocation import (
 )
 from edgelambda.journal import Journal
 from edgelambda.routing import FunctionSpec
-from edgelambda.sandbox import FunctionPool, PayloadTally, Sandbox, SandboxState, reap_plan
+from edgelambda.sandbox import (
+    FunctionPool,
+    PayloadTally,
+    Sandbox,
+    SandboxState,
+    idle_to_stop,
+    reap_plan,
+)
 from edgelambda.sandbox_engine import Running, SandboxEngine
 from edgelambda.tasks import TaskSet
 
@@ -210,17 +217,18 @@ class Lifecycle:
 
     # -- idle sandboxes -----------------------------------------------------------------
 
-    def stop_idle(self, function_name: str) -> int:
-        """Retire the function's idle sandboxes (ready or frozen) now, as an operator asks;
-        busy and starting ones are left alone. How many were retired."""
-        idle = [
-            sandbox
-            for sandbox in self._pools[function_name].sandboxes
-            if sandbox.state is SandboxState.READY or sandbox.state is SandboxState.FROZEN
-        ]
-        for sandbox in idle:
-            self.retire(sandbox, reason="stopped by an operator")
-        return len(idle)
+    def remove_idle(self, function_name: str) -> int:
+        """Retire the function's idle sandboxes (ready or frozen) now, as an operator asks,
+        and remove their containers; busy and starting ones are left alone, and so are the
+        most recently used as ``min_warm`` keeps running. How many were retired."""
+        pool = self._pools[function_name]
+        # Idle for any time at all: the reaper's own choice, min_warm kept, least recent first.
+        spare = idle_to_stop(
+            pool.sandboxes, now_s=self._clock(), idle_timeout_s=0, min_warm=pool.function.min_warm
+        )
+        for sandbox in spare:
+            self.retire(sandbox, reason="removed by an operator")
+        return len(spare)
 
     def reap(self, now_s: float) -> None:
         """Stop sandboxes idle past their timeout, remove those stopped past the retention

@@ -217,10 +217,11 @@ class Pool:
         """:meth:`image_of` every function that has started a container."""
         return self._engine.images
 
-    def stop_idle(self, function_name: str) -> int:
-        """Retire the function's idle containers (ready or frozen); how many."""
+    def remove_idle(self, function_name: str) -> int:
+        """Retire the function's idle containers (ready or frozen) beyond its ``min_warm``;
+        how many."""
         self._pool(function_name)  # an unknown function is 404
-        return self._lifecycle.stop_idle(function_name)
+        return self._lifecycle.remove_idle(function_name)
 
     def function_at(self, address: str) -> FunctionSpec | None:
         """The function whose running sandbox has ``address`` (a function calling back into

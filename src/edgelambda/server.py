@@ -134,22 +134,34 @@ class Server:
         except TimeoutError:
             return {"error": f"the event store did not answer within {wait_s:g} s"}
 
-    async def dead_letters(self) -> list[DeadLetteredEvent]:
-        """Every dead-lettered Event invocation, oldest first."""
+    async def dead_letters(
+        self, function: str | None = None, limit: int | None = None
+    ) -> list[DeadLetteredEvent]:
+        """Dead-lettered Event invocations (of ``function``, when named), oldest first; at
+        most ``limit``."""
+        return await self._event_store().dead_letters(function=function, limit=limit)
+
+    async def dead_letter_count(self, function: str | None = None) -> int:
+        return await self._event_store().dead_letter_count(function)
+
+    async def replay(self, event_id: str | None = None, *, function: str | None = None) -> int:
+        """Queue dead letters again, due now, and wake the worker: the one with ``event_id``,
+        or the oldest of ``function``'s that fit the room its Event queue has left
+        (``EDGELAMBDA_EVENT_QUEUE_SIZE``). How many moved (an id no longer dead-lettered
+        moves none)."""
+        events = self._event_store()
+        limit = None
+        if function is not None:
+            limit = max(0, self.settings.event_queue_size - await events.function_depth(function))
+        moved = await events.replay(event_id, function=function, now_s=time.time(), limit=limit)
+        if self._worker is not None:
+            self._worker.notify()
+        return moved
+
+    def _event_store(self) -> EventQueue:
         if self._events is None:
             raise RuntimeError("the gateway has not been started")
-        return await self._events.dead_letters()
-
-    async def replay(self, event_ids: list[str]) -> int:
-        """Queue dead letters again, due now, and wake the worker; how many moved (an id no
-        longer dead-lettered moves none)."""
-        if self._events is None or self._worker is None:
-            raise RuntimeError("the gateway has not been started")
-        moved = 0
-        for event_id in event_ids:
-            moved += await self._events.replay(event_id, now_s=time.time())
-        self._worker.notify()
-        return moved
+        return self._events
 
     async def _run_event(self, event: QueuedEvent) -> str | None:
         """One attempt of an Event invocation; the function's error, or None on success."""

@@ -233,7 +233,7 @@ async function showFunction(name) {
         <dt>Queued</dt><dd id="detail-queued">${f.queued}</dd>
       </dl>
       <div class="row-actions">
-        <button id="stop-idle" class="secondary" type="button">Stop idle containers</button>
+        <button id="remove-idle" class="secondary" type="button">Remove idle containers</button>
         <span id="action-result" class="hint"></span>
       </div></div>
       <div class="card"><div id="detail-charts">${charts(f.activity)}</div></div>
@@ -253,8 +253,8 @@ async function showFunction(name) {
     <h2>Dead letters</h2>
     <div id="dead-letters">${deadLettersTable(f)}</div>`;
   $("#invoke").addEventListener("submit", (event) => invoke(event, f.name));
-  $("#stop-idle").addEventListener("click", () => act(`functions/${encodeURIComponent(f.name)}/stop-idle`,
-    (r) => `stopped ${r.stopped} idle container(s)`));
+  $("#remove-idle").addEventListener("click", () => act(`functions/${encodeURIComponent(f.name)}/remove-idle`,
+    (r) => `removed ${r.removed} idle container(s)`));
   wireDetail(f);
 }
 
@@ -283,7 +283,8 @@ function deadLettersTable(f) {
     <tr data-dead-letter="${esc(d.id)}"><td>${when(d.dead_at)}</td><td class="mono">${esc(d.id)}</td>
       <td class="num">${d.attempts}</td><td>${esc(d.reason)}</td><td class="mono">${esc(d.last_error || "")}</td>
       <td><button type="button" class="secondary replay-one">Replay</button></td></tr>`).join("");
-  return `<div class="row-actions"><button id="replay-all" type="button">Replay all ${f.dead_letters.length}</button></div>
+  const shown = f.dead_letter_count > f.dead_letters.length ? ` <span class="hint">(the oldest ${f.dead_letters.length} shown)</span>` : "";
+  return `<div class="row-actions"><button id="replay-all" type="button">Replay all ${f.dead_letter_count}</button>${shown}</div>
     <table id="dead-letter-table"><thead><tr><th>Dead since</th><th>Event id</th><th>Attempts</th><th>Reason</th>
     <th>Last error</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
 }
@@ -299,7 +300,7 @@ function wireDetail(f) {
   }
   const all = $("#replay-all");
   if (all) all.addEventListener("click", () => act(`functions/${encodeURIComponent(f.name)}/replay`,
-    (r) => `replayed ${r.replayed} event(s)`));
+    (r) => `replayed ${r.replayed} event(s)${r.left ? `; ${r.left} left (the function's Event queue is full)` : ""}`));
 }
 
 async function act(path, describe) {
