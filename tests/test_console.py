@@ -347,6 +347,24 @@ async def test_the_live_feed_sends_the_document_at_once_and_on_every_change(
     response.close()
 
 
+async def test_a_live_stream_ends_when_its_token_expires(gateway: GatewayFactory) -> None:
+    box = await gateway()
+    settings = box.client.app[SERVER_KEY].settings
+    short = auth.issue_token(
+        "onpremise-user", secret=settings.jwt_secret, now_s=time.time(), expires_s=1,
+        token_id="t",
+    )  # fmt: skip
+    started = time.monotonic()
+
+    response = await box.client.get(
+        "/console/api/live", headers={"Authorization": f"Bearer {short}"}
+    )
+    body = await asyncio.wait_for(response.content.read(), 5)
+
+    assert body.startswith(b"data: ")  # the document, then the end
+    assert time.monotonic() - started < 3
+
+
 async def test_an_open_live_feed_does_not_hold_up_shutdown(gateway: GatewayFactory) -> None:
     box = await gateway(shutdown_grace_s=30)
     async with aiohttp.ClientSession() as browser:  # stays connected while the gateway stops

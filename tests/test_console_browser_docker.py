@@ -151,9 +151,11 @@ async def test_an_operator_sees_and_operates_the_box_in_a_browser(
 
     # Invoke from the form: the result, and the invocation's log lines.
     await row.locator("a").first.click()
-    await page.fill("#invoke textarea", '{"say": "hello from the form"}')
+    # What a function prints or answers is shown as text, never as markup.
+    await page.fill("#invoke textarea", '{"say": "hello from the form <img src=x id=injected>"}')
     await page.click("#invoke button[type=submit]")
-    await expect(page.locator("#invoke-result")).to_contain_text('"said": "hello from the form"')
+    result = page.locator("#invoke-result")
+    await expect(result).to_contain_text('"said": "hello from the form <img')
     await expect(page.locator("#invoke-log")).to_contain_text(
         "console function says hello from the form"
     )
@@ -168,10 +170,10 @@ async def test_an_operator_sees_and_operates_the_box_in_a_browser(
         if "hello from the form" in await log_lines.inner_text():
             break
         await page.wait_for_timeout(250)
-    await expect(log_lines).to_contain_text("console function says hello from the form")
+    await expect(log_lines).to_contain_text("console function says hello from the form <img")
+    await expect(page.locator("#injected")).to_have_count(0)
     link = page.get_by_role("link", name="Open in VictoriaLogs")
     assert "/select/vmui/#/?query=" in (await link.get_attribute("href") or "")
-    await screenshot(page, "function")
 
     # Break the function, and an Event invocation ends as a dead letter.
     assert (await edit_routing(server.url, routing_file, routing("1")))["status"] == "accepted"
@@ -203,6 +205,7 @@ async def test_an_operator_sees_and_operates_the_box_in_a_browser(
     await expect(page.locator("#no-dead-letters")).to_be_visible(timeout=WAIT_MS)
     latest = page.locator("#invocation-table tbody tr[data-request-id]").first
     await expect(latest).to_contain_text("success", timeout=WAIT_MS)
+    await screenshot(page, "function")
 
     await page.goto(f"{server.url}/console#/box")
     await expect(page.locator("#services")).to_contain_text("VictoriaLogs")
