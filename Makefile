@@ -66,8 +66,10 @@ BIND_ADDRESS := $(call env_value,EDGELAMBDA_BIND_ADDRESS)
 # 127.0.0.1 unless the operator names an address; development mode where the gateway is.
 # (The compose files' own default is 127.0.0.1: without make, nothing is opened by mistake.)
 export EDGELAMBDA_DATA_BIND_ADDRESS := $(or $(call env_value,EDGELAMBDA_DATA_BIND_ADDRESS),$(if $(IS_PRODUCTION),127.0.0.1,$(BIND_ADDRESS)),0.0.0.0)
-# The console links to VictoriaLogs' web UI on the host it is served from, at the published port.
-export EDGELAMBDA_VICTORIALOGS_UI_URL := $(or $(call env_value,EDGELAMBDA_VICTORIALOGS_UI_URL),:$(or $(call env_value,EDGELAMBDA_VICTORIALOGS_PORT),9428))
+# The console links to VictoriaLogs' web UI on the host it is served from, at the published
+# port: given to the stacks these targets start (not exported to everything, so a test's own
+# `make up` beneath `make test` decides it from its own port).
+check-settings up dind: export EDGELAMBDA_VICTORIALOGS_UI_URL := $(or $(call env_value,EDGELAMBDA_VICTORIALOGS_UI_URL),:$(or $(call env_value,EDGELAMBDA_VICTORIALOGS_PORT),9428))
 ENV_FILE_ARG := $(if $(wildcard $(ENV_FILE)),--env-file $(abspath $(ENV_FILE)))
 # Where `make up` and `make dind` look for the gateway's /health (an IPv6 address bracketed).
 GATEWAY_HOST := $(or $(filter-out 0.0.0.0 ::,$(BIND_ADDRESS)),127.0.0.1)
