@@ -16,7 +16,7 @@ from edgelambda.errors import (
 )
 from edgelambda.invocation import TIMEOUT_ERROR_TYPE, Invocation
 from edgelambda.logs import RecordingSink
-from tests.fakes import FakeBackend, function_spec
+from tests.fakes import Clock, FakeBackend, function_spec
 from tests.pools import make_pool, runtime, settle, stop_all
 
 
@@ -293,17 +293,19 @@ async def test_a_runtime_gone_after_its_poll_was_refused_is_forgotten_quietly() 
 
 
 async def test_removing_idle_sandboxes_leaves_busy_ones_and_min_warm() -> None:
-    backend = FakeBackend()
-    pool = make_pool(backend, function_spec(max_concurrency=3, min_warm=2))
+    backend, clock = FakeBackend(), Clock()
+    pool = make_pool(backend, function_spec(max_concurrency=3, min_warm=2), clock)
     calls = [asyncio.create_task(pool.invoke("fn", Invocation(payload=b"x"))) for _ in range(3)]
     await settle()
     sandboxes = [await pool.sandbox_at(f"10.0.0.{n}") for n in (2, 3, 4)]
     held = [await pool.next_invocation(s) for s in sandboxes if s is not None]
-    for sandbox, invocation in zip(sandboxes[1:], held[1:], strict=True):  # two answer
+    idle = []
+    for sandbox, invocation in zip(sandboxes[1:], held[1:], strict=True):  # c2, then c3, idle
         assert sandbox is not None
         pool.respond(sandbox, invocation.request_id, b"done")
-    idle = [asyncio.create_task(pool.next_invocation(s)) for s in sandboxes[1:] if s]
-    await settle()
+        idle.append(asyncio.create_task(pool.next_invocation(sandbox)))
+        await settle()
+        clock.now_s += 1
     assert pool.by_state() == {"busy": 1, "ready": 2}
 
     removed = pool.remove_idle("fn")
@@ -311,7 +313,7 @@ async def test_removing_idle_sandboxes_leaves_busy_ones_and_min_warm() -> None:
 
     assert removed == 1  # the busy one and the last used stay running: min_warm is 2
     assert pool.by_state() == {"busy": 1, "ready": 1}
-    assert backend.removed == ["c2"]
+    assert backend.removed == ["c2"]  # the one idle longest
     with pytest.raises(RouteNotFound):
         pool.remove_idle("nope")
     await stop_all(*calls, *idle)
