@@ -39,7 +39,7 @@ from harness import progress, rss_mb
 from load_sections import combined
 from perf_reference import ClientFlags
 from playwright.async_api import Page, async_playwright
-from report import trimmed
+from report import paired_ratios, trimmed
 from scale_sections import BURST_TIMEOUT_S, fill, scale_settings
 
 from edgelambda.config import DEFAULT_API_KEY
@@ -156,29 +156,12 @@ async def load_with_consoles(run: BenchRun) -> dict[str, Any]:
                 rounds[kind].append(trimmed(result))
         return {
             **{name: combined(kind) for name, kind in rounds.items()},
-            "paired_ratios": paired_ratios(rounds["five_consoles"], rounds["no_console"]),
+            "paired_ratios": paired_ratios(
+                rounds["five_consoles"], rounds["no_console"], LOAD_FLAGS.concurrency
+            ),
             "live_documents_received": documents[0],
             "rss_mb": rss_mb(served.pid),
         }
-
-
-def paired_ratios(
-    numerators: list[dict[str, Any]], denominators: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Per client count: each round's req/s ratio, and their median."""
-    out: dict[str, Any] = {}
-    for clients in LOAD_FLAGS.concurrency:
-        each = [
-            round(rps_at(top, clients) / rps_at(bottom, clients), 3)
-            for top, bottom in zip(numerators, denominators, strict=True)
-            if rps_at(top, clients) and rps_at(bottom, clients)
-        ]
-        out[str(clients)] = {"median": statistics.median(each) if each else None, "rounds": each}
-    return out
-
-
-def rps_at(side: dict[str, Any], clients: int) -> float:
-    return next((run["rps"] for run in side.get("load", []) if run["clients"] == clients), 0.0)
 
 
 @contextlib.asynccontextmanager

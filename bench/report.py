@@ -3,7 +3,8 @@ between the sides, and the acceptance bound each ratio is held to."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,22 @@ def warm_hello_ms(side: dict[str, Any], key: str) -> float | None:
 def rps_at(side: dict[str, Any], clients: int) -> float | None:
     runs = [run["rps"] for run in side.get("load", []) if run["clients"] == clients]
     return runs[0] if runs else None
+
+
+def paired_ratios(
+    numerators: list[dict[str, Any]], denominators: list[dict[str, Any]], clients: Sequence[int]
+) -> dict[str, Any]:
+    """Rounds measured in pairs (trimmed bench.py reports): per client count, each pair's
+    req/s ratio, and their median."""
+    out: dict[str, Any] = {}
+    for count in clients:
+        each = [
+            value
+            for top, bottom in zip(numerators, denominators, strict=True)
+            if (value := ratio(rps_at(top, count), rps_at(bottom, count))) is not None
+        ]
+        out[str(count)] = {"median": statistics.median(each) if each else None, "rounds": each}
+    return out
 
 
 def ratios(report: dict[str, Any]) -> dict[str, float | None]:

@@ -238,12 +238,19 @@ async def test_a_functions_dead_letters_are_replayed_and_no_others(
 
 async def test_listings_are_bounded(gateway: GatewayFactory) -> None:
     box = await gateway()
+    events = box.client.app[SERVER_KEY]._events
+    assert events is not None
+    later_s = time.time() + 3600
+    for n in range(5):
+        await events.enqueue("fn", b"x" * (5000 + n), trace_id=None, now_s=later_s)
+    await events.expire(now_s=later_s + 100, max_age_s=60)
 
     too_many = await box.client.get("/console/api/dead-letters?limit=5000", headers=KEYED)
     listed = await get(box, "/console/api/dead-letters?limit=3")
 
     assert too_many.status == 400
-    assert listed == {"dead_letters": []}
+    assert [d["payload_bytes"] for d in listed["dead_letters"]] == [5000, 5001, 5002]  # oldest
+    assert {len(d["payload"]) for d in listed["dead_letters"]} == {4096}  # shown cut
 
 
 async def test_routes_show_a_rejected_reload_with_its_file_line_and_key(

@@ -17,7 +17,9 @@ MAX_SAMPLES = 1024
 COLUMNS = ("invocations", "errors", "cold_starts", "p50_ms", "p99_ms")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made for every invocation, and a frozen dataclass sets each field through
+# object.__setattr__ (1.0 µs here against 0.24 µs).
+@dataclass(slots=True)
 class InvocationSummary:
     """One concluded invocation, as the function detail page lists it."""
 
@@ -71,7 +73,6 @@ class _Minute:
             return self.summary
         ordered = sorted(self.durations_ms)
         summary: dict[str, object] = {
-            "minute": self.minute * 60,
             "invocations": self.invocations,
             "errors": self.errors,
             "cold_starts": self.cold_starts,
@@ -114,9 +115,7 @@ class FunctionActivity:
         current = int(now_s // 60)
         kept = {m.minute: m for m in self._minutes}
         minutes = [
-            kept[minute].as_json(is_over=minute < current)
-            if minute in kept
-            else _empty_minute(minute)
+            kept[minute].as_json(is_over=minute < current) if minute in kept else _empty_minute()
             for minute in range(current - WINDOW_MINUTES + 1, current + 1)
         ]
         columns: dict[str, object] = {"start": (current - WINDOW_MINUTES + 1) * 60}
@@ -125,9 +124,8 @@ class FunctionActivity:
         return columns
 
 
-def _empty_minute(minute: int) -> dict[str, object]:
+def _empty_minute() -> dict[str, object]:
     return {
-        "minute": minute * 60,
         "invocations": 0,
         "errors": 0,
         "cold_starts": 0,

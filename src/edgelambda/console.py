@@ -23,6 +23,7 @@ from aiohttp import web
 from edgelambda import console_api
 from edgelambda.errors import BadRequest, LogStoreUnavailable, RouteNotFound
 from edgelambda.live_feed import LiveFeed, sse_message
+from edgelambda.logs import logsql_query
 from edgelambda.routing import FunctionSpec
 from edgelambda.server import Server
 from edgelambda.service_checks import ServiceChecks
@@ -34,7 +35,6 @@ STATIC_FILES = frozenset({"console.js", "console.css"})
 LOGS_TIMEOUT = aiohttp.ClientTimeout(total=10)
 MAX_LOG_LINES = 1000
 MAX_LOG_BYTES = 8 * 1024 * 1024  # of one LogsQL answer; beyond, the rest is not read
-EVENT_COUNTS_WAIT_S = 1.0
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream
 # The page loads only this package's own files, posts no form, and is never framed.
 PAGE_HEADERS = {
@@ -90,15 +90,11 @@ class Console:
             self.spec(name),
             server.table.routes,
             server.pool.snapshot(),
-            server.pool.image_of(name),
+            server.pool.images().get(name),
             server.settings,
         )
         document["activity"] = server.metrics.activity.series(name, time.time())
         return document
-
-    async def events(self) -> dict[str, int | str]:
-        """Event invocations queued and dead-lettered, or why the store cannot say."""
-        return await self.server.event_summary(EVENT_COUNTS_WAIT_S)
 
     async def _live_document(self) -> bytes:
         server, now_s = self.server, time.time()
@@ -109,7 +105,7 @@ class Console:
                     table, server.pool.snapshot(), server.pool.images()
                 ),
                 "activity": console_api.activity_json(table, server.metrics.activity, now_s),
-                "events": await self.events(),
+                "events": await server.event_summary(),
                 "dead_loops": server.loops.dead(),
                 "reload": server.reload_status.as_json(),
             }
@@ -128,7 +124,7 @@ class Console:
             services=await self.services.results(),
             log_shipper=None if shipper is None else (shipper.buffered, shipper.dropped),
             containers=server.pool.by_state(),
-            events=await self.events(),
+            events=await server.event_summary(),
         )
 
     async def read_logs(self, query: str) -> list[dict[str, object]]:
@@ -284,7 +280,7 @@ async def function_logs(request: web.Request, console: Console) -> object:
     since = request.query.get("since", "1h")
     if not console_api.is_duration(since):
         raise BadRequest(f"since={since!r}", public_message="since must be a duration like 15m")
-    query = console_api.invocation_logs_query(name, request.query.get("request_id"), since)
+    query = logsql_query(name, since=since, request_id=request.query.get("request_id"))
     lines = await console.read_logs(query)
     base = console_api.logs_ui_base(console.server.settings)
     return {

@@ -14,7 +14,7 @@ from edgelambda.activity import Activity
 from edgelambda.async_events import DeadLetteredEvent
 from edgelambda.config import Settings
 from edgelambda.errors import BadRequest, Unauthorized
-from edgelambda.logs import json_object, logsql_query
+from edgelambda.logs import json_object
 from edgelambda.routing import FunctionSpec, Route, RoutingTable
 from edgelambda.service_checks import ServiceHealth
 
@@ -195,12 +195,6 @@ def box_json(
 def logs_ui_base(settings: Settings) -> str | None:
     """VictoriaLogs as a browser reaches it (see ``EDGELAMBDA_VICTORIALOGS_UI_URL``)."""
     return settings.victorialogs_ui_url or settings.victorialogs_url
-
-
-def invocation_logs_query(function: str, request_id: str | None, since: str) -> str:
-    """The LogsQL query the console reads an invocation's (or a function's) lines with: the
-    one ``edgelambda logs`` sends."""
-    return logsql_query(function, since=since, request_id=request_id)
 
 
 def is_duration(text: str) -> bool:

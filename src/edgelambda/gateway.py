@@ -44,7 +44,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # a 20 MB soft limit before). Past it the client's connection is cut, so the client sees an
 # incomplete body. A buffered result is held to Lambda's 6 MB by the Runtime API (502 here).
 MAX_STREAMED_RESULT_BYTES = 200 * 1024 * 1024
-EVENT_COUNTS_WAIT_S = 1.0  # what /health waits for the event store
 
 
 SERVER_KEY = web.AppKey("server", Server)
@@ -148,7 +147,7 @@ async def health(request: web.Request) -> web.Response:
     Either way with the containers by state (busy, ready, frozen, stopped, ...) and the Event
     invocations queued (or running) and dead-lettered, or why the store cannot say."""
     gateway = request.app[SERVER_KEY]
-    events = await gateway.event_summary(EVENT_COUNTS_WAIT_S)
+    events = await gateway.event_summary()
     counts = {
         "functions": len(gateway.table.functions),
         "containers": gateway.pool.by_state(),

@@ -209,12 +209,8 @@ class Pool:
         """Containers of every function by state, for ``/health``."""
         return containers_by_state(self._pools.values())
 
-    def image_of(self, function_name: str) -> str | None:
-        """The image the function's last container was started from (None before one)."""
-        return self._engine.images.get(function_name)
-
     def images(self) -> Mapping[str, str]:
-        """:meth:`image_of` every function that has started a container."""
+        """The image each function's last container was started from (none before one)."""
         return self._engine.images
 
     def remove_idle(self, function_name: str) -> int:

@@ -41,6 +41,8 @@ from edgelambda.tasks import LoopRegistry
 
 log = structlog.get_logger(__name__)
 
+EVENT_COUNTS_WAIT_S = 1.0  # what /health and the console wait for the event store
+
 
 class Server:
     """Owns what the HTTP front needs: the routing table, the pool and the Runtime API
@@ -122,17 +124,17 @@ class Server:
         depth, dead = await self._events.depth(), await self._events.dead_letter_count()
         return {"queued": depth, "dead_letters": dead}
 
-    async def event_summary(self, wait_s: float) -> dict[str, int | str]:
+    async def event_summary(self) -> dict[str, int | str]:
         """:meth:`event_counts`, or ``{"error": ...}`` saying why the store cannot answer; a
         health check must not wait on a busy store (SQLite waits up to 5 s for its lock), so
-        at most ``wait_s``."""
+        at most :data:`EVENT_COUNTS_WAIT_S`."""
         try:
-            async with asyncio.timeout(wait_s):
+            async with asyncio.timeout(EVENT_COUNTS_WAIT_S):
                 return {**await self.event_counts()}
         except EventStoreError as exc:
             return {"error": str(exc)}
         except TimeoutError:
-            return {"error": f"the event store did not answer within {wait_s:g} s"}
+            return {"error": f"the event store did not answer within {EVENT_COUNTS_WAIT_S:g} s"}
 
     async def dead_letters(
         self, function: str | None = None, limit: int | None = None

@@ -475,7 +475,7 @@ class SwarmBackend:
                             node=str(task["NodeID"])[:12],
                         )
                     is_oom = was_killed(task) and await self._was_oom_killed(task)
-                    yield task_exit(str(task["ServiceID"]), dict(task), is_oom=is_oom)
+                    yield task_exit(str(task["ServiceID"]), task, is_oom=is_oom)
             reported &= {str(t["ID"]) for t in tasks}  # a removed service's tasks are gone
             await asyncio.sleep(EXIT_POLL_S)
 
